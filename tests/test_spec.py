@@ -1,0 +1,185 @@
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from unetbench.errors import SpecError
+from unetbench.spec import (
+    ChallengeSpec,
+    apply_overrides,
+    dump_spec,
+    load_spec,
+    parse_override,
+    spec_to_dict,
+)
+
+CHALLENGES = Path(__file__).resolve().parents[1] / "challenges"
+EM = CHALLENGES / "em.toml"
+
+
+def test_every_shipped_spec_loads():
+    names = sorted(p.stem for p in CHALLENGES.glob("*.toml"))
+    assert names == ["dic-hela", "em", "phc-u373", "quickstart"]
+    for path in CHALLENGES.glob("*.toml"):
+        assert isinstance(load_spec(path), ChallengeSpec)
+
+
+def test_em_spec_has_the_papers_settings():
+    spec = load_spec(EM)
+    assert spec.data.dataset == "isbi2012"
+    assert (spec.model.depth, spec.model.base_channels, spec.model.padding) == (5, 64, "valid")
+    assert (spec.training.optimizer, spec.training.momentum, spec.training.batch_size) == ("sgd", 0.99, 1)
+    assert spec.training.tile_size == 572
+    assert (spec.augmentation.elastic, spec.augmentation.elastic_grid, spec.augmentation.elastic_sigma) == (True, 3, 10.0)
+    assert (spec.weightmap.enabled, spec.weightmap.w0, spec.weightmap.sigma) == (True, 10.0, 5.0)
+    assert spec.inference.tiling == "overlap-tile"
+    # labelled evaluation on held-out training slices, disjoint from training
+    assert set(spec.data.split.evaluation).isdisjoint(spec.data.split.train)
+    assert len(spec.data.split.train) + len(spec.data.split.validation) + len(spec.data.split.evaluation) == 30
+
+
+def _mutated(tmp_path: Path, old: str, new: str, base: Path = EM) -> Path:
+    text = base.read_text()
+    assert re.search(old, text, flags=re.M), f"test bug: {old!r} not in {base.name}"
+    path = tmp_path / "spec.toml"
+    path.write_text(re.sub(old, new, text, count=1, flags=re.M))
+    return path
+
+
+BAD = [
+    # (pattern, replacement, key, message fragment)
+    (r"^momentum = 0.99.*$", "momentun = 0.99", "training.momentun", "did you mean 'training.momentum'"),
+    (r"^\[training\]$", "[trainng]", "trainng", "did you mean 'training'"),
+    (r"^sigma = 5.0$", "sigma = -1.0", "weightmap.sigma", "must be > 0"),
+    (r"^tile_size = 572$", "tile_size = 570", "training.tile_size", "nearest valid sizes: 556 or 572"),
+    (r'^padding = "valid".*$', 'padding = "full"', "model.padding", "valid choices: 'valid', 'same'"),
+    (r"^iterations = 10000.*$", 'iterations = "many"', "training.iterations", "must be an integer"),
+    (r"^iterations = 10000.*$", "iterations = true", "training.iterations", "must be an integer"),
+    (r"^iterations = 10000.*$", "iterations = 0", "training.iterations", "must be >= 1"),
+    (r"^learning_rate = 0.01$", "learning_rate = nan", "training.learning_rate", "finite"),
+    (r'^dataset = "isbi2012"$', 'dataset = "isbi"', "data.dataset", "valid choices: "),
+    (r'^primary = "rand_error"$', 'primary = "seg"', "evaluation.primary", "must be one of the metrics"),
+    (r'^metrics = \[.*\]\nprimary = .*$', 'metrics = ["seg"]\nprimary = "seg"', "evaluation.metrics", "does not apply to isbi2012"),
+    (r"^validation = \[20, ", "validation = [19, 20, ", "data.split.validation", "also in train"),
+    (r'^method = "indices"$', 'method = "sequence"', "data.split.train", "takes sequence names"),
+    (r'^method = "indices"$', 'method = "kfold"', "data.split.train", "not used with method = 'kfold'"),
+    (r"^evaluation = \[25, ", 'evaluation = ["x", ', "data.split.evaluation", "takes sample indices"),
+    (r"^dropout = 0.5.*$", "dropout = 1.0", "model.dropout", "[0, 1)"),
+    (r"^elastic_sigma = 10.0$", "elastic_sigma = -10.0", "augmentation.elastic_sigma", ">= 0"),
+    (r'^class_balance = "dataset"$', 'class_balance = "global"', "weightmap.class_balance", "'per-image', 'dataset', 'none'"),
+    (r"^\[report\]$", 'overrides = ["x=1"]\n[report]', "evaluation.overrides", "unknown key"),
+    (r"^\[data\.split\]$", "[data.split.extra]\n[data.split]", "data.split.extra", "unknown key"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "key", "fragment"), BAD, ids=[b[2] + ":" + b[3][:20] for b in BAD])
+def test_bad_spec_names_file_key_and_what_is_valid(tmp_path, old, new, key, fragment):
+    path = _mutated(tmp_path, old, new)
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    err = info.value
+    assert err.source == str(path)
+    assert err.key == key
+    assert fragment in err.message
+    assert str(err).startswith(f"{path}: {key}: ")
+    assert "\n" not in str(err)
+
+
+def test_sequence_split_on_data_without_sequences_is_refused(tmp_path):
+    path = _mutated(tmp_path, r'^method = "indices"$', 'method = "sequence"\n')
+    text = path.read_text()
+    text = re.sub(r"^train = \[.*$", 'train = ["01"]', text, flags=re.M)
+    text = re.sub(r"^validation = \[.*$", "validation = []", text, flags=re.M)
+    text = re.sub(r"^evaluation = \[.*$", 'evaluation = ["02"]', text, flags=re.M)
+    path.write_text(text)
+    with pytest.raises(SpecError, match="data.split.method: isbi2012 has no sequences"):
+        load_spec(path)
+
+
+def test_missing_required_table(tmp_path):
+    path = tmp_path / "spec.toml"
+    path.write_text('name = "x"\n[evaluation]\nmetrics = ["iou"]\nprimary = "iou"\n')
+    with pytest.raises(SpecError, match=r"spec.toml: data: missing; this key is required"):
+        load_spec(path)
+
+
+def test_invalid_toml_and_missing_file_name_the_file(tmp_path):
+    path = tmp_path / "broken.toml"
+    path.write_text('name = "x"\n[data\n')
+    with pytest.raises(SpecError, match=r"broken.toml: is not valid TOML"):
+        load_spec(path)
+    with pytest.raises(SpecError, match=r"nope.toml: no such file"):
+        load_spec(tmp_path / "nope.toml")
+
+
+def test_overrides_replace_validate_and_are_recorded():
+    spec = load_spec(EM)
+    ablated = apply_overrides(spec, {"weightmap.enabled": False, "training.iterations": 20})
+    assert ablated.weightmap.enabled is False and ablated.training.iterations == 20
+    assert ablated.overrides == ("weightmap.enabled=false", "training.iterations=20")
+    assert spec.weightmap.enabled is True and spec.overrides == ()  # the original is untouched
+    assert dataclasses.replace(ablated, weightmap=spec.weightmap, training=spec.training, overrides=()) == spec
+    again = apply_overrides(ablated, [("inference.tiling", "none")])
+    assert again.overrides[-1] == 'inference.tiling="none"' and len(again.overrides) == 3
+    assert spec_to_dict(again)["overrides"] == list(again.overrides)
+
+
+def test_no_overrides_gives_back_the_spec_file():
+    spec = load_spec(EM)
+    assert apply_overrides(spec, {}) == spec
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("weightmap.sigma", -1.0, "weightmap.sigma: must be > 0"),
+        ("training.iteratons", 3, "did you mean 'training.iterations'"),
+        ("training", 3, "is a table"),
+        ("name.x", 3, "name is not a table"),
+        ("model.padding", "full", "valid choices"),
+        ("training.tile_size", 570, "556 or 572"),
+    ],
+)
+def test_bad_override_is_a_spec_error_naming_the_key(key, value, fragment):
+    with pytest.raises(SpecError, match=re.escape(fragment)):
+        apply_overrides(load_spec(EM), {key: value}, source="--set")
+
+
+def test_parse_override_reads_toml_values():
+    assert parse_override("training.iterations=200") == ("training.iterations", 200)
+    assert parse_override("weightmap.enabled=false") == ("weightmap.enabled", False)
+    assert parse_override("data.dataset=isbi2012") == ("data.dataset", "isbi2012")
+    assert parse_override('data.dataset="a b"') == ("data.dataset", "a b")
+    assert parse_override("data.split.train=[1, 2]") == ("data.split.train", [1, 2])
+    with pytest.raises(SpecError, match="expected KEY=VALUE"):
+        parse_override("training.iterations")
+
+
+@pytest.mark.parametrize("path", sorted(CHALLENGES.glob("*.toml")), ids=lambda p: p.name)
+def test_dump_reads_back_to_an_equal_spec(tmp_path, path):
+    spec = load_spec(path)
+    out = tmp_path / "resolved.toml"
+    out.write_text(dump_spec(spec))
+    assert load_spec(out) == spec
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    description=st.text(max_size=40),
+    learning_rate=st.floats(min_value=1e-12, max_value=1e3, allow_nan=False),
+    seed=st.integers(min_value=0, max_value=2**62),
+    shuffle=st.none() | st.integers(min_value=0, max_value=10**9),
+)
+def test_dump_round_trip_property(tmp_path, description, learning_rate, seed, shuffle):
+    spec = apply_overrides(
+        load_spec(EM),
+        {"description": description, "training.learning_rate": learning_rate, "training.seed": seed},
+    )
+    if shuffle is not None:
+        spec = apply_overrides(spec, {"data.split.shuffle_seed": shuffle})
+    out = tmp_path / "resolved.toml"
+    out.write_text(dump_spec(spec), encoding="utf-8")
+    assert load_spec(out) == dataclasses.replace(spec, overrides=())

@@ -1,0 +1,3 @@
+from unetbench.cli import main
+
+raise SystemExit(main())

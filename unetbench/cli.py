@@ -1,0 +1,216 @@
+"""The ``unetbench`` command line.
+
+User errors (a bad spec, missing data, a wrong option value) print one line ``error: ...`` on stderr and
+exit with status 1; a traceback means a bug in unetbench.
+"""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from unetbench import __version__
+from unetbench.datasets import DATASETS, dataset_location, get_adapter, resolve_data_root, synthetic
+from unetbench.datasets.download import staged_directory
+from unetbench.errors import UserError
+from unetbench.model.sizes import output_size
+from unetbench.spec import apply_overrides, dump_spec, load_spec, parse_override
+
+app = typer.Typer(
+    name="unetbench",
+    help="Reproduce and measure U-Net on ISBI 2012 and the Cell Tracking Challenge.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+spec_app = typer.Typer(help="Check and show challenge specs.", no_args_is_help=True)
+data_app = typer.Typer(help="Fetch, import, generate and list data sets.", no_args_is_help=True)
+app.add_typer(spec_app, name="spec")
+app.add_typer(data_app, name="data")
+
+DataRoot = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--data-root",
+        help="Where data sets live. Default: $UNETBENCH_DATA, else the per-user cache directory.",
+        show_default=False,
+    ),
+]
+
+
+def _console() -> Console:
+    # A log file or CI gets wide tables instead of cells wrapped at 80 columns.
+    return Console(width=None if sys.stdout.isatty() else 160)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"unetbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Reproduce and measure U-Net on ISBI 2012 and the Cell Tracking Challenge."""
+
+
+# ---------------------------------------------------------------------------------------------- spec
+
+
+@spec_app.command("show")
+def spec_show(
+    file: Annotated[Path, typer.Argument(help="A challenge spec (TOML).")],
+    overrides: Annotated[
+        list[str], typer.Option("--set", help="Override a key, e.g. --set training.iterations=200.")
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+) -> None:
+    """Print the resolved spec (every default filled in) as TOML."""
+    spec = load_spec(file)
+    if overrides:
+        spec = apply_overrides(spec, [parse_override(o) for o in overrides], source="--set")
+    typer.echo(dump_spec(spec), nl=False)
+
+
+@spec_app.command("check")
+def spec_check(files: Annotated[list[Path], typer.Argument(help="Challenge specs to validate.")]) -> None:
+    """Validate specs; print one line per file and exit non-zero if any is invalid."""
+    failed = 0
+    for file in files:
+        try:
+            spec = load_spec(file)
+        except UserError as err:
+            print(f"error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        m = spec.model
+        out = output_size(spec.training.tile_size, depth=m.depth, padding=m.padding)
+        typer.echo(
+            f"ok     {file}  ({spec.data.dataset}; U-Net depth {m.depth}, {m.base_channels} channels, "
+            f"{m.padding} padding; training tile {spec.training.tile_size} -> {out} px)"
+        )
+    if failed:
+        raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------------------------- data
+
+
+def _on_disk(name: str):
+    adapter = get_adapter(name)
+    if not adapter.folder:
+        raise UserError(f"{name} is generated in memory from a spec; write it to disk with `unetbench data synth {name}`")
+    return adapter
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="isbi2012, phc-u373 or dic-hela.")],
+    data_root: DataRoot = None,
+    mirror: Annotated[
+        Optional[str], typer.Option(help="Base URL of a mirror holding the same files (same names, same sha256).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace data that is already present.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Download a data set's official files, verify their sha256, and put them in the data root."""
+    adapter = _on_disk(name)
+    assert adapter.fetch is not None  # every on-disk adapter can fetch
+    final = dataset_location(adapter, data_root)
+    with staged_directory(final, force=force) as stage:
+        adapter.fetch(stage, mirror=mirror, progress=progress)
+    typer.echo(f"{name}: fetched and verified into {final}")
+    typer.echo(f"Please cite: {adapter.citation}")
+
+
+@data_app.command("import")
+def data_import(
+    name: Annotated[str, typer.Argument(help="isbi2012, phc-u373 or dic-hela.")],
+    path: Annotated[Path, typer.Argument(help="Your copy: a folder in any layout the adapter reads (or a file).")],
+    data_root: DataRoot = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace data that is already present.")] = False,
+) -> None:
+    """Bring files you already have into the data root, after checking them."""
+    adapter = _on_disk(name)
+    assert adapter.import_files is not None
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    final = dataset_location(adapter, data_root)
+    with staged_directory(final, force=force) as stage:
+        adapter.import_files(path, stage)
+        found = adapter.describe(stage)
+        if found.status != "present":
+            raise UserError(f"{path}: {found.detail}")
+    typer.echo(f"{name}: imported {found.labelled} labelled and {found.unlabelled} unlabelled samples into {final}")
+
+
+@data_app.command("synth")
+def data_synth(
+    name: Annotated[str, typer.Argument(help="synthetic-em (ISBI 2012 layout) or synthetic-cells (CTC layout).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder to create; it must not exist yet.")],
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
+    samples: Annotated[int, typer.Option(min=1, help="Labelled samples (EM: and as many test slices).")] = 30,
+    height: Annotated[int, typer.Option(min=32, max=8192)] = 512,
+    width: Annotated[int, typer.Option(min=32, max=8192)] = 512,
+    layout: Annotated[str, typer.Option(help="synthetic-em only: tiff, hdf5 or slices.")] = "tiff",
+    look: Annotated[str, typer.Option(help="synthetic-cells only: phase or dic.")] = "phase",
+) -> None:
+    """Write a synthetic data set in the real layout, readable by the real adapters."""
+    if name not in ("synthetic-em", "synthetic-cells"):
+        raise UserError(f"unknown synthetic data set {name!r}; valid choices: synthetic-em, synthetic-cells")
+    for option, value, choices in (("--layout", layout, ("tiff", "hdf5", "slices")), ("--look", look, ("phase", "dic"))):
+        if value not in choices:
+            raise UserError(f"{option}: unknown value {value!r}; valid choices: {', '.join(choices)}")
+    if out.exists():
+        raise UserError(f"{out} already exists; choose a new folder for --out")
+    with staged_directory(out) as stage:
+        if name == "synthetic-em":
+            written = synthetic.write_em(stage, seed=seed, samples=samples, height=height, width=width, layout=layout)
+            reader = "isbi2012"
+        else:
+            written = synthetic.write_cells(stage, seed=seed, samples=samples, height=height, width=width, look=look)
+            reader = "phc-u373"
+    shown = out / written.relative_to(stage) if written != stage else out
+    typer.echo(f"{name}: wrote {samples} labelled samples to {shown} (readable as {reader}: data.root = {str(shown)!r})")
+
+
+@data_app.command("info")
+def data_info(data_root: DataRoot = None) -> None:
+    """List the data sets and what is present in the data root."""
+    root = resolve_data_root(data_root)
+    table = Table(title=f"Data root: {root}", title_justify="left")
+    for column in ("data set", "status", "labelled", "unlabelled", "location", "details"):
+        table.add_column(column, overflow="fold")
+    for adapter in DATASETS.values():
+        location = dataset_location(adapter, data_root) if adapter.folder else None
+        found = adapter.describe(location) if location else adapter.describe(Path())
+        style = {"present": "green", "invalid": "red", "absent": "dim"}.get(found.status, "")
+        count = found.status == "present"
+        table.add_row(
+            adapter.name,
+            f"[{style}]{found.status}[/]" if style else found.status,
+            str(found.labelled) if count else "",
+            str(found.unlabelled) if count else "",
+            escape(str(location)) if location else "",
+            escape(found.detail),
+        )
+    _console().print(table)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console entry point: run the app, turning user errors into one line and exit status 1."""
+    try:
+        app(args=argv, prog_name="unetbench")
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except SystemExit as done:  # typer's own exit: --help, usage errors (status 2), typer.Exit
+        return done.code if isinstance(done.code, int) else int(done.code is not None)
+    return 0

@@ -1,0 +1,150 @@
+"""Data set adapters: one module per data set, each with the same small set of functions.
+
+Every adapter turns files in one of the layouts its data set is distributed in into a :class:`Collection`
+of :class:`Sample` objects following the conventions of DESIGN.md:
+
+- ``image``: float32 in [0, 1] (8- and 16-bit inputs are scaled by their type's maximum, never clipped);
+- ``target``: uint8 semantic target, 1 = cell / foreground, 0 = membrane / background;
+- ``instances``: int32 instance labels, 0 = membrane / background, 1..N = cells (for weight maps).
+
+The registry :data:`DATASETS` maps a data set's name to its :class:`DatasetAdapter`. Modules register
+themselves with :func:`register` at import; a failed look-up (:func:`get_adapter`) lists what exists.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from unetbench.errors import DataError, UserError
+
+if TYPE_CHECKING:
+    from unetbench.spec import DataSpec
+
+
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """One 2D image with its annotations (``target`` and ``instances`` are None when unlabelled)."""
+
+    key: str  # stable name, e.g. "train-volume.tif[12]" or "01/t013"
+    image: np.ndarray  # (H, W) float32 in [0, 1]
+    target: np.ndarray | None  # (H, W) uint8, 1 = cell / foreground
+    instances: np.ndarray | None  # (H, W) int32, 0 = background, 1..N = cells
+    group: str = ""  # the sequence ("01", "02") for time-lapse data, "" otherwise
+
+    @property
+    def labelled(self) -> bool:
+        return self.target is not None
+
+
+@dataclass(frozen=True, eq=False)
+class Collection:
+    """What an adapter read: the labelled samples (splits index into these) and the unlabelled ones."""
+
+    dataset: str
+    location: str  # where it was read from (a path), or how it was made (synthetic)
+    labelled: tuple[Sample, ...]
+    unlabelled: tuple[Sample, ...] = ()
+
+
+@dataclass(frozen=True)
+class Presence:
+    """What ``unetbench data info`` shows for one data set."""
+
+    status: Literal["present", "absent", "invalid", "generated"]
+    labelled: int = 0
+    unlabelled: int = 0
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetAdapter:
+    """The functions one data set module provides, under the data set's name."""
+
+    name: str  # the name specs and commands use, e.g. "isbi2012", "phc-u373"
+    title: str
+    kind: Literal["em", "cells"]  # decides which metrics apply
+    folder: str  # its directory below the data root ("" for generated data)
+    sequences: tuple[str, ...]  # the time-lapse sequences, () when there are none
+    citation: str
+    # Read everything at ``location`` (a directory, or for ISBI 2012 an HDF5 file).
+    load: Callable[[Path, DataSpec], Collection]
+    # Cheap look at a location for ``data info``; never raises for bad data (reports "invalid").
+    describe: Callable[[Path], Presence]
+    # Download the official files into a new directory ``destination`` (None: nothing to download).
+    fetch: Callable[..., None] | None = None
+    # Copy a user's files from ``source`` (any layout the adapter reads) into a new directory.
+    import_files: Callable[[Path, Path], None] | None = None
+
+
+DATASETS: dict[str, DatasetAdapter] = {}
+
+
+def register(adapter: DatasetAdapter) -> DatasetAdapter:
+    if adapter.name in DATASETS:
+        raise ValueError(f"data set {adapter.name!r} is registered twice")
+    DATASETS[adapter.name] = adapter
+    return adapter
+
+
+def get_adapter(name: str) -> DatasetAdapter:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise UserError(f"unknown data set {name!r}; valid choices: {', '.join(DATASETS)}") from None
+
+
+def default_data_root() -> Path:
+    """The per-user cache directory used when neither --data-root nor $UNETBENCH_DATA is given."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))
+        return base / "unetbench" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "unetbench"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "unetbench"
+
+
+def resolve_data_root(data_root: str | Path | None = None) -> Path:
+    """--data-root if given, else $UNETBENCH_DATA, else :func:`default_data_root`."""
+    if data_root:
+        return Path(data_root).expanduser()
+    env = os.environ.get("UNETBENCH_DATA")
+    return Path(env).expanduser() if env else default_data_root()
+
+
+def dataset_location(adapter: DatasetAdapter, data_root: str | Path | None = None) -> Path:
+    return resolve_data_root(data_root) / adapter.folder
+
+
+def load_dataset(data: DataSpec, data_root: str | Path | None = None) -> Collection:
+    """Read the data set a spec names: from ``data.root`` if set, else from the data root."""
+    adapter = get_adapter(data.dataset)
+    location = Path(data.root).expanduser() if data.root else dataset_location(adapter, data_root)
+    if adapter.folder and not location.exists():
+        how = f"unetbench data fetch {adapter.name}" if adapter.fetch else f"unetbench data import {adapter.name} PATH"
+        raise DataError(f"{adapter.name}: no data at {location}; get it with `{how}` (or set data.root)")
+    return adapter.load(location, data)
+
+
+# Register the adapters (their modules call register() at import).
+from unetbench.datasets import ctc, isbi2012, synthetic  # noqa: E402,F401
+
+__all__ = [
+    "DATASETS",
+    "Collection",
+    "DatasetAdapter",
+    "Presence",
+    "Sample",
+    "dataset_location",
+    "default_data_root",
+    "get_adapter",
+    "load_dataset",
+    "register",
+    "resolve_data_root",
+]

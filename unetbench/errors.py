@@ -1,0 +1,25 @@
+"""Errors that are the user's to fix.
+
+Anything raised as a :class:`UserError` reaches the command line as one clear line and a non-zero exit
+status, never as a traceback. Everything else is a bug in unetbench and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input (a file, a key, an option) that the message tells how to fix."""
+
+
+class SpecError(UserError):
+    """A challenge spec that cannot be used: names the file, the dotted key and what is wrong."""
+
+    def __init__(self, source: str, key: str, message: str):
+        self.source = source
+        self.key = key
+        self.message = message
+        super().__init__(f"{source}: {key}: {message}" if key else f"{source}: {message}")
+
+
+class DataError(UserError):
+    """Data that is missing, corrupt or in a layout the adapters do not read."""

@@ -1,0 +1,102 @@
+"""Input and output sizes of the U-Net (paper, Sec. 2 and Fig. 1).
+
+Each of the ``depth`` levels applies two 3x3 convolutions; the first ``depth - 1`` levels end in a 2x2
+max-pooling with stride 2 and the expanding path mirrors them with 2x2 up-convolutions. With unpadded
+("valid") convolutions every convolution removes one pixel at each border, so a 572x572 tile shrinks to a
+388x388 output for the paper's depth of 5, and every 2x2 pooling must see an even size ("it is important
+to select the input tile size such that all 2x2 max-pooling operations are applied to a layer with an
+even x- and y-size"). With zero ("same") padding the size is kept and only the poolings constrain it.
+
+These functions need no torch, so a challenge spec can be checked without building a network.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Literal
+
+Padding = Literal["valid", "same"]
+
+# Two 3x3 convolutions per level, each removing one pixel per border when unpadded.
+_CONV_LOSS = 4
+
+
+def _trace_valid(size: int, depth: int) -> int | None:
+    """Output size of a valid-padding U-Net for one input edge, or None when the size does not work."""
+    s = size
+    for _ in range(depth - 1):  # contracting path: two convolutions, then pooling
+        s -= _CONV_LOSS
+        if s < 2 or s % 2:
+            return None
+        s //= 2
+    s -= _CONV_LOSS  # bottom level
+    if s < 1:
+        return None
+    for _ in range(depth - 1):  # expanding path: up-convolution doubles, two convolutions shrink
+        s = 2 * s - _CONV_LOSS
+        if s < 1:
+            return None
+    return s
+
+
+def _check_architecture(depth: int) -> None:
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+        raise ValueError(f"depth must be an integer >= 1 (levels of the U-Net), got {depth!r}")
+
+
+def _works(size: int, depth: int, padding: Padding) -> bool:
+    if size < 1:
+        return False
+    if padding == "same":
+        return size % (2 ** (depth - 1)) == 0
+    return _trace_valid(size, depth) is not None
+
+
+def nearest_valid_input_sizes(size: int, *, depth: int = 5, padding: Padding = "valid") -> list[int]:
+    """The valid input sizes closest to ``size``: the largest one below it and the smallest one above.
+
+    ``size`` itself is returned alone when it is valid.
+    """
+    _check_architecture(depth)
+    if _works(size, depth, padding):
+        return [size]
+    below = next((s for s in range(size - 1, 0, -1) if _works(s, depth, padding)), None)
+    above = next(s for s in itertools.count(max(size + 1, 1)) if _works(s, depth, padding))
+    return [s for s in (below, above) if s is not None]
+
+
+def output_size(size: int, *, depth: int = 5, padding: Padding = "valid") -> int:
+    """Edge length of the network's output for an input edge of ``size`` pixels.
+
+    Raises
+    ------
+    ValueError
+        When the network cannot take ``size``; the message names the nearest valid sizes.
+    """
+    _check_architecture(depth)
+    if padding not in ("valid", "same"):
+        raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+    if not _works(size, depth, padding):
+        near = " or ".join(str(s) for s in nearest_valid_input_sizes(size, depth=depth, padding=padding))
+        why = (
+            f"a multiple of {2 ** (depth - 1)}"
+            if padding == "same"
+            else "a size whose every 2x2 pooling sees an even edge"
+        )
+        raise ValueError(
+            f"a {padding}-padding U-Net of depth {depth} cannot take an input of {size} px "
+            f"(it needs {why}); nearest valid sizes: {near}"
+        )
+    return size if padding == "same" else _trace_valid(size, depth)  # type: ignore[return-value]
+
+
+def context_margin(*, depth: int = 5, padding: Padding = "valid") -> int:
+    """Pixels of context the network consumes at each border: (input - output) / 2.
+
+    It does not depend on the input size: 92 px for the paper's network ((572 - 388) / 2).
+    """
+    _check_architecture(depth)
+    if padding == "same":
+        return 0
+    smallest = nearest_valid_input_sizes(1, depth=depth, padding=padding)[-1]
+    return (smallest - output_size(smallest, depth=depth, padding=padding)) // 2

@@ -1,0 +1,555 @@
+"""Challenge specs: one TOML file that says exactly what a run does.
+
+A spec is parsed once, with :mod:`tomllib`, into the frozen dataclasses below. The parser is driven by
+their type annotations: an unknown key, a value of the wrong type, a choice outside a ``Literal`` or an
+impossible value (a negative sigma, a tile size the network cannot take) raises :class:`SpecError` naming
+the file, the dotted key and what would be valid, before any data is read or any network is built.
+
+Ablations and command-line flags change a spec only through :func:`apply_overrides`, which re-validates
+the whole spec and records each override in ``ChallengeSpec.overrides`` so that a run's record says what
+it ran with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import sys
+import types
+import typing
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from unetbench.errors import SpecError
+from unetbench.model.sizes import output_size
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+# Metric names a spec may ask for, by the kind of data set. "em" metrics are the ISBI 2012 evaluation's
+# (all lower is better except V_rand and V_info); "cells" metrics the Cell Tracking Challenge's SEG and the
+# instance-detection scores the cell-segmentation community reports. The pixel-level IoU fits both.
+METRICS_BY_KIND: dict[str, tuple[str, ...]] = {
+    "em": ("warping_error", "rand_error", "pixel_error", "v_rand", "v_info", "iou"),
+    "cells": ("seg", "iou", "precision", "recall", "f1", "average_precision"),
+}
+
+
+class _ValueProblem(Exception):
+    """Raised inside ``__post_init__``; the parser turns it into a SpecError with the full key path."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise _ValueProblem(key, message)
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How the labelled samples are divided into train / validation / evaluation.
+
+    - ``indices``: ``train``, ``validation`` and ``evaluation`` list sample indices (0-based, in the
+      adapter's order: slice order for ISBI 2012, sequence then frame for the CTC sets).
+    - ``sequence``: they list sequence names (``"01"``, ``"02"``) of a Cell Tracking Challenge set.
+    - ``kfold``: the samples are cut into ``folds`` contiguous folds (shuffled first when
+      ``shuffle_seed`` is set); fold ``fold`` is evaluated, the next fold (cyclically) validates when
+      there are at least 3 folds, the rest trains.
+    """
+
+    method: Literal["indices", "sequence", "kfold"] = "indices"
+    train: tuple[int | str, ...] = ()
+    validation: tuple[int | str, ...] = ()
+    evaluation: tuple[int | str, ...] = ()
+    folds: int = 5
+    fold: int = 0
+    # Unset: contiguous folds, the honest choice for serial sections, whose neighbours look alike.
+    shuffle_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        parts = {"train": self.train, "validation": self.validation, "evaluation": self.evaluation}
+        if self.method == "kfold":
+            for name, values in parts.items():
+                _require(not values, name, "not used with method = 'kfold' (use folds and fold instead)")
+            _require(self.folds >= 2, "folds", f"must be at least 2, got {self.folds}")
+            _require(0 <= self.fold < self.folds, "fold", f"must be in 0..{self.folds - 1}, got {self.fold}")
+            return
+        wanted = int if self.method == "indices" else str
+        example = "sample indices such as [0, 1, 2]" if wanted is int else 'sequence names such as ["01"]'
+        for name, values in parts.items():
+            for value in values:
+                ok = isinstance(value, wanted) and not isinstance(value, bool)
+                _require(ok, name, f"method = '{self.method}' takes {example}, got {value!r}")
+                if wanted is int:
+                    _require(value >= 0, name, f"indices must be >= 0, got {value}")
+            _require(len(set(values)) == len(values), name, "lists the same entry twice")
+        _require(bool(self.train), "train", "must not be empty")
+        _require(bool(self.evaluation), "evaluation", "must not be empty")
+        seen: dict[int | str, str] = {}
+        for name, values in parts.items():
+            for value in values:
+                other = seen.setdefault(value, name)
+                _require(other == name, name, f"{value!r} is also in {other}; the parts must not overlap")
+
+
+@dataclass(frozen=True)
+class SyntheticSpec:
+    """Size of a generated data set (used only by the ``synthetic-*`` data sets)."""
+
+    samples: int = 12
+    height: int = 256
+    width: int = 256
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.samples >= 1, "samples", f"must be >= 1, got {self.samples}")
+        for name in ("height", "width"):
+            value = getattr(self, name)
+            _require(32 <= value <= 8192, name, f"must be in 32..8192 px, got {value}")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    dataset: str
+    # Where this data set's files are; unset: <data root>/<data set folder>, where the data root is
+    # --data-root, else $UNETBENCH_DATA, else the per-user cache directory.
+    root: str | None = None
+    split: SplitSpec = field(default_factory=SplitSpec)
+    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+
+    def __post_init__(self) -> None:
+        from unetbench.datasets import DATASETS
+
+        _require(
+            self.dataset in DATASETS,
+            "dataset",
+            f"unknown data set {self.dataset!r}; valid choices: {', '.join(DATASETS)}",
+        )
+        _require(self.root is None or self.root.strip() != "", "root", "must not be empty")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    depth: int = 5  # levels; depth - 1 poolings (paper: 5 levels, 4 poolings)
+    base_channels: int = 64  # channels of the first level, doubled at every level (paper: 64 .. 1024)
+    padding: Literal["valid", "same"] = "valid"  # valid: the paper's unpadded convolutions
+    dropout: float = 0.5  # drop-out at the end of the contracting path (paper, Sec. 3.1)
+    classes: int = 2
+    in_channels: int = 1
+    batch_norm: bool = False  # not in the 2015 paper
+
+    def __post_init__(self) -> None:
+        _require(1 <= self.depth <= 8, "depth", f"must be in 1..8, got {self.depth}")
+        _require(self.base_channels >= 1, "base_channels", f"must be >= 1, got {self.base_channels}")
+        _require(0.0 <= self.dropout < 1.0, "dropout", f"must be in [0, 1), got {self.dropout}")
+        _require(self.classes >= 2, "classes", f"must be >= 2 (softmax over classes), got {self.classes}")
+        _require(self.in_channels >= 1, "in_channels", f"must be >= 1, got {self.in_channels}")
+
+
+@dataclass(frozen=True)
+class TrainingSpec:
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    learning_rate: float = 0.01
+    momentum: float = 0.99  # paper, Sec. 3: high momentum because the batch is a single tile
+    weight_decay: float = 0.0
+    lr_schedule: Literal["constant", "step", "cosine"] = "constant"
+    lr_step_every: int = 10000  # iterations between decays, for lr_schedule = "step"
+    lr_step_factor: float = 0.1
+    iterations: int = 10000
+    tile_size: int = 572  # input tile edge in px; the output is smaller by twice the context margin
+    batch_size: int = 1  # paper: one large tile per step rather than a large batch
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    checkpoint_every: int = 1000
+    validate_every: int = 500  # 0: no validation during training
+
+    def __post_init__(self) -> None:
+        _require(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        _require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
+        _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(self.lr_step_every >= 1, "lr_step_every", f"must be >= 1, got {self.lr_step_every}")
+        _require(0 < self.lr_step_factor <= 1, "lr_step_factor", f"must be in (0, 1], got {self.lr_step_factor}")
+        _require(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
+        _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _require(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        _require(self.validate_every >= 0, "validate_every", f"must be >= 0, got {self.validate_every}")
+
+
+@dataclass(frozen=True)
+class AugmentationSpec:
+    elastic: bool = True
+    elastic_grid: int = 3  # coarse grid points per axis (paper: 3 x 3)
+    elastic_sigma: float = 10.0  # std of the coarse displacements in px (paper: 10 px)
+    interpolation: Literal["cubic", "linear"] = "cubic"  # for the image; labels are always nearest
+    shift: float = 0.0  # largest random shift in px
+    rotation: float = 0.0  # largest random rotation in degrees
+    flip: bool = True  # random horizontal and vertical flips
+    grey_values: float = 0.0  # largest relative change of brightness and contrast
+
+    def __post_init__(self) -> None:
+        _require(self.elastic_grid >= 2, "elastic_grid", f"must be >= 2 points per axis, got {self.elastic_grid}")
+        _require(self.elastic_sigma >= 0, "elastic_sigma", f"must be >= 0 px, got {self.elastic_sigma}")
+        _require(self.shift >= 0, "shift", f"must be >= 0 px, got {self.shift}")
+        _require(0 <= self.rotation <= 180, "rotation", f"must be in 0..180 degrees, got {self.rotation}")
+        _require(0 <= self.grey_values < 1, "grey_values", f"must be in [0, 1), got {self.grey_values}")
+
+
+@dataclass(frozen=True)
+class WeightmapSpec:
+    """w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2)) (paper, Eq. 2)."""
+
+    enabled: bool = True
+    w0: float = 10.0
+    sigma: float = 5.0  # px
+    # w_c: class frequencies balanced per training image, over the whole training split, or not at all.
+    class_balance: Literal["per-image", "dataset", "none"] = "dataset"
+
+    def __post_init__(self) -> None:
+        _require(self.w0 >= 0, "w0", f"must be >= 0, got {self.w0}")
+        _require(self.sigma > 0, "sigma", f"must be > 0 px, got {self.sigma}")
+
+
+@dataclass(frozen=True)
+class InferenceSpec:
+    # overlap-tile: output-sized tiles fed with their context, mirrored beyond the image (paper, Fig. 2).
+    # none: the ablated alternative defined with the network (see README, "Ablation switches").
+    tiling: Literal["overlap-tile", "none"] = "overlap-tile"
+    tile_size: int = 572  # input tile edge in px
+    batch_size: int = 4  # tiles per forward pass
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    metrics: tuple[str, ...] = ()
+    primary: str = ""  # the metric that picks the best checkpoint
+
+    def __post_init__(self) -> None:
+        _require(bool(self.metrics), "metrics", "must name at least one metric")
+        _require(len(set(self.metrics)) == len(self.metrics), "metrics", "names a metric twice")
+        _require(
+            self.primary in self.metrics,
+            "primary",
+            f"must be one of the metrics listed ({', '.join(self.metrics)}), got {self.primary!r}",
+        )
+
+
+@dataclass(frozen=True)
+class ReportSpec:
+    directory: str = "reports"  # reports go to <directory>/<challenge name>/
+    overlays: int = 3  # images shown with input / ground truth / prediction / error
+
+    def __post_init__(self) -> None:
+        _require(self.directory.strip() != "", "directory", "must not be empty")
+        _require(self.overlays >= 0, "overlays", f"must be >= 0, got {self.overlays}")
+
+
+@dataclass(frozen=True)
+class ChallengeSpec:
+    name: str
+    data: DataSpec
+    evaluation: EvaluationSpec
+    description: str = ""
+    model: ModelSpec = field(default_factory=ModelSpec)
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+    augmentation: AugmentationSpec = field(default_factory=AugmentationSpec)
+    weightmap: WeightmapSpec = field(default_factory=WeightmapSpec)
+    inference: InferenceSpec = field(default_factory=InferenceSpec)
+    report: ReportSpec = field(default_factory=ReportSpec)
+    # Set by apply_overrides, never by the file: "key=value" in the order they were applied.
+    overrides: tuple[str, ...] = field(default=(), metadata={"in_file": False})
+
+    def __post_init__(self) -> None:
+        from unetbench.datasets import DATASETS
+
+        _require(
+            self.name.strip() != "" and "/" not in self.name,
+            "name",
+            f"must be a non-empty name without '/', got {self.name!r}",
+        )
+        adapter = DATASETS[self.data.dataset]
+        valid = METRICS_BY_KIND[adapter.kind]
+        for metric in self.evaluation.metrics:
+            _require(
+                metric in valid,
+                "evaluation.metrics",
+                f"{metric!r} does not apply to {self.data.dataset} ({adapter.kind} data); "
+                f"valid choices: {', '.join(valid)}",
+            )
+        if self.data.split.method == "sequence":
+            _require(
+                bool(adapter.sequences),
+                "data.split.method",
+                f"{self.data.dataset} has no sequences; use 'indices' or 'kfold'",
+            )
+        for section, key in (("training", "tile_size"), ("inference", "tile_size")):
+            size = getattr(getattr(self, section), key)
+            try:
+                out = output_size(size, depth=self.model.depth, padding=self.model.padding)
+            except ValueError as err:
+                raise _ValueProblem(f"{section}.{key}", str(err)) from None
+            _require(out >= 1, f"{section}.{key}", f"gives an empty output ({out} px)")
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing: TOML tables -> dataclasses, driven by the annotations above.
+
+_TYPE_WORDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "an array"}
+    if isinstance(value, dict):
+        return "a table"
+    shown = _toml_value(value) if _dumpable(value) else repr(value)
+    return f"{kind.get(type(value), type(value).__name__)} {shown}"
+
+
+def _join(path: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    return f"{path}.{key}" if path else key
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (typing.Union, types.UnionType)
+
+
+def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
+    """Check ``value`` from the TOML file against annotation ``tp``; return it in the dataclass's form."""
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise SpecError(source, key, f"must be a table ([{key}]), got {_describe(value)}")
+        return _parse_table(tp, value, key, source)
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices or type(value) is not type(choices[0]):
+            raise SpecError(
+                source, key, f"got {_describe(value)}; valid choices: {', '.join(repr(c) for c in choices)}"
+            )
+        return value
+    if _is_union(tp):
+        members = [m for m in typing.get_args(tp) if m is not type(None)]
+        for member in members:
+            try:
+                return _convert(member, value, key, source)
+            except SpecError:
+                continue
+        wanted = " or ".join(_TYPE_WORDS.get(m, str(m)) for m in members)
+        raise SpecError(source, key, f"must be {wanted}, got {_describe(value)}")
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise SpecError(source, key, f"must be an array, got {_describe(value)}")
+        return tuple(_convert(item_type, item, _join(key, i), source) for i, item in enumerate(value))
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(source, key, f"must be a number, got {_describe(value)}")
+        if not math.isfinite(value):
+            raise SpecError(source, key, f"must be a finite number, got {value}")
+        return float(value)
+    if tp in (bool, int, str):
+        if type(value) is not tp:
+            raise SpecError(source, key, f"must be {_TYPE_WORDS[tp]}, got {_describe(value)}")
+        return value
+    raise TypeError(f"spec annotation {tp!r} at {key} is not supported by the parser")  # a bug, not user error
+
+
+def _file_fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("in_file", True)}
+
+
+def _parse_table(cls: type, table: Mapping[str, Any], path: str, source: str) -> Any:
+    fields = _file_fields(cls)
+    hints = typing.get_type_hints(cls)
+    for key in table:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" (did you mean {_join(path, close[0])!r}?)" if close else ""
+            raise SpecError(
+                source, _join(path, key), f"unknown key{hint}; valid keys here: {', '.join(fields)}"
+            )
+    kwargs = {name: _convert(hints[name], value, _join(path, name), source) for name, value in table.items()}
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in kwargs:
+            raise SpecError(source, _join(path, name), "missing; this key is required")
+    try:
+        return cls(**kwargs)
+    except _ValueProblem as problem:
+        raise SpecError(source, _join(path, problem.key), problem.message) from None
+
+
+def parse_spec(table: Mapping[str, Any], *, source: str = "<spec>") -> ChallengeSpec:
+    """Build a :class:`ChallengeSpec` from an already-parsed TOML document."""
+    return _parse_table(ChallengeSpec, table, "", source)
+
+
+def load_spec(path: str | Path) -> ChallengeSpec:
+    """Read and validate a challenge spec file.
+
+    Raises
+    ------
+    SpecError
+        For a missing or unreadable file, invalid TOML, an unknown key, a wrong type or an
+        impossible value; the message names the file and the key.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), "", "no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SpecError(str(path), "", f"cannot be read: {err}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise SpecError(str(path), "", f"is not valid TOML: {err}") from None
+    return parse_spec(table, source=str(path))
+
+
+# --------------------------------------------------------------------------------------------------
+# Overrides: the one way a flag or an ablation variant changes a spec.
+
+
+def spec_to_table(spec: Any) -> dict[str, Any]:
+    """The spec as nested plain dicts, in file form: what ``parse_spec`` would read back.
+
+    Tuples become lists, unset optional values are left out, and fields not read from files
+    (``overrides``) are left out.
+    """
+    table: dict[str, Any] = {}
+    for name in _file_fields(type(spec)):
+        value = getattr(spec, name)
+        if value is None:
+            continue
+        if dataclasses.is_dataclass(value):
+            value = spec_to_table(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        table[name] = value
+    return table
+
+
+def spec_to_dict(spec: ChallengeSpec) -> dict[str, Any]:
+    """The full resolved spec, overrides included, as JSON-ready dicts (for run records)."""
+    table = spec_to_table(spec)
+    table["overrides"] = list(spec.overrides)
+    return table
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``KEY=VALUE`` from the command line; VALUE is read as a TOML value, else as a plain string.
+
+    ``training.iterations=200`` gives an integer, ``weightmap.enabled=false`` a boolean,
+    ``data.dataset=isbi2012`` the string ``"isbi2012"``.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise SpecError("--set", text, "expected KEY=VALUE, e.g. training.iterations=200")
+    raw = raw.strip()
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key, value
+
+
+def apply_overrides(
+    spec: ChallengeSpec, overrides: Mapping[str, Any] | Iterable[tuple[str, Any]], *, source: str = "override"
+) -> ChallengeSpec:
+    """Return a copy of ``spec`` with dotted keys replaced, validated as a whole, the overrides recorded.
+
+    ``apply_overrides(spec, {"weightmap.enabled": False})`` is how ``--no-weightmap`` is made. An
+    override that sets a key to the value it already has is still recorded: the record says what was
+    asked for. Raises :class:`SpecError` naming the key for an unknown key or a bad value.
+    """
+    items = list(overrides.items() if isinstance(overrides, Mapping) else overrides)
+    table = spec_to_table(spec)
+    recorded = list(spec.overrides)
+    for key, value in items:
+        parts = key.split(".")
+        node, cls = table, ChallengeSpec
+        for depth, part in enumerate(parts):
+            fields = _file_fields(cls)
+            if part not in fields:
+                path = ".".join(parts[:depth])
+                close = difflib.get_close_matches(part, list(fields), n=1)
+                hint = f" (did you mean {_join(path, close[0])!r}?)" if close else ""
+                raise SpecError(source, key, f"unknown key{hint}; valid keys here: {', '.join(fields)}")
+            hint_type = typing.get_type_hints(cls)[part]
+            if depth == len(parts) - 1:
+                if dataclasses.is_dataclass(hint_type):
+                    raise SpecError(source, key, "is a table; override one of its keys instead")
+                node[part] = list(value) if isinstance(value, tuple) else value
+            else:
+                if not dataclasses.is_dataclass(hint_type):
+                    raise SpecError(source, key, f"{'.'.join(parts[: depth + 1])} is not a table")
+                node = node.setdefault(part, {})
+                cls = hint_type
+        recorded.append(f"{key}={_toml_value(value)}")
+    new = parse_spec(table, source=source)
+    return dataclasses.replace(new, overrides=tuple(recorded))
+
+
+# --------------------------------------------------------------------------------------------------
+# Writing a resolved spec back as TOML (``unetbench spec show``). Only the value types specs use.
+
+
+def _dumpable(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_dumpable(v) for v in value)
+    return isinstance(value, (bool, int, float, str)) and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        # TOML basic string: escape the quote, the backslash and every control character (DEL included).
+        escaped = "".join(
+            f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else "\\" + c if c in '"\\' else c
+            for c in value
+        )
+        return f'"{escaped}"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {value!r} as a TOML value")
+
+
+def _dump_table(table: Mapping[str, Any], path: str, lines: list[str]) -> None:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+    if path:
+        lines.append(f"\n[{path}]")
+    lines.extend(f"{key} = {_toml_value(value)}" for key, value in scalars.items())
+    for key, sub in tables.items():
+        _dump_table(sub, _join(path, key), lines)
+
+
+def dump_spec(spec: ChallengeSpec) -> str:
+    """The resolved spec as a TOML document that :func:`load_spec` reads back to an equal spec.
+
+    Overrides, which a file cannot set, are written as a comment.
+    """
+    lines: list[str] = []
+    if spec.overrides:
+        lines.append("# overrides applied: " + ", ".join(spec.overrides))
+    _dump_table(spec_to_table(spec), "", lines)
+    return "\n".join(lines).lstrip("\n") + "\n"
