@@ -33,12 +33,18 @@ def test_em_spec_has_the_papers_settings():
     assert (spec.model.depth, spec.model.base_channels, spec.model.padding) == (5, 64, "valid")
     assert (spec.training.optimizer, spec.training.momentum, spec.training.batch_size) == ("sgd", 0.99, 1)
     assert spec.training.tile_size == 572
-    assert (spec.augmentation.elastic, spec.augmentation.elastic_grid, spec.augmentation.elastic_sigma) == (True, 3, 10.0)
+    assert (spec.augmentation.elastic, spec.augmentation.elastic_grid, spec.augmentation.elastic_sigma) == (
+        True,
+        3,
+        10.0,
+    )
     assert (spec.weightmap.enabled, spec.weightmap.w0, spec.weightmap.sigma) == (True, 10.0, 5.0)
     assert spec.inference.tiling == "overlap-tile"
     # labelled evaluation on held-out training slices, disjoint from training
     assert set(spec.data.split.evaluation).isdisjoint(spec.data.split.train)
-    assert len(spec.data.split.train) + len(spec.data.split.validation) + len(spec.data.split.evaluation) == 30
+    assert (
+        len(spec.data.split.train) + len(spec.data.split.validation) + len(spec.data.split.evaluation) == 30
+    )
 
 
 def _mutated(tmp_path: Path, old: str, new: str, base: Path = EM) -> Path:
@@ -62,14 +68,24 @@ BAD = [
     (r"^learning_rate = 0.01$", "learning_rate = nan", "training.learning_rate", "finite"),
     (r'^dataset = "isbi2012"$', 'dataset = "isbi"', "data.dataset", "valid choices: "),
     (r'^primary = "rand_error"$', 'primary = "seg"', "evaluation.primary", "must be one of the metrics"),
-    (r'^metrics = \[.*\]\nprimary = .*$', 'metrics = ["seg"]\nprimary = "seg"', "evaluation.metrics", "does not apply to isbi2012"),
+    (
+        r"^metrics = \[.*\]\nprimary = .*$",
+        'metrics = ["seg"]\nprimary = "seg"',
+        "evaluation.metrics",
+        "does not apply to isbi2012",
+    ),
     (r"^validation = \[20, ", "validation = [19, 20, ", "data.split.validation", "also in train"),
     (r'^method = "indices"$', 'method = "sequence"', "data.split.train", "takes sequence names"),
     (r'^method = "indices"$', 'method = "kfold"', "data.split.train", "not used with method = 'kfold'"),
     (r"^evaluation = \[25, ", 'evaluation = ["x", ', "data.split.evaluation", "takes sample indices"),
     (r"^dropout = 0.5.*$", "dropout = 1.0", "model.dropout", "[0, 1)"),
     (r"^elastic_sigma = 10.0$", "elastic_sigma = -10.0", "augmentation.elastic_sigma", ">= 0"),
-    (r'^class_balance = "dataset"$', 'class_balance = "global"', "weightmap.class_balance", "'per-image', 'dataset', 'none'"),
+    (
+        r'^class_balance = "dataset"$',
+        'class_balance = "global"',
+        "weightmap.class_balance",
+        "'per-image', 'dataset', 'none'",
+    ),
     (r"^\[report\]$", 'overrides = ["x=1"]\n[report]', "evaluation.overrides", "unknown key"),
     (r"^\[data\.split\]$", "[data.split.extra]\n[data.split]", "data.split.extra", "unknown key"),
 ]
@@ -121,7 +137,9 @@ def test_overrides_replace_validate_and_are_recorded():
     assert ablated.weightmap.enabled is False and ablated.training.iterations == 20
     assert ablated.overrides == ("weightmap.enabled=false", "training.iterations=20")
     assert spec.weightmap.enabled is True and spec.overrides == ()  # the original is untouched
-    assert dataclasses.replace(ablated, weightmap=spec.weightmap, training=spec.training, overrides=()) == spec
+    assert (
+        dataclasses.replace(ablated, weightmap=spec.weightmap, training=spec.training, overrides=()) == spec
+    )
     again = apply_overrides(ablated, [("inference.tiling", "none")])
     assert again.overrides[-1] == 'inference.tiling="none"' and len(again.overrides) == 3
     assert spec_to_dict(again)["overrides"] == list(again.overrides)
@@ -183,3 +201,13 @@ def test_dump_round_trip_property(tmp_path, description, learning_rate, seed, sh
     out = tmp_path / "resolved.toml"
     out.write_text(dump_spec(spec), encoding="utf-8")
     assert load_spec(out) == dataclasses.replace(spec, overrides=())
+
+
+def test_a_spec_without_a_split_is_refused(tmp_path):
+    text = EM.read_text()
+    start = text.index("[data.split]")
+    end = text.index("[model]")
+    path = tmp_path / "spec.toml"
+    path.write_text(text[:start] + text[end:])
+    with pytest.raises(SpecError, match=r"spec.toml: data.split: missing; this key is required"):
+        load_spec(path)

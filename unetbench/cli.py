@@ -6,7 +6,7 @@ exit with status 1; a traceback means a bug in unetbench.
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -33,7 +33,7 @@ app.add_typer(spec_app, name="spec")
 app.add_typer(data_app, name="data")
 
 DataRoot = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option(
         "--data-root",
         help="Where data sets live. Default: $UNETBENCH_DATA, else the per-user cache directory.",
@@ -44,7 +44,7 @@ DataRoot = Annotated[
 
 def _console() -> Console:
     # A log file or CI gets wide tables instead of cells wrapped at 80 columns.
-    return Console(width=None if sys.stdout.isatty() else 160)
+    return Console(width=None if sys.stdout.isatty() else 400)
 
 
 def _version(value: bool) -> None:
@@ -106,7 +106,9 @@ def spec_check(files: Annotated[list[Path], typer.Argument(help="Challenge specs
 def _on_disk(name: str):
     adapter = get_adapter(name)
     if not adapter.folder:
-        raise UserError(f"{name} is generated in memory from a spec; write it to disk with `unetbench data synth {name}`")
+        raise UserError(
+            f"{name} is generated in memory from a spec; write it to disk with `unetbench data synth {name}`"
+        )
     return adapter
 
 
@@ -115,7 +117,8 @@ def data_fetch(
     name: Annotated[str, typer.Argument(help="isbi2012, phc-u373 or dic-hela.")],
     data_root: DataRoot = None,
     mirror: Annotated[
-        Optional[str], typer.Option(help="Base URL of a mirror holding the same files (same names, same sha256).")
+        str | None,
+        typer.Option(help="Base URL of a mirror holding the same files (same names, same sha256)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace data that is already present.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -133,7 +136,9 @@ def data_fetch(
 @data_app.command("import")
 def data_import(
     name: Annotated[str, typer.Argument(help="isbi2012, phc-u373 or dic-hela.")],
-    path: Annotated[Path, typer.Argument(help="Your copy: a folder in any layout the adapter reads (or a file).")],
+    path: Annotated[
+        Path, typer.Argument(help="Your copy: a folder in any layout the adapter reads (or a file).")
+    ],
     data_root: DataRoot = None,
     force: Annotated[bool, typer.Option("--force", help="Replace data that is already present.")] = False,
 ) -> None:
@@ -148,12 +153,16 @@ def data_import(
         found = adapter.describe(stage)
         if found.status != "present":
             raise UserError(f"{path}: {found.detail}")
-    typer.echo(f"{name}: imported {found.labelled} labelled and {found.unlabelled} unlabelled samples into {final}")
+    typer.echo(
+        f"{name}: imported {found.labelled} labelled and {found.unlabelled} unlabelled samples into {final}"
+    )
 
 
 @data_app.command("synth")
 def data_synth(
-    name: Annotated[str, typer.Argument(help="synthetic-em (ISBI 2012 layout) or synthetic-cells (CTC layout).")],
+    name: Annotated[
+        str, typer.Argument(help="synthetic-em (ISBI 2012 layout) or synthetic-cells (CTC layout).")
+    ],
     out: Annotated[Path, typer.Option("--out", help="Folder to create; it must not exist yet.")],
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
     samples: Annotated[int, typer.Option(min=1, help="Labelled samples (EM: and as many test slices).")] = 30,
@@ -165,20 +174,30 @@ def data_synth(
     """Write a synthetic data set in the real layout, readable by the real adapters."""
     if name not in ("synthetic-em", "synthetic-cells"):
         raise UserError(f"unknown synthetic data set {name!r}; valid choices: synthetic-em, synthetic-cells")
-    for option, value, choices in (("--layout", layout, ("tiff", "hdf5", "slices")), ("--look", look, ("phase", "dic"))):
+    for option, value, choices in (
+        ("--layout", layout, ("tiff", "hdf5", "slices")),
+        ("--look", look, ("phase", "dic")),
+    ):
         if value not in choices:
             raise UserError(f"{option}: unknown value {value!r}; valid choices: {', '.join(choices)}")
     if out.exists():
         raise UserError(f"{out} already exists; choose a new folder for --out")
     with staged_directory(out) as stage:
         if name == "synthetic-em":
-            written = synthetic.write_em(stage, seed=seed, samples=samples, height=height, width=width, layout=layout)
+            written = synthetic.write_em(
+                stage, seed=seed, samples=samples, height=height, width=width, layout=layout
+            )
             reader = "isbi2012"
         else:
-            written = synthetic.write_cells(stage, seed=seed, samples=samples, height=height, width=width, look=look)
+            written = synthetic.write_cells(
+                stage, seed=seed, samples=samples, height=height, width=width, look=look
+            )
             reader = "phc-u373"
     shown = out / written.relative_to(stage) if written != stage else out
-    typer.echo(f"{name}: wrote {samples} labelled samples to {shown} (readable as {reader}: data.root = {str(shown)!r})")
+    typer.echo(
+        f"{name}: wrote {samples} labelled samples to {shown} "
+        f"(readable as {reader}: data.root = {str(shown)!r})"
+    )
 
 
 @data_app.command("info")
@@ -204,7 +223,7 @@ def data_info(data_root: DataRoot = None) -> None:
     _console().print(table)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line and exit status 1."""
     try:
         app(args=argv, prog_name="unetbench")

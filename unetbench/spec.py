@@ -120,10 +120,10 @@ class SyntheticSpec:
 @dataclass(frozen=True)
 class DataSpec:
     dataset: str
+    split: SplitSpec  # required: a run must say which samples it trains and evaluates on
     # Where this data set's files are; unset: <data root>/<data set folder>, where the data root is
     # --data-root, else $UNETBENCH_DATA, else the per-user cache directory.
     root: str | None = None
-    split: SplitSpec = field(default_factory=SplitSpec)
     synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
 
     def __post_init__(self) -> None:
@@ -177,7 +177,9 @@ class TrainingSpec:
         _require(0.0 <= self.momentum < 1.0, "momentum", f"must be in [0, 1), got {self.momentum}")
         _require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
         _require(self.lr_step_every >= 1, "lr_step_every", f"must be >= 1, got {self.lr_step_every}")
-        _require(0 < self.lr_step_factor <= 1, "lr_step_factor", f"must be in (0, 1], got {self.lr_step_factor}")
+        _require(
+            0 < self.lr_step_factor <= 1, "lr_step_factor", f"must be in (0, 1], got {self.lr_step_factor}"
+        )
         _require(self.iterations >= 1, "iterations", f"must be >= 1, got {self.iterations}")
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
@@ -197,7 +199,9 @@ class AugmentationSpec:
     grey_values: float = 0.0  # largest relative change of brightness and contrast
 
     def __post_init__(self) -> None:
-        _require(self.elastic_grid >= 2, "elastic_grid", f"must be >= 2 points per axis, got {self.elastic_grid}")
+        _require(
+            self.elastic_grid >= 2, "elastic_grid", f"must be >= 2 points per axis, got {self.elastic_grid}"
+        )
         _require(self.elastic_sigma >= 0, "elastic_sigma", f"must be >= 0 px, got {self.elastic_sigma}")
         _require(self.shift >= 0, "shift", f"must be >= 0 px, got {self.shift}")
         _require(0 <= self.rotation <= 180, "rotation", f"must be in 0..180 degrees, got {self.rotation}")
@@ -365,7 +369,9 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
         if type(value) is not tp:
             raise SpecError(source, key, f"must be {_TYPE_WORDS[tp]}, got {_describe(value)}")
         return value
-    raise TypeError(f"spec annotation {tp!r} at {key} is not supported by the parser")  # a bug, not user error
+    raise TypeError(
+        f"spec annotation {tp!r} at {key} is not supported by the parser"
+    )  # a bug, not user error
 
 
 def _file_fields(cls: type) -> dict[str, dataclasses.Field]:
@@ -513,7 +519,9 @@ def apply_overrides(
 def _dumpable(value: Any) -> bool:
     if isinstance(value, (list, tuple)):
         return all(_dumpable(v) for v in value)
-    return isinstance(value, (bool, int, float, str)) and not (isinstance(value, float) and not math.isfinite(value))
+    return isinstance(value, (bool, int, float, str)) and not (
+        isinstance(value, float) and not math.isfinite(value)
+    )
 
 
 def _toml_value(value: Any) -> str:

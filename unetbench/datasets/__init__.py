@@ -127,7 +127,11 @@ def load_dataset(data: DataSpec, data_root: str | Path | None = None) -> Collect
     adapter = get_adapter(data.dataset)
     location = Path(data.root).expanduser() if data.root else dataset_location(adapter, data_root)
     if adapter.folder and not location.exists():
-        how = f"unetbench data fetch {adapter.name}" if adapter.fetch else f"unetbench data import {adapter.name} PATH"
+        how = (
+            f"unetbench data fetch {adapter.name}"
+            if adapter.fetch
+            else f"unetbench data import {adapter.name} PATH"
+        )
         raise DataError(f"{adapter.name}: no data at {location}; get it with `{how}` (or set data.root)")
     return adapter.load(location, data)
 

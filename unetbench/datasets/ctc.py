@@ -37,7 +37,9 @@ from unetbench.errors import DataError
 if TYPE_CHECKING:
     from unetbench.spec import DataSpec
 
-CITATION = "Ulman et al. (2017), Nature Methods 14:1141-1152; Maska et al. (2014), Bioinformatics 30(11):1609-1617"
+CITATION = (
+    "Ulman et al. (2017), Nature Methods 14:1141-1152; Maska et al. (2014), Bioinformatics 30(11):1609-1617"
+)
 _URL = "http://data.celltrackingchallenge.net/training-datasets/{}.zip"
 
 # name used by specs and commands -> (official set name, sha256 of the official zip as torch-em publishes it)
@@ -78,7 +80,9 @@ def parse_man_track(path: Path, n_frames: int | None = None) -> list[Track]:
             continue
         fields = line.split()
         if len(fields) != 4 or not all(f.isdigit() for f in fields):
-            raise DataError(f"{path}:{number}: expected four non-negative integers 'L B E P', got {line.strip()!r}")
+            raise DataError(
+                f"{path}:{number}: expected four non-negative integers 'L B E P', got {line.strip()!r}"
+            )
         track = Track(*map(int, fields))
         where = f"{path}:{number}: track {track.label}"
         if track.label == 0:
@@ -167,7 +171,9 @@ def scan(location: Path) -> list[SequenceFiles]:
         seg_dir = root / f"{seq_dir.name}_GT" / "SEG"
         segs = _numbered(seg_dir, _SEG) if seg_dir.is_dir() else {}
         if seg_dir.is_dir():
-            strays = [p.name for p in seg_dir.iterdir() if p.name.startswith("man_seg") and not _SEG.match(p.name)]
+            strays = [
+                p.name for p in seg_dir.iterdir() if p.name.startswith("man_seg") and not _SEG.match(p.name)
+            ]
             if strays:
                 raise DataError(
                     f"{seg_dir}: {strays[0]} is not named man_segNNN.tif (slice-wise 3D annotations "
@@ -175,7 +181,9 @@ def scan(location: Path) -> list[SequenceFiles]:
                 )
         for index, path in segs.items():
             if index not in frames:
-                raise DataError(f"{path}: ground truth for frame {index}, but {seq_dir}/t{index:03d}.tif is missing")
+                raise DataError(
+                    f"{path}: ground truth for frame {index}, but {seq_dir}/t{index:03d}.tif is missing"
+                )
         track = root / f"{seq_dir.name}_GT" / "TRA" / "man_track.txt"
         sequences.append(SequenceFiles(seq_dir.name, frames, segs, track if track.is_file() else None))
     if not any(s.segmentations for s in sequences):
@@ -188,7 +196,9 @@ def _labelled_sample(seq: SequenceFiles, index: int) -> Sample:
     raw = read_image(frame_path)
     labels = read_image(seg_path)
     if labels.shape != raw.shape:
-        raise DataError(f"{seg_path}: shape {labels.shape} differs from its frame {frame_path.name} {raw.shape}")
+        raise DataError(
+            f"{seg_path}: shape {labels.shape} differs from its frame {frame_path.name} {raw.shape}"
+        )
     if labels.dtype.kind not in "ui":
         raise DataError(f"{seg_path}: instance labels must be integers, got {labels.dtype}")
     if labels.min() < 0:

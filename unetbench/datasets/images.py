@@ -43,8 +43,10 @@ def to_unit_float(array: np.ndarray, *, source: str) -> np.ndarray:
 
 
 def _single_channel(array: np.ndarray, source: str) -> np.ndarray:
-    if array.ndim == 3 and array.shape[-1] in (3, 4) and all(
-        np.array_equal(array[..., 0], array[..., c]) for c in (1, 2)
+    if (
+        array.ndim == 3
+        and array.shape[-1] in (3, 4)
+        and all(np.array_equal(array[..., 0], array[..., c]) for c in (1, 2))
     ):
         return array[..., 0]  # grey saved as RGB(A)
     if array.ndim == 3 and array.shape[0] == 1:

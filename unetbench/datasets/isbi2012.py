@@ -60,9 +60,15 @@ TEST_VOLUME = "test-volume.tif"
 # sha256 values are those of the stacks in the project's shared data (../shared/datasets/README.md).
 _BASE_URL = "https://downloads.imagej.net/ISBI-2012-challenge"
 RESOURCES = (
-    Resource(f"{_BASE_URL}/{TRAIN_VOLUME}", "a05df637d576b2387966b7323a34e90e2cdbf86dcaeee86c44d1fd2d616be489"),
-    Resource(f"{_BASE_URL}/{TRAIN_LABELS}", "9a9f1056ffd8bac61060b58dc84ad40295c02fc5ff15e68ddfc2f12d211c3dcf"),
-    Resource(f"{_BASE_URL}/{TEST_VOLUME}", "046fbb869a953f1ffa63a9722849fe0aa693ad7a21aa9278a2bff2397d00b16f"),
+    Resource(
+        f"{_BASE_URL}/{TRAIN_VOLUME}", "a05df637d576b2387966b7323a34e90e2cdbf86dcaeee86c44d1fd2d616be489"
+    ),
+    Resource(
+        f"{_BASE_URL}/{TRAIN_LABELS}", "9a9f1056ffd8bac61060b58dc84ad40295c02fc5ff15e68ddfc2f12d211c3dcf"
+    ),
+    Resource(
+        f"{_BASE_URL}/{TEST_VOLUME}", "046fbb869a953f1ffa63a9722849fe0aa693ad7a21aa9278a2bff2397d00b16f"
+    ),
 )
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -120,7 +126,7 @@ def _slice_dirs(location: Path) -> tuple[Path, Path] | None:
 
 def _stack_files(files: list[Path]) -> np.ndarray:
     slices = [read_image(p) for p in files]
-    for path, arr in zip(files, slices):
+    for path, arr in zip(files, slices, strict=True):
         if arr.shape != slices[0].shape or arr.dtype != slices[0].dtype:
             raise DataError(
                 f"{path}: shape {arr.shape} / type {arr.dtype} differs from {files[0].name} "
@@ -138,7 +144,9 @@ def _read_slices(location: Path) -> Stacks:
     for name, other, where in ((images, labels, label_dir), (labels, images, image_dir)):
         missing = [stem for stem in name if stem not in other]
         if missing:
-            raise DataError(f"{where}: no slice named {missing[0]!r} (every image needs a label of the same name)")
+            raise DataError(
+                f"{where}: no slice named {missing[0]!r} (every image needs a label of the same name)"
+            )
     test_dir = location / "test"
     if test_dir.is_dir():
         test_dir = next((test_dir / d for d in _IMAGE_DIRS if (test_dir / d).is_dir()), test_dir)
@@ -180,7 +188,9 @@ def read_stacks(location: Path) -> Stacks:
     if layout == "tiff":
         for name in (TRAIN_VOLUME, TRAIN_LABELS):
             if not (location / name).is_file():
-                raise DataError(f"{location}: {name} is missing; the tiff layout needs {TRAIN_VOLUME} and {TRAIN_LABELS}")
+                raise DataError(
+                    f"{location}: {name} is missing; the tiff layout needs {TRAIN_VOLUME} and {TRAIN_LABELS}"
+                )
         test_path = location / TEST_VOLUME
         stacks = Stacks(
             read_stack(location / TRAIN_VOLUME),
@@ -255,7 +265,9 @@ def describe(location: Path) -> Presence:
         official = {r.filename: r.sha256 for r in RESOURCES}
         present = [n for n in official if (location / n).is_file()]
         same = all(sha256_of(location / n) == official[n] for n in present)
-        detail += ", official files (sha256 verified)" if same else ", not byte-identical to the official files"
+        detail += (
+            ", official files (sha256 verified)" if same else ", not byte-identical to the official files"
+        )
     return Presence("present", labelled=len(stacks.train_images), unlabelled=n_test, detail=detail)
 
 
@@ -270,7 +282,9 @@ def write_tiff_layout(
         write_tiff(directory / TEST_VOLUME, test_images)
 
 
-def write_hdf5_layout(path: Path, train_images: np.ndarray, train_labels: np.ndarray, test_images=None) -> None:
+def write_hdf5_layout(
+    path: Path, train_images: np.ndarray, train_labels: np.ndarray, test_images=None
+) -> None:
     with h5py.File(path, "w") as f:
         f.create_dataset(HDF5_RAW, data=train_images, track_times=False)
         f.create_dataset(HDF5_LABELS, data=train_labels, track_times=False)

@@ -28,7 +28,9 @@ class Split:
 def kfold_indices(n: int, folds: int, fold: int, shuffle_seed: int | None) -> dict[str, list[int]]:
     """Indices of fold ``fold`` (evaluation), the next fold (validation, when folds >= 3) and the rest."""
     if n < folds:
-        raise DataError(f"data.split.folds: {folds} folds need at least {folds} labelled samples, the data set has {n}")
+        raise DataError(
+            f"data.split.folds: {folds} folds need at least {folds} labelled samples, the data set has {n}"
+        )
     order = np.arange(n)
     if shuffle_seed is not None:
         order = np.random.default_rng(shuffle_seed).permutation(n)

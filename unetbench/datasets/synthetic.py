@@ -89,7 +89,9 @@ def em_slice(seed: int, index: int, height: int = 512, width: int = 512, *, stre
         ry, rx = rng.uniform(2.0, 5.0, 2)
         y0, y1 = max(cy - 6, 0), min(cy + 7, height)
         x0, x1 = max(cx - 6, 0), min(cx + 7, width)
-        organelles[y0:y1, x0:x1] |= ((yy[y0:y1, x0:x1] - cy) / ry) ** 2 + ((xx[y0:y1, x0:x1] - cx) / rx) ** 2 <= 1
+        organelles[y0:y1, x0:x1] |= ((yy[y0:y1, x0:x1] - cy) / ry) ** 2 + (
+            (xx[y0:y1, x0:x1] - cx) / rx
+        ) ** 2 <= 1
     organelles &= ~membrane  # organelles are cell interior in the labels
     image = np.where(organelles, image - 0.3, image)
     image = np.where(membrane, 0.15 + 0.04 * _smooth_noise(rng, shape, 2), image)
@@ -154,14 +156,23 @@ class _CellScene:
             image = np.where(nucleus, image - 0.08, image)
             image = ndimage.gaussian_filter(image, 1.0)
         else:
-            height_map = ndimage.gaussian_filter(fg.astype(np.float32) + 0.5 * nucleus + 0.1 * _smooth_noise(rng, shape, 3) * fg, 2.0)
-            relief = np.roll(height_map, -1, axis=(0, 1)) - np.roll(height_map, 1, axis=(0, 1))  # shear along the diagonal
+            height_map = ndimage.gaussian_filter(
+                fg.astype(np.float32) + 0.5 * nucleus + 0.1 * _smooth_noise(rng, shape, 3) * fg, 2.0
+            )
+            relief = np.roll(height_map, -1, axis=(0, 1)) - np.roll(
+                height_map, 1, axis=(0, 1)
+            )  # shear along the diagonal
             image = 0.5 + 1.6 * relief + 0.02 * _smooth_noise(rng, shape, 10)
         return _to_uint8(image + rng.normal(0, 0.02, shape))
 
 
 def cell_sequence(
-    seed: int, sequence: int, frames: list[int], height: int = 512, width: int = 512, look: Literal["phase", "dic"] = "phase"
+    seed: int,
+    sequence: int,
+    frames: list[int],
+    height: int = 512,
+    width: int = 512,
+    look: Literal["phase", "dic"] = "phase",
 ):
     """Frames ``frames`` of one sequence: ``(images uint8 (T, H, W), instances uint16 (T, H, W))``.
 
@@ -169,7 +180,7 @@ def cell_sequence(
     """
     scene = _CellScene(seed, sequence, height, width)
     labels = [scene.instances(t) for t in frames]
-    images = [scene.image(t, lab, look) for t, lab in zip(frames, labels)]
+    images = [scene.image(t, lab, look) for t, lab in zip(frames, labels, strict=True)]
     return np.stack(images), np.stack(labels)
 
 
@@ -182,7 +193,10 @@ def write_em(
     width: int = 512,
     layout: Literal["tiff", "hdf5", "slices"] = "tiff",
 ) -> Path:
-    """Write ``samples`` labelled and ``samples`` test slices in an ISBI 2012 layout; return the path to read."""
+    """Write ``samples`` labelled and ``samples`` test slices in an ISBI 2012 layout.
+
+    Returns the path the adapter reads: the folder, or the HDF5 file for ``layout="hdf5"``.
+    """
     train_images, train_labels = em_stacks(seed, samples, height, width, stream=_TRAIN)
     test_images, _ = em_stacks(seed, samples, height, width, stream=_TEST)
     directory.mkdir(parents=True, exist_ok=True)
@@ -221,7 +235,11 @@ def write_cells(
         name = f"{number:02d}"
         n_frames = 2 * n_labelled
         images, instances = cell_sequence(seed, number, list(range(n_frames)), height, width, look)
-        seq_dir, seg_dir, tra_dir = directory / name, directory / f"{name}_GT" / "SEG", directory / f"{name}_GT" / "TRA"
+        seq_dir, seg_dir, tra_dir = (
+            directory / name,
+            directory / f"{name}_GT" / "SEG",
+            directory / f"{name}_GT" / "TRA",
+        )
         for d in (seq_dir, seg_dir, tra_dir):
             d.mkdir(parents=True, exist_ok=True)
         for t in range(n_frames):
@@ -242,10 +260,12 @@ def _load_em(location: Path, data: DataSpec) -> Collection:
     s = data.synthetic
     images, labels = em_stacks(s.seed, s.samples, s.height, s.width)
     samples = []
-    for i, (raw, lab) in enumerate(zip(images, labels)):
+    for i, (raw, lab) in enumerate(zip(images, labels, strict=True)):
         target = (lab > 0).astype(np.uint8)
         samples.append(
-            Sample(f"train/{i:02d}", to_unit_float(raw, source="synthetic-em"), target, cell_instances(target))
+            Sample(
+                f"train/{i:02d}", to_unit_float(raw, source="synthetic-em"), target, cell_instances(target)
+            )
         )
     return Collection("synthetic-em", f"generated (seed {s.seed})", tuple(samples))
 
@@ -258,7 +278,7 @@ def _load_cells(location: Path, data: DataSpec) -> Collection:
         if not frames:
             continue
         images, instances = cell_sequence(s.seed, number, frames, s.height, s.width)
-        for t, raw, inst in zip(frames, images, instances):
+        for t, raw, inst in zip(frames, images, instances, strict=True):
             inst = inst.astype(np.int32)
             samples.append(
                 Sample(

@@ -1,0 +1,66 @@
+"""How fast the synthetic data sets are made, per 512x512 image, against references measured in this run.
+
+The claim to check (issue 2): "seeded and fast, well under 1 s per 512x512 image". The references are the
+1 s budget and, where ../shared/datasets is present, reading and scaling one real ISBI 2012 slice from its
+TIFF stack (what the synthetic data stands in for).
+
+    python benchmarks/synthetic_speed.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from unetbench.datasets import synthetic
+from unetbench.datasets.images import to_unit_float
+
+SHARED_ISBI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012" / "train-volume.tif"
+
+
+def per_call(fn: Callable[[int], object], repeats: int) -> float:
+    fn(0)  # burn-in: imports, caches, first-touch allocations
+    times = []
+    for i in range(1, repeats + 1):
+        start = time.perf_counter()
+        fn(i)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, numpy {np.__version__}, median of {args.repeats} after one burn-in call")
+
+    generators = {
+        "EM-like slice": lambda i: synthetic.em_slice(0, i, 512, 512),
+        "cell frame, phase": lambda i: synthetic.cell_sequence(0, 1, [i], 512, 512, "phase"),
+        "cell frame, DIC": lambda i: synthetic.cell_sequence(0, 1, [i], 512, 512, "dic"),
+    }
+    rows = [(name, per_call(fn, args.repeats)) for name, fn in generators.items()]
+    reference = None
+    if SHARED_ISBI.is_file():
+        reference = per_call(
+            lambda i: to_unit_float(tifffile.imread(SHARED_ISBI, key=i % 30), source="isbi"), args.repeats
+        )
+        print(f"reference: read + scale one real ISBI 2012 slice: {reference * 1e3:.1f} ms")
+    else:
+        print(f"reference: {SHARED_ISBI} absent, real-slice ratio not measured")
+    print(f"{'generator (512x512)':<22} {'ms/image':>9} {'x of 1 s budget':>16} {'x of real read':>15}")
+    for name, seconds in rows:
+        real = f"{seconds / reference:>15.1f}" if reference else f"{'-':>15}"
+        print(f"{name:<22} {seconds * 1e3:>9.1f} {seconds / 1.0:>16.3f} {real}")
+
+
+if __name__ == "__main__":
+    main()
