@@ -284,6 +284,12 @@ class ChallengeSpec:
             f"must be a non-empty name without '/', got {self.name!r}",
         )
         adapter = DATASETS[self.data.dataset]
+        _require(
+            self.data.root is None or bool(adapter.folder),
+            "data.root",
+            f"{self.data.dataset} is generated in memory from [data.synthetic] and reads no files; remove "
+            "root, or write it with `unetbench data synth` and read it as a real data set",
+        )
         valid = METRICS_BY_KIND[adapter.kind]
         for metric in self.evaluation.metrics:
             _require(
@@ -378,16 +384,21 @@ def _file_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("in_file", True)}
 
 
+def _unknown_key(source: str, path: str, key: str, fields: Mapping[str, Any], shown: str = "") -> SpecError:
+    """The error for a key the table does not have, with the closest valid key as a suggestion."""
+    close = difflib.get_close_matches(key, list(fields), n=1)
+    hint = f" (did you mean {_join(path, close[0])!r}?)" if close else ""
+    return SpecError(
+        source, shown or _join(path, key), f"unknown key{hint}; valid keys here: {', '.join(fields)}"
+    )
+
+
 def _parse_table(cls: type, table: Mapping[str, Any], path: str, source: str) -> Any:
     fields = _file_fields(cls)
     hints = typing.get_type_hints(cls)
     for key in table:
         if key not in fields:
-            close = difflib.get_close_matches(key, list(fields), n=1)
-            hint = f" (did you mean {_join(path, close[0])!r}?)" if close else ""
-            raise SpecError(
-                source, _join(path, key), f"unknown key{hint}; valid keys here: {', '.join(fields)}"
-            )
+            raise _unknown_key(source, path, key, fields)
     kwargs = {name: _convert(hints[name], value, _join(path, name), source) for name, value in table.items()}
     for name, f in fields.items():
         required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
@@ -493,10 +504,7 @@ def apply_overrides(
         for depth, part in enumerate(parts):
             fields = _file_fields(cls)
             if part not in fields:
-                path = ".".join(parts[:depth])
-                close = difflib.get_close_matches(part, list(fields), n=1)
-                hint = f" (did you mean {_join(path, close[0])!r}?)" if close else ""
-                raise SpecError(source, key, f"unknown key{hint}; valid keys here: {', '.join(fields)}")
+                raise _unknown_key(source, ".".join(parts[:depth]), part, fields, shown=key)
             hint_type = typing.get_type_hints(cls)[part]
             if depth == len(parts) - 1:
                 if dataclasses.is_dataclass(hint_type):

@@ -161,7 +161,7 @@ def _official_root(location: Path) -> Path:
 
 
 def scan(location: Path) -> list[SequenceFiles]:
-    """Find the sequences and check that every SEG file has its frame."""
+    """Find the sequences; check that every SEG file has its frame and that the tracks are valid."""
     root = _official_root(location)
     sequences = []
     for seq_dir in sorted(p for p in root.iterdir() if p.is_dir() and _SEQUENCE.match(p.name)):
@@ -185,6 +185,8 @@ def scan(location: Path) -> list[SequenceFiles]:
                     f"{path}: ground truth for frame {index}, but {seq_dir}/t{index:03d}.tif is missing"
                 )
         track = root / f"{seq_dir.name}_GT" / "TRA" / "man_track.txt"
+        if track.is_file():
+            parse_man_track(track, n_frames=max(frames) + 1)
         sequences.append(SequenceFiles(seq_dir.name, frames, segs, track if track.is_file() else None))
     if not any(s.segmentations for s in sequences):
         raise DataError(f"{root}: no SEG ground truth (NN_GT/SEG/man_segNNN.tif) in any sequence")
@@ -215,9 +217,6 @@ def _labelled_sample(seq: SequenceFiles, index: int) -> Sample:
 
 def load(location: Path, data: DataSpec | None = None, *, name: str = "ctc") -> Collection:
     sequences = scan(location)
-    for seq in sequences:
-        if seq.man_track is not None:
-            parse_man_track(seq.man_track, n_frames=max(seq.frames) + 1)
     labelled = tuple(_labelled_sample(seq, i) for seq in sequences for i in sorted(seq.segmentations))
     return Collection(dataset=name, location=str(location), labelled=labelled)
 
@@ -227,9 +226,6 @@ def describe(location: Path) -> Presence:
         return Presence("absent")
     try:
         sequences = scan(location)
-        for seq in sequences:
-            if seq.man_track is not None:
-                parse_man_track(seq.man_track, n_frames=max(seq.frames) + 1)
     except DataError as err:
         return Presence("invalid", detail=str(err))
     n_frames = sum(len(s.frames) for s in sequences)
@@ -268,9 +264,7 @@ def import_files(source: Path, destination: Path) -> None:
         shutil.rmtree(work)
         return
     root = _official_root(source)
-    for seq in scan(root):
-        if seq.man_track is not None:
-            parse_man_track(seq.man_track, n_frames=max(seq.frames) + 1)
+    scan(root)
     _copy_official(root, destination)
 
 
