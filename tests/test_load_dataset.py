@@ -36,6 +36,13 @@ def test_spec_data_root_is_read_and_missing_data_says_how_to_get_it(tmp_path):
     assert (len(split.train), len(split.validation), len(split.evaluation), len(split.test)) == (20, 5, 5, 30)
 
 
+def test_generated_data_split_is_checked_against_its_size():
+    with pytest.raises(
+        SpecError, match=r"data.split.evaluation: index 10 is out of range; data.synthetic.samples = 10"
+    ):
+        apply_overrides(load_spec(CHALLENGES / "quickstart.toml"), {"data.synthetic.samples": 10})
+
+
 def test_generated_data_takes_no_root():
     with pytest.raises(SpecError, match="data.root: synthetic-em is generated in memory"):
         apply_overrides(load_spec(CHALLENGES / "quickstart.toml"), {"data.root": "/somewhere"})

@@ -307,10 +307,19 @@ class ChallengeSpec:
         for section, key in (("training", "tile_size"), ("inference", "tile_size")):
             size = getattr(getattr(self, section), key)
             try:
-                out = output_size(size, depth=self.model.depth, padding=self.model.padding)
+                output_size(size, depth=self.model.depth, padding=self.model.padding)
             except ValueError as err:
                 raise _ValueProblem(f"{section}.{key}", str(err)) from None
-            _require(out >= 1, f"{section}.{key}", f"gives an empty output ({out} px)")
+        if not adapter.folder and self.data.split.method == "indices":
+            # Generated data has a known size, so an index past it is caught here rather than at run time.
+            n = self.data.synthetic.samples
+            for part in ("train", "validation", "evaluation"):
+                for index in getattr(self.data.split, part):
+                    _require(
+                        index < n,
+                        f"data.split.{part}",
+                        f"index {index} is out of range; data.synthetic.samples = {n} (indices 0-{n - 1})",
+                    )
 
 
 # --------------------------------------------------------------------------------------------------
