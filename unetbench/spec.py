@@ -31,13 +31,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-# Metric names a spec may ask for, by the kind of data set. "em" metrics are the ISBI 2012 evaluation's
-# (all lower is better except V_rand and V_info); "cells" metrics the Cell Tracking Challenge's SEG and the
-# instance-detection scores the cell-segmentation community reports. The pixel-level IoU fits both.
-METRICS_BY_KIND: dict[str, tuple[str, ...]] = {
-    "em": ("warping_error", "rand_error", "pixel_error", "v_rand", "v_info", "iou"),
-    "cells": ("seg", "iou", "precision", "recall", "f1", "average_precision"),
-}
+
+def _metrics_by_kind() -> dict[str, tuple[str, ...]]:
+    from unetbench.metrics import METRICS
+
+    kinds: dict[str, tuple[str, ...]] = {}
+    for name, info in METRICS.items():
+        kinds[info.kind] = (*kinds.get(info.kind, ()), name)
+    return kinds
 
 
 class _ValueProblem(Exception):
@@ -290,7 +291,7 @@ class ChallengeSpec:
             f"{self.data.dataset} is generated in memory from [data.synthetic] and reads no files; remove "
             "root, or write it with `unetbench data synth` and read it as a real data set",
         )
-        valid = METRICS_BY_KIND[adapter.kind]
+        valid = _metrics_by_kind()[adapter.kind]
         for metric in self.evaluation.metrics:
             _require(
                 metric in valid,

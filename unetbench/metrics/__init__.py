@@ -1,0 +1,79 @@
+"""The official challenge metrics, as pure functions on numpy arrays.
+
+One module per family (skimage-style): :mod:`~unetbench.metrics.pixel`, :mod:`~unetbench.metrics.rand`,
+:mod:`~unetbench.metrics.information`, :mod:`~unetbench.metrics.warping` (ISBI 2012, reproducing Fiji's
+Trainable Weka Segmentation as the challenge called it) and :mod:`~unetbench.metrics.seg` (Cell Tracking
+Challenge SEG, pixel IoU, detection scores). :data:`METRICS` names every metric a spec may ask for, with
+its direction.
+"""
+
+from dataclasses import dataclass
+from typing import Literal
+
+from unetbench.metrics._isbi import official_thresholds, score_stack
+from unetbench.metrics.information import v_info
+from unetbench.metrics.pixel import pixel_error
+from unetbench.metrics.rand import rand_error, v_rand
+from unetbench.metrics.seg import detection_scores, foreground_iou, seg
+from unetbench.metrics.warping import classic_warping_error, warping_error
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    kind: Literal["em", "cells"]  # the data it applies to
+    higher_is_better: bool
+    title: str
+
+
+METRICS: dict[str, MetricInfo] = {
+    "warping_error": MetricInfo("em", False, "warping error (splits and mergers)"),
+    "rand_error": MetricInfo("em", False, "Rand error (foreground-restricted)"),
+    "pixel_error": MetricInfo("em", False, "pixel error"),
+    "v_rand": MetricInfo("em", True, "V_rand (after thinning)"),
+    "v_info": MetricInfo("em", True, "V_info (after thinning)"),
+    "classic_warping_error": MetricInfo("em", False, "classic warping error (all mismatches)"),
+    "seg": MetricInfo("cells", True, "CTC SEG"),
+    "iou": MetricInfo("cells", True, "foreground IoU"),
+    "precision": MetricInfo("cells", True, "detection precision at IoU 0.5"),
+    "recall": MetricInfo("cells", True, "detection recall at IoU 0.5"),
+    "f1": MetricInfo("cells", True, "detection F1 at IoU 0.5"),
+    "average_precision": MetricInfo("cells", True, "average precision, IoU 0.5:0.95"),
+}
+
+
+def isbi2012_scores(ground_truth, proposal, metrics=None) -> dict[str, float]:
+    """Several ISBI 2012 metrics at once (cheaper than one call each: binarisations are shared)."""
+    wanted = metrics or [name for name, info in METRICS.items() if info.kind == "em"]
+    return score_stack(ground_truth, proposal, wanted)
+
+
+def instance_scores(reference, result, metrics=None) -> dict[str, float]:
+    """The Cell Tracking Challenge and instance metrics of integer label images."""
+    wanted = metrics or [name for name, info in METRICS.items() if info.kind == "cells"]
+    scores: dict[str, float] = {}
+    if "seg" in wanted:
+        scores["seg"] = seg(reference, result)
+    if "iou" in wanted:
+        scores["iou"] = foreground_iou(reference, result)
+    if set(wanted) & {"precision", "recall", "f1", "average_precision"}:
+        detection = detection_scores(reference, result)
+        scores.update({k: v for k, v in detection.items() if k in wanted})
+    return scores
+
+
+__all__ = [
+    "METRICS",
+    "MetricInfo",
+    "classic_warping_error",
+    "detection_scores",
+    "foreground_iou",
+    "instance_scores",
+    "isbi2012_scores",
+    "official_thresholds",
+    "pixel_error",
+    "rand_error",
+    "seg",
+    "v_info",
+    "v_rand",
+    "warping_error",
+]
