@@ -223,6 +223,57 @@ def data_info(data_root: DataRoot = None) -> None:
     _console().print(table)
 
 
+# ---------------------------------------------------------------------------------------------- evaluate
+
+
+@app.command("evaluate")
+def evaluate(
+    challenge: Annotated[str, typer.Option(help="em (ISBI 2012 metrics) or ctc (SEG and instance metrics).")],
+    gt: Annotated[
+        str,
+        typer.Option(
+            help="EM labels (TIFF, file.h5:dataset, .npy, folder of slices) or a CTC data set folder."
+        ),
+    ],
+    pred: Annotated[
+        str, typer.Option(help="EM: P(cell) maps in [0, 1]; CTC: a result folder with NN_RES/maskNNN.tif.")
+    ],
+    scale: Annotated[
+        float | None, typer.Option(help="Divide the EM prediction by this first (255 for 8-bit maps).")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated metric names (default: all that apply).")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the scores as JSON here.")
+    ] = None,
+) -> None:
+    """Score a segmentation with the challenge's official metrics."""
+    from unetbench.evaluation import evaluate_ctc, evaluate_em, write_json_atomically
+    from unetbench.metrics import METRICS
+
+    wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    if challenge == "em":
+        result = evaluate_em(gt, pred, scale=scale, metrics=wanted)
+    elif challenge == "ctc":
+        if scale is not None:
+            raise UserError("--scale applies to EM probability maps, not to CTC instance masks")
+        result = evaluate_ctc(gt, pred, metrics=wanted)
+    else:
+        raise UserError(f"--challenge: unknown value {challenge!r}; valid choices: em, ctc")
+    table = Table(title=f"{challenge} scores ({result.seconds:.2f} s)", title_justify="left")
+    for column in ("metric", "value", "better"):
+        table.add_column(column)
+    for name, value in result.scores.items():
+        table.add_row(
+            METRICS[name].title, f"{value:.6g}", "higher" if METRICS[name].higher_is_better else "lower"
+        )
+    _console().print(table)
+    if json_out is not None:
+        write_json_atomically(json_out, result.to_json())
+        typer.echo(f"wrote {json_out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line and exit status 1."""
     try:

@@ -31,7 +31,7 @@ import numpy as np
 
 from unetbench.datasets import Collection, DatasetAdapter, Presence, Sample, register
 from unetbench.datasets.download import Resource, download, safe_extract
-from unetbench.datasets.images import read_image, to_unit_float
+from unetbench.datasets.images import read_image, to_unit_float, write_tiff
 from unetbench.errors import DataError
 
 if TYPE_CHECKING:
@@ -52,6 +52,9 @@ RESOURCES = {name: Resource(_URL.format(official), sha) for name, (official, sha
 _SEQUENCE = re.compile(r"^\d{2}$")
 _FRAME = re.compile(r"^t(\d{3,4})\.tiff?$")
 _SEG = re.compile(r"^man_seg(\d{3,4})\.tiff?$")
+_MASK = re.compile(r"^mask(\d{3,4})\.tiff?$")
+_GT_DIR = re.compile(r"^(\d{2})_GT$")
+_RES_DIR = re.compile(r"^(\d{2})_RES$")
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,67 @@ def describe(location: Path) -> Presence:
     parts = ", ".join(f"{s.name}: {len(s.frames)} frames, {len(s.segmentations)} SEG" for s in sequences)
     tra = "TRA present" if all(s.man_track for s in sequences) else "no TRA for some sequences"
     return Presence("present", labelled=n_seg, unlabelled=n_frames - n_seg, detail=f"{parts}; {tra}")
+
+
+def write_results(directory: Path, sequence: str, masks: dict[int, np.ndarray], *, digits: int = 3) -> Path:
+    """Write instance masks in the CTC result layout, ``<directory>/<sequence>_RES/maskNNN.tif`` (16-bit),
+    which the organisers' evaluation tools read."""
+    if not _SEQUENCE.match(sequence):
+        raise ValueError(f"sequence names are two digits such as '01', got {sequence!r}")
+    out = directory / f"{sequence}_RES"
+    out.mkdir(parents=True, exist_ok=True)
+    for frame, mask in sorted(masks.items()):
+        mask = np.asarray(mask)
+        if mask.dtype.kind not in "ui" or mask.min() < 0 or mask.max() > 65535:
+            raise ValueError(f"frame {frame}: masks must be instance labels in 0..65535, got {mask.dtype}")
+        write_tiff(out / f"mask{frame:0{digits}d}.tif", mask.astype(np.uint16))
+    return out
+
+
+def read_results(directory: Path) -> dict[str, dict[int, Path]]:
+    """The result masks of a CTC result folder: ``{sequence: {frame: path}}``. ``directory`` holds
+    ``NN_RES/`` folders, or is one."""
+    if not directory.is_dir():
+        raise DataError(f"{directory}: no such folder")
+    match = _RES_DIR.match(directory.name)
+    folders = (
+        [directory]
+        if match
+        else sorted(p for p in directory.iterdir() if p.is_dir() and _RES_DIR.match(p.name))
+    )
+    if not folders:
+        raise DataError(f"{directory}: no CTC results (folders NN_RES/ with maskNNN.tif)")
+    return {_RES_DIR.match(f.name).group(1): _numbered(f, _MASK) for f in folders}
+
+
+def pair_results_with_ground_truth(gt: Path, results: Path) -> list[tuple[str, int, Path, Path]]:
+    """(sequence, frame, man_seg path, mask path) for every SEG frame of ``gt``, whose result must exist.
+
+    ``gt`` is a data set folder (with ``NN_GT/SEG``) or one ``NN_GT`` folder.
+    """
+    match = _GT_DIR.match(gt.name)
+    if match and (gt / "SEG").is_dir():
+        truth = {match.group(1): _numbered(gt / "SEG", _SEG)}
+    else:
+        truth = {seq.name: seq.segmentations for seq in scan(gt) if seq.segmentations}
+    found = read_results(results)
+    pairs = []
+    for sequence, frames in sorted(truth.items()):
+        if sequence not in found:
+            raise DataError(
+                f"{results}: no results for sequence {sequence} (expected {sequence}_RES/maskNNN.tif)"
+            )
+        for frame, seg_path in sorted(frames.items()):
+            mask = found[sequence].get(frame)
+            if mask is None:
+                raise DataError(
+                    f"{results}: {sequence}_RES/mask{frame:03d}.tif is missing "
+                    f"(the ground truth has {seg_path.name})"
+                )
+            pairs.append((sequence, frame, seg_path, mask))
+    if not pairs:
+        raise DataError(f"{gt}: no SEG ground truth frames")
+    return pairs
 
 
 def _copy_official(source_root: Path, destination: Path) -> None:

@@ -1,0 +1,85 @@
+"""Time of the five ISBI 2012 EM metrics on the 30-slice stack, against scikit-image in the same run.
+
+The bar (issue 3): warping, Rand and pixel error, V_rand and V_info at the official thresholds (11 for
+the Rand and pixel errors and V-scores, 10 for warping) on the 30 real 512x512 ISBI 2012 slices in at most
+3 s on the 2-core CI machine. The reference is ``skimage.metrics.adapted_rand_error`` on the same data at
+one threshold (0.5), with scipy's 4-connected labelling of both stacks included, as a user would call it.
+
+    python benchmarks/isbi_metrics_speed.py [--repeats 3]
+
+Needs ../shared/datasets/isbi2012 (the real labels); proposals are made from them: the labels themselves,
+blurred labels (sigma 2 px), blurred labels with smooth noise, and blurred labels with per-pixel noise
+(a stress case no trained network produces).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+from scipy import ndimage
+from skimage.metrics import adapted_rand_error
+
+from unetbench.metrics import isbi2012_scores
+
+LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012" / "train-labels.tif"
+FIVE = ["warping_error", "rand_error", "pixel_error", "v_rand", "v_info"]
+FOUR = ndimage.generate_binary_structure(3, 1)
+FOUR[0] = FOUR[2] = False  # 4-connected within each slice, slices not connected
+
+
+def median_seconds(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def skimage_reference(gt: np.ndarray, proposal: np.ndarray) -> float:
+    a, _ = ndimage.label(gt > 0, structure=FOUR)
+    b, _ = ndimage.label(proposal > 0.5, structure=FOUR)
+    return adapted_rand_error(a, b, ignore_labels=(0,))[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    if not LABELS.is_file():
+        sys.exit(f"{LABELS} not found: this benchmark needs the real ISBI 2012 labels (../shared/datasets)")
+    gt = tifffile.imread(LABELS)
+    rng = np.random.default_rng(0)
+    blurred = np.stack([ndimage.gaussian_filter(s / 255.0, 2) for s in gt]).astype(np.float32)
+    smooth = np.stack([ndimage.gaussian_filter(rng.normal(0, 1, s.shape), 3) for s in gt])
+    proposals = {
+        "labels (perfect)": (gt / 255).astype(np.float32),
+        "blurred": blurred,
+        "blurred + smooth noise": np.clip(blurred + 0.6 * smooth, 0, 1).astype(np.float32),
+        "blurred + pixel noise (stress)": np.clip(blurred + rng.normal(0, 0.15, gt.shape), 0, 1).astype(
+            np.float32
+        ),
+    }
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(f"data: {gt.shape[0]} slices of {gt.shape[1]}x{gt.shape[2]} px; median of {args.repeats} runs")
+    start = time.perf_counter()
+    isbi2012_scores(gt[:1], blurred[:1], FIVE)
+    print(f"first call (numba compilation, or loading its cache): {time.perf_counter() - start:.2f} s")
+    print(f"{'proposal':<32} {'five metrics, s':>15} {'skimage ARE, s':>15} {'ratio':>7}  {'<= 3 s':>6}")
+    for name, proposal in proposals.items():
+        ours = median_seconds(lambda p=proposal: isbi2012_scores(gt, p, FIVE), args.repeats)
+        reference = median_seconds(lambda p=proposal: skimage_reference(gt, p), args.repeats)
+        within = "yes" if ours <= 3 else "NO"
+        print(f"{name:<32} {ours:>15.2f} {reference:>15.2f} {ours / reference:>7.1f}  {within:>6}")
+
+
+if __name__ == "__main__":
+    main()
