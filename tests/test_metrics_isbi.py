@@ -313,3 +313,16 @@ def test_rand_and_information_sums_agree_with_scikit_image(seed):
 def test_bad_inputs_are_refused_with_a_clear_message(gt, p, fragment):
     with pytest.raises(ValueError, match=fragment.replace("[", r"\[").replace("]", r"\]")):
         isbi2012_scores(gt, p)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    keys=st.lists(
+        st.sampled_from([0.0, 1e-40, 0.1, 0.25, 0.5, 0.9999999, 1.0]) | st.floats(0, 1, width=32),
+        max_size=300,
+    )
+)
+def test_warping_order_is_a_stable_descending_sort(keys):
+    """The radix sort of the warping passes orders like Java's stable Collections.sort on (float) keys."""
+    array = np.array(keys, dtype=np.float32)
+    np.testing.assert_array_equal(k._stable_descending_order(array), np.argsort(-array, kind="stable"))

@@ -89,6 +89,31 @@ def _ring_code(img, x, y):
 
 
 @njit(cache=True, nogil=True)
+def _stable_descending_order(keys):
+    """Indices that sort non-negative float32 ``keys`` in descending order, ties kept in input order
+    (Java's ``Collections.sort`` with ``Float.compare(o2.z, o1.z)``): an LSD radix sort on the bit
+    patterns, which for non-negative floats order like the values."""
+    m = keys.shape[0]
+    bits = keys.view(np.uint32)
+    order = np.arange(m)
+    scratch = np.empty(m, dtype=np.int64)
+    counts = np.empty(65537, dtype=np.int64)
+    for shift in (0, 16):
+        counts[:] = 0
+        for i in range(m):
+            digit = 65535 - ((bits[order[i]] >> shift) & 65535)  # descending
+            counts[digit + 1] += 1
+        for d in range(65536):
+            counts[d + 1] += counts[d]
+        for i in range(m):
+            digit = 65535 - ((bits[order[i]] >> shift) & 65535)
+            scratch[counts[digit]] = order[i]
+            counts[digit] += 1
+        order, scratch = scratch, order
+    return order
+
+
+@njit(cache=True, nogil=True)
 def simple_point_warp(source, proposal, threshold, simple):
     """Warp ``source`` (uint8 0/1, the ground truth) towards ``proposal > threshold`` by simple-point flips.
 
@@ -120,9 +145,14 @@ def simple_point_warp(source, proposal, threshold, simple):
                 ys[m] = y + 1
                 keys[m] = np.float32(abs(p - threshold))
                 m += 1
-    order = np.argsort(-keys[:m], kind="mergesort")  # stable, descending key
+    order = _stable_descending_order(keys[:m])
     list_x = xs[:m][order]
     list_y = ys[:m][order]
+    # A pixel found non-simple stays non-simple until a pixel of its 3x3 flips: remember when each was
+    # last tested and when its neighbourhood last changed, and skip tests whose answer cannot differ.
+    tested_at = np.full((w + 2, h + 2), -1, dtype=np.int64)
+    changed_at = np.zeros((w + 2, h + 2), dtype=np.int64)
+    clock = 0
     before = -1
     passes = 0
     while m != 0 and m != before:
@@ -130,8 +160,14 @@ def simple_point_warp(source, proposal, threshold, simple):
         passes += 1
         for i in range(m):
             x, y = list_x[i], list_y[i]
+            clock += 1
+            if tested_at[x, y] > changed_at[x, y]:
+                continue
             if simple[_ring_code(src, x, y)]:
                 src[x, y] = 1 - src[x, y]
+                changed_at[x - 1 : x + 2, y - 1 : y + 2] = clock
+            else:
+                tested_at[x, y] = clock
         kept = 0
         for i in range(m):
             x, y = list_x[i], list_y[i]
@@ -148,6 +184,26 @@ def simple_point_warp(source, proposal, threshold, simple):
 
 # Mismatch classes, as TWS numbers them.
 MERGE, SPLIT, HOLE_ADDITION, OBJECT_DELETION, OBJECT_ADDITION, HOLE_DELETION = 1, 2, 4, 8, 16, 32
+
+
+@njit(cache=True, nogil=True)
+def _ring_fg_connected(warped, y0, x0):
+    """Are the foreground pixels among the 8 neighbours 4-connected to each other within the ring itself?
+    Walking the ring in order, 4-adjacent ring neighbours are consecutive; corners link two edges."""
+    h, w = warped.shape
+    ring_y = (-1, -1, -1, 0, 1, 1, 1, 0)  # clockwise from the top-left corner
+    ring_x = (-1, 0, 1, 1, 1, 0, -1, -1)
+    fg = np.zeros(8, dtype=np.bool_)
+    for i in range(8):
+        iy, ix = y0 + ring_y[i], x0 + ring_x[i]
+        fg[i] = 0 <= iy < h and 0 <= ix < w and warped[iy, ix] != 0
+    runs = 0
+    for i in range(8):  # count runs of consecutive foreground around the ring
+        if fg[i] and not fg[i - 1]:
+            runs += 1
+    if runs == 0:
+        return True  # all foreground (one run with no start) or none
+    return runs == 1
 
 
 @njit(cache=True, nogil=True)
@@ -173,6 +229,8 @@ def _window_split(warped, y0, x0, radius, visited, queue_y, queue_x):
                 n_fg += 1
             else:
                 has_background = True
+    if _ring_fg_connected(warped, y0, x0):
+        return False  # one component (+ background): at most 2 labels
     touched = 0  # window pixels visited, to reset only those afterwards
     components = 0
     reached = 0
@@ -317,6 +375,8 @@ def watershed_thinning(cell):
                 if level_of[x, y] != level:
                     continue
                 lab[x, y] = _MASK
+                if current == 0:  # no basin exists yet (first level present): nothing to queue
+                    continue
                 for k in range(4):
                     u, v = _neighbour(x, y, k)
                     if 0 <= u < w and 0 <= v < h and lab[u, v] >= _WSHED:
