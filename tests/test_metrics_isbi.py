@@ -326,3 +326,11 @@ def test_warping_order_is_a_stable_descending_sort(keys):
     """The radix sort of the warping passes orders like Java's stable Collections.sort on (float) keys."""
     array = np.array(keys, dtype=np.float32)
     np.testing.assert_array_equal(k._stable_descending_order(array), np.argsort(-array, kind="stable"))
+
+
+def test_ground_truth_values_do_not_matter_only_cell_versus_membrane():
+    gt, p = _random_case(7, shape=(40, 40))
+    instances, _ = ndimage.label(gt > 0, structure=[[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    reference = isbi2012_scores(gt, p)
+    assert isbi2012_scores((gt > 0).astype(np.uint8), p) == reference  # 1 instead of 255
+    assert isbi2012_scores(instances.astype(np.uint16), p) == reference  # instance labels

@@ -5,6 +5,16 @@ One module per family (skimage-style): :mod:`~unetbench.metrics.pixel`, :mod:`~u
 Trainable Weka Segmentation as the challenge called it) and :mod:`~unetbench.metrics.seg` (Cell Tracking
 Challenge SEG, pixel IoU, detection scores). :data:`METRICS` names every metric a spec may ask for, with
 its direction.
+
+Where these functions differ from the official TWS code (none of it changes a score of valid input):
+
+- A ground-truth slice without any cell pixel raises ``ValueError``; TWS divides by zero there and
+  returns NaN for the foreground-restricted scores.
+- Proposals are rounded to float32 first, because the official tool reads 32-bit TIFFs; a float64 map
+  scored by TWS would have been saved as float32 too.
+- Component label numbers differ from ImageJ's; every metric depends only on the partition.
+- For images no larger than the split-test radius (20 px) TWS relabels the whole image after a byte
+  conversion that maps an all-cell image to 0; we relabel the whole image as it is.
 """
 
 from dataclasses import dataclass
