@@ -140,8 +140,10 @@ def test_overrides_replace_validate_and_are_recorded():
     assert (
         dataclasses.replace(ablated, weightmap=spec.weightmap, training=spec.training, overrides=()) == spec
     )
-    again = apply_overrides(ablated, [("inference.tiling", "none")])
-    assert again.overrides[-1] == 'inference.tiling="none"' and len(again.overrides) == 3
+    no_tiling = [("inference.tiling", "none"), ("model.padding", "same"), ("inference.tile_size", 512)]
+    again = apply_overrides(ablated, [*no_tiling, ("training.tile_size", 512)])
+    assert again.overrides[2:4] == ('inference.tiling="none"', 'model.padding="same"')
+    assert len(again.overrides) == 6
     assert spec_to_dict(again)["overrides"] == list(again.overrides)
 
 
@@ -159,6 +161,7 @@ def test_no_overrides_gives_back_the_spec_file():
         ("name.x", 3, "name is not a table"),
         ("model.padding", "full", "valid choices"),
         ("training.tile_size", 570, "556 or 572"),
+        ("model.padding", "same", "'overlap-tile' needs model.padding = 'valid'"),
     ],
 )
 def test_bad_override_is_a_spec_error_naming_the_key(key, value, fragment):

@@ -305,6 +305,14 @@ class ChallengeSpec:
                 "data.split.method",
                 f"{self.data.dataset} has no sequences; use 'indices' or 'kfold'",
             )
+        needs = {"overlap-tile": "valid", "none": "same"}[self.inference.tiling]
+        _require(
+            self.model.padding == needs,
+            "inference.tiling",
+            f"{self.inference.tiling!r} needs model.padding = {needs!r} (overlap-tile feeds context to a "
+            "valid-padding network; 'none' runs a same-padding network tile by tile), got "
+            f"{self.model.padding!r}",
+        )
         for section, key in (("training", "tile_size"), ("inference", "tile_size")):
             size = getattr(getattr(self, section), key)
             try:

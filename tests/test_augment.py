@@ -1,0 +1,124 @@
+"""Elastic deformation and the tile sampler: the paper's parameters, label safety, CPU = torch."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from unetbench.spec import AugmentationSpec
+from unetbench.training.augment import (
+    Deformation,
+    dense_field,
+    draw_deformation,
+    sample_numpy,
+    sample_torch,
+    sampling_grid,
+    sampling_grid_torch,
+)
+from unetbench.training.sampler import random_output_origin, sample_tile, sample_tile_torch
+
+
+def test_coarse_displacements_have_the_configured_spread():
+    rng = np.random.default_rng(0)
+    spec = AugmentationSpec()  # 3 x 3 grid, sigma 10 px
+    draws = np.stack([draw_deformation(rng, spec).coarse for _ in range(2000)])
+    assert draws.shape == (2000, 2, 3, 3)
+    assert draws.std() == pytest.approx(10.0, rel=0.03) and abs(draws.mean()) < 0.2
+    off = AugmentationSpec(elastic=False)
+    assert not draw_deformation(rng, off).coarse.any()
+
+
+def test_dense_field_interpolates_the_coarse_grid():
+    coarse = np.random.default_rng(1).normal(0, 10, (2, 3, 3))
+    field = dense_field(coarse, (101, 57))
+    np.testing.assert_allclose(field[:, ::50, ::28], coarse, atol=1e-12)  # grid points at corners and centre
+    assert np.abs(np.diff(field, axis=1)).max() < 2  # smooth: neighbouring pixels move alike
+
+
+def test_identity_and_quarter_turn_are_exact():
+    image = np.random.default_rng(2).random((40, 40)).astype(np.float32)
+    grid = sampling_grid(Deformation.identity(), (40, 40), (19.5, 19.5))
+    for mode in ("cubic", "linear", "nearest"):
+        np.testing.assert_allclose(sample_numpy(image, grid, mode), image, atol=1e-6)
+    quarter = Deformation(coarse=np.zeros((2, 3, 3)), angle=math.pi / 2)
+    turned = sample_numpy(image, sampling_grid(quarter, (40, 40), (19.5, 19.5)), "nearest")
+    np.testing.assert_array_equal(turned, np.rot90(image, k=-1))
+
+
+def test_labels_keep_their_values_under_deformation():
+    rng = np.random.default_rng(3)
+    labels = rng.choice(np.array([0, 7, 255]), size=(60, 60))
+    spec = AugmentationSpec(rotation=45.0, shift=5.0)
+    for _ in range(5):
+        grid = sampling_grid(draw_deformation(rng, spec), (80, 80), (30.0, 30.0))  # reaches beyond the border
+        warped = sample_numpy(labels, grid, "nearest")
+        assert set(np.unique(warped)) <= {0, 7, 255} and warped.dtype == labels.dtype
+
+
+def test_cpu_and_torch_implementations_agree():
+    rng = np.random.default_rng(4)
+    image = rng.random((120, 100))
+    labels = rng.integers(0, 4, (120, 100))
+    spec = AugmentationSpec(rotation=30.0, shift=4.0, flip=True)
+    for _ in range(3):
+        deformation = draw_deformation(rng, spec)
+        grid = sampling_grid(deformation, (90, 110), (60.0, 50.0))
+        grid_t = sampling_grid_torch(deformation, (90, 110), (60.0, 50.0), dtype=torch.float64)
+        np.testing.assert_allclose(grid_t.numpy(), grid, atol=1e-9)
+        for mode in ("cubic", "linear"):  # float64: the same arithmetic, to rounding
+            ours = sample_numpy(image, grid, mode)
+            theirs = sample_torch(torch.from_numpy(image), grid_t, mode).numpy()
+            np.testing.assert_allclose(theirs, ours, atol=1e-6)
+        np.testing.assert_array_equal(
+            sample_torch(torch.from_numpy(labels), grid_t, "nearest").numpy(),
+            sample_numpy(labels, grid, "nearest"),
+        )
+        # float32 on the device, as in training: within 1e-3 of the float64 CPU result
+        grid_32 = sampling_grid_torch(deformation, (90, 110), (60.0, 50.0))
+        image_32 = torch.from_numpy(image.astype(np.float32))
+        assert (
+            np.abs(
+                sample_torch(image_32, grid_32, "cubic").numpy() - sample_numpy(image, grid, "cubic")
+            ).max()
+            < 1e-3
+        )
+
+
+def test_tile_sampler_aligns_target_and_weights_with_the_valid_output():
+    rng = np.random.default_rng(5)
+    image = rng.random((70, 80)).astype(np.float32)
+    target = rng.integers(0, 2, (70, 80))
+    weights = rng.random((70, 80)).astype(np.float32)
+    tile, out = 124, 84  # depth-3 valid network: margin 20
+    origin = (-5, 3)
+    result = sample_tile(
+        image, target, weights, tile=tile, out=out, origin=origin, deformation=Deformation.identity()
+    )
+    assert result.image.shape == (tile, tile) and result.target.shape == (out, out)
+    mirrored = np.pad(image, 200, mode="reflect")
+    y, x = origin[0] - 20 + 200, origin[1] - 20 + 200
+    np.testing.assert_allclose(result.image, mirrored[y : y + tile, x : x + tile], atol=1e-6)
+    padded_target = np.pad(target, 200, mode="reflect")
+    y, x = origin[0] + 200, origin[1] + 200
+    np.testing.assert_array_equal(result.target, padded_target[y : y + out, x : x + out])
+    np.testing.assert_allclose(
+        result.weights, np.pad(weights, 200, mode="reflect")[y : y + out, x : x + out], atol=1e-6
+    )
+    assert random_output_origin(rng, (500, 600), 388) <= (112, 212)
+
+
+def test_tile_sampler_cpu_and_torch_agree_under_augmentation():
+    rng = np.random.default_rng(6)
+    image = rng.random((90, 90))
+    target = rng.integers(0, 2, (90, 90))
+    weights = rng.random((90, 90))
+    deformation = draw_deformation(rng, AugmentationSpec(rotation=20.0, grey_values=0.1))
+    args = dict(tile=124, out=84, origin=(3, 4), deformation=deformation, interpolation="linear")
+    cpu = sample_tile(image, target, weights, **args)
+    gpu_like = sample_tile_torch(
+        torch.from_numpy(image), torch.from_numpy(target), torch.from_numpy(weights), **args
+    )
+    np.testing.assert_allclose(gpu_like.image.numpy(), cpu.image, atol=1e-4)
+    assert (gpu_like.target.numpy() != cpu.target).mean() < 1e-3
+    np.testing.assert_allclose(gpu_like.weights.numpy(), cpu.weights, atol=1e-4)

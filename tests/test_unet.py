@@ -1,0 +1,115 @@
+"""The U-Net: the paper's architecture, sizes, a backward pass, He initialisation, the loss."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from unetbench.model.unet import UNet, unet_from_spec
+from unetbench.spec import load_spec
+from unetbench.training.loss import weighted_cross_entropy
+
+
+@pytest.fixture(scope="module")
+def paper_unet():
+    torch.manual_seed(0)
+    return UNet(in_channels=1, classes=2)
+
+
+def test_paper_network_parameters_depth_widths_and_dropout(paper_unet):
+    assert sum(p.numel() for p in paper_unet.parameters()) == 31_030_658
+    encoder_widths = [block[0].out_channels for block in paper_unet.encoders]
+    assert encoder_widths == [64, 128, 256, 512, 1024]
+    assert [up.out_channels for up in paper_unet.upconvs] == [512, 256, 128, 64]  # halving up-convolutions
+    assert all(up.kernel_size == (2, 2) and up.stride == (2, 2) for up in paper_unet.upconvs)
+    convs = [
+        m for m in paper_unet.modules() if isinstance(m, nn.Conv2d) and not isinstance(m, nn.ConvTranspose2d)
+    ]
+    assert len(convs) == 2 * 9 + 1 and all(c.padding == (0, 0) for c in convs)  # 18 unpadded 3x3 + the 1x1
+    assert convs[-1].kernel_size == (1, 1) and convs[-1].out_channels == 2
+    assert paper_unet.margin == 92
+    # drop-out sits at the end of the contracting path: between the bottom level and the first up-conv
+    order = [name for name, _ in paper_unet.named_children()]
+    assert isinstance(paper_unet.dropout, nn.Dropout2d) and paper_unet.dropout.p == 0.5
+    assert order.index("dropout") > order.index("encoders") and order.index("dropout") < order.index(
+        "upconvs"
+    )
+
+
+@pytest.mark.slow
+def test_paper_network_maps_572_to_388(paper_unet):
+    paper_unet.eval()
+    with torch.no_grad():
+        assert paper_unet(torch.zeros(1, 1, 572, 572)).shape == (1, 2, 388, 388)
+
+
+def test_dropout_runs_where_the_paper_puts_it():
+    net = UNet(depth=3, base_channels=2, dropout=0.5)
+    seen = {}
+    net.dropout.register_forward_hook(lambda module, args, output: seen.update(shape=args[0].shape))
+    net(torch.zeros(1, 1, 44, 44))
+    assert seen["shape"][1] == net.encoders[-1][0].out_channels  # the bottom level's output
+
+
+def test_tiny_network_shapes_backward_and_invalid_size():
+    net = UNet(depth=3, base_channels=4, classes=3)
+    x = torch.randn(2, 1, 124, 124, requires_grad=True)
+    y = net(x)
+    assert y.shape == (2, 3, 84, 84) and net.output_size(124) == 84
+    y.sum().backward()
+    assert x.grad is not None and all(p.grad is not None for p in net.parameters())
+    with pytest.raises(ValueError, match="nearest valid sizes: 120 or 124"):
+        net(torch.zeros(1, 1, 122, 122))
+    assert net.valid_input_sizes_near(122) == [120, 124]
+
+
+def test_same_padding_and_batch_norm_variant():
+    net = UNet(depth=3, base_channels=4, padding="same", batch_norm=True)
+    assert net(torch.zeros(1, 1, 64, 48)).shape == (1, 2, 64, 48)
+    assert net.margin == 0
+    assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    with pytest.raises(ValueError, match="multiple of 4"):
+        net(torch.zeros(1, 1, 66, 64))
+
+
+def test_he_initialisation_std():
+    torch.manual_seed(1)
+    net = UNet(depth=4, base_channels=32)
+    conv = net.encoders[2][2]  # 128 -> 128, 3x3: N = 1152
+    assert conv.weight.std().item() == pytest.approx(math.sqrt(2 / (128 * 9)), rel=0.02)
+    up = net.upconvs[0]  # 256 -> 128, 2x2 stride 2: each output pixel sees N = 256 inputs
+    assert up.weight.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.02)
+    assert all((m.bias == 0).all() for m in net.modules() if isinstance(m, nn.Conv2d) and m.bias is not None)
+
+
+def test_network_from_spec():
+    spec = load_spec("challenges/quickstart.toml")
+    net = unet_from_spec(spec.model)
+    assert (net.depth, net.padding, net.encoders[0][0].out_channels) == (3, "valid", 8)
+    assert net.output_size(spec.training.tile_size) == 84
+
+
+def test_weighted_cross_entropy_hand_case_and_plain_case():
+    logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 1.0]]]])  # (B=1, K=2, H=1, W=2)
+    target = torch.tensor([[[0, 1]]])
+    weights = torch.tensor([[[3.0, 0.5]]])
+    p0 = math.exp(2) / (math.exp(2) + 1)  # soft-max of the true class at pixel 0
+    p1 = math.exp(1) / (math.exp(1) + 1)
+    expected = (3.0 * -math.log(p0) + 0.5 * -math.log(p1)) / 2
+    assert weighted_cross_entropy(logits, target, weights).item() == pytest.approx(expected, rel=1e-6)
+    plain = nn.functional.cross_entropy(logits, target)
+    assert weighted_cross_entropy(logits, target).item() == pytest.approx(plain.item())
+    assert weighted_cross_entropy(logits, target, torch.ones_like(weights)).item() == pytest.approx(
+        plain.item()
+    )
+    with pytest.raises(ValueError, match="do not match"):
+        weighted_cross_entropy(logits, target, torch.ones(1, 2, 2))
+    np.testing.assert_allclose(  # gradients flow to the logits
+        torch.autograd.grad(weighted_cross_entropy(logits.requires_grad_(), target, weights), logits)[0]
+        .sum()
+        .item(),
+        0.0,
+        atol=1e-6,
+    )

@@ -1,0 +1,1 @@
+"""Training targets and inputs: weight maps, loss, augmentation and the tile sampler."""

@@ -1,0 +1,203 @@
+"""Data augmentation (paper, Sec. 3.1): elastic deformation, shift, rotation, flips and grey values.
+
+Elastic deformation: random displacement vectors on a coarse 3x3 grid, drawn from a normal distribution
+with 10 px standard deviation, upsampled to a per-pixel displacement field by bicubic interpolation.
+One draw (:class:`Deformation`) gives one sampling grid: for tile pixel p (relative to the tile centre),
+
+    source(p) = centre + R(angle) F(p) + shift + field(p)
+
+with F the optional flips. The image is then read at the source coordinates with cubic (or linear)
+interpolation, labels with nearest neighbour (no new label values), weight maps linearly; beyond the
+image border the data is mirrored (reflection about the edge pixels).
+
+Two implementations with the same meaning: numpy on the CPU (:func:`sample_numpy`) and torch
+``grid_sample`` (:func:`sample_torch`), which runs wherever its tensors live, so the augmentation can run
+on the GPU. Both use the same arithmetic: bicubic = cubic convolution with a = -0.75 (as
+``F.interpolate`` / ``grid_sample`` in torch), taps reflected one by one, ``align_corners=True``; the
+tests show they agree to float32 rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+Interpolation = Literal["cubic", "linear", "nearest"]
+_A = -0.75  # the cubic convolution parameter of torch's bicubic modes
+
+
+@dataclass(frozen=True)
+class Deformation:
+    """One random draw of the augmentation of one tile."""
+
+    coarse: np.ndarray  # (2, g, g) displacements (dy, dx) in px on the coarse grid
+    angle: float = 0.0  # radians
+    shift: tuple[float, float] = (0.0, 0.0)  # px (dy, dx)
+    flip_y: bool = False
+    flip_x: bool = False
+    contrast: float = 1.0
+    brightness: float = 0.0
+
+    @staticmethod
+    def identity(grid: int = 3) -> Deformation:
+        return Deformation(coarse=np.zeros((2, grid, grid)))
+
+
+def draw_deformation(rng: np.random.Generator, augmentation) -> Deformation:
+    """Draw a :class:`Deformation` as an :class:`~unetbench.spec.AugmentationSpec` says."""
+    g = augmentation.elastic_grid
+    sigma = augmentation.elastic_sigma if augmentation.elastic else 0.0
+    coarse = rng.normal(0.0, sigma, (2, g, g)) if sigma > 0 else np.zeros((2, g, g))
+    angle = (
+        math.radians(rng.uniform(-augmentation.rotation, augmentation.rotation))
+        if augmentation.rotation
+        else 0.0
+    )
+    shift = (
+        tuple(rng.uniform(-augmentation.shift, augmentation.shift, 2)) if augmentation.shift else (0.0, 0.0)
+    )
+    flip_y, flip_x = (bool(v) for v in rng.integers(0, 2, 2)) if augmentation.flip else (False, False)
+    g_v = augmentation.grey_values
+    contrast = 1.0 + rng.uniform(-g_v, g_v) if g_v else 1.0
+    brightness = rng.uniform(-g_v, g_v) if g_v else 0.0
+    return Deformation(coarse, angle, shift, flip_y, flip_x, contrast, brightness)
+
+
+def _cubic_weights(t):
+    """Cubic convolution weights (a = -0.75) of the taps at -1, 0, 1, 2 for a fractional offset t."""
+    a = _A
+    s = t + 1
+    w_m1 = ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
+    w_0 = ((a + 2) * t - (a + 3)) * t * t + 1
+    u = 1 - t
+    w_1 = ((a + 2) * u - (a + 3)) * u * u + 1
+    v = 2 - t
+    w_2 = ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
+    return (w_m1, w_0, w_1, w_2)
+
+
+def bicubic_matrix(n_out: int, n_in: int) -> np.ndarray:
+    """(n_out, n_in) matrix of bicubic upsampling with ``align_corners=True`` and clamped taps, the same as
+    ``torch.nn.functional.interpolate(mode="bicubic", align_corners=True)``."""
+    matrix = np.zeros((n_out, n_in))
+    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    for i in range(n_out):
+        u = i * scale
+        i0 = math.floor(u)
+        weights = _cubic_weights(u - i0)
+        for k, w in zip(range(-1, 3), weights, strict=True):
+            matrix[i, min(max(i0 + k, 0), n_in - 1)] += w
+    return matrix
+
+
+def dense_field(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(2, H, W) per-pixel displacements: the coarse grid spread over the tile by bicubic interpolation."""
+    rows, cols = bicubic_matrix(shape[0], coarse.shape[1]), bicubic_matrix(shape[1], coarse.shape[2])
+    return np.stack([rows @ c @ cols.T for c in coarse])
+
+
+def sampling_grid(
+    deformation: Deformation, shape: tuple[int, int], centre: tuple[float, float]
+) -> np.ndarray:
+    """(2, H, W) source coordinates (y, x) of a tile of ``shape`` centred on ``centre``."""
+    h, w = shape
+    py, px = np.meshgrid(np.arange(h) - (h - 1) / 2, np.arange(w) - (w - 1) / 2, indexing="ij")
+    if deformation.flip_y:
+        py = -py
+    if deformation.flip_x:
+        px = -px
+    c, s = math.cos(deformation.angle), math.sin(deformation.angle)
+    field = dense_field(deformation.coarse, shape)
+    y = centre[0] + c * py - s * px + deformation.shift[0] + field[0]
+    x = centre[1] + s * py + c * px + deformation.shift[1] + field[1]
+    return np.stack([y, x])
+
+
+def _reflect(coordinate, size):
+    """Mirror about the edge pixel centres (torch ``reflection`` with align_corners=True), then clip."""
+    if size == 1:
+        return np.zeros_like(coordinate)
+    span = size - 1
+    x = np.abs(coordinate)
+    flips = np.floor(x / span)
+    extra = np.fmod(x, span)
+    reflected = np.where(np.fmod(flips, 2) == 0, extra, span - extra)
+    return np.clip(reflected, 0, span)
+
+
+def sample_numpy(array: np.ndarray, coords: np.ndarray, mode: Interpolation) -> np.ndarray:
+    """Read a (H, W) array at (2, h, w) coordinates; mirrored beyond the border. Returns (h, w)."""
+    h, w = array.shape
+    y, x = coords[0], coords[1]
+    if mode == "nearest":
+        iy = np.clip(np.rint(_reflect(y, h)), 0, h - 1).astype(np.intp)
+        ix = np.clip(np.rint(_reflect(x, w)), 0, w - 1).astype(np.intp)
+        return array[iy, ix]
+    data = array.astype(np.float64)
+    if mode == "linear":
+        ry, rx = _reflect(y, h), _reflect(x, w)
+        y0, x0 = np.floor(ry), np.floor(rx)
+        ty, tx = ry - y0, rx - x0
+        y0, x0 = y0.astype(np.intp), x0.astype(np.intp)
+        y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
+        top = data[y0, x0] * (1 - tx) + data[y0, x1] * tx
+        bottom = data[y1, x0] * (1 - tx) + data[y1, x1] * tx
+        return (top * (1 - ty) + bottom * ty).astype(np.float32)
+    # cubic: taps around the unreflected coordinate, each tap reflected (torch's bicubic does the same)
+    y0, x0 = np.floor(y), np.floor(x)
+    wy, wx = _cubic_weights(y - y0), _cubic_weights(x - x0)
+    out = np.zeros(y.shape)
+    for i, weight_y in zip(range(-1, 3), wy, strict=True):
+        ty = _reflect(y0 + i, h).astype(np.intp)
+        row = np.zeros(y.shape)
+        for j, weight_x in zip(range(-1, 3), wx, strict=True):
+            row += data[ty, _reflect(x0 + j, w).astype(np.intp)] * weight_x
+        out += row * weight_y
+    return out.astype(np.float32)
+
+
+def sample_torch(tensor, coords, mode: Interpolation):
+    """The same as :func:`sample_numpy` with ``torch.nn.functional.grid_sample`` on the tensor's device.
+
+    ``tensor``: (H, W) or (C, H, W); ``coords``: (2, h, w) tensor of (y, x). Returns (h, w) or (C, h, w).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    squeeze = tensor.dim() == 2
+    data = tensor[None, None] if squeeze else tensor[None]
+    h, w = data.shape[-2:]
+    # normalise to [-1, 1] with align_corners=True: -1 is the centre of the first pixel
+    grid = torch.stack([coords[1] / max(w - 1, 1) * 2 - 1, coords[0] / max(h - 1, 1) * 2 - 1], dim=-1)[None]
+    torch_mode = {"cubic": "bicubic", "linear": "bilinear", "nearest": "nearest"}[mode]
+    values = data if data.is_floating_point() else data.to(torch.float64)
+    out = F.grid_sample(
+        values, grid.to(values.dtype), mode=torch_mode, padding_mode="reflection", align_corners=True
+    )
+    out = out.to(data.dtype) if not data.is_floating_point() else out
+    return out[0, 0] if squeeze else out[0]
+
+
+def sampling_grid_torch(deformation: Deformation, shape: tuple[int, int], centre, device=None, dtype=None):
+    """:func:`sampling_grid` computed with torch on ``device`` (bicubic field via ``F.interpolate``)."""
+    import torch
+    import torch.nn.functional as F
+
+    dtype = dtype or torch.float32
+    h, w = shape
+    py = torch.arange(h, device=device, dtype=dtype) - (h - 1) / 2
+    px = torch.arange(w, device=device, dtype=dtype) - (w - 1) / 2
+    py, px = torch.meshgrid(py, px, indexing="ij")
+    if deformation.flip_y:
+        py = -py
+    if deformation.flip_x:
+        px = -px
+    coarse = torch.as_tensor(deformation.coarse, device=device, dtype=dtype)[None]
+    field = F.interpolate(coarse, size=shape, mode="bicubic", align_corners=True)[0]
+    c, s = math.cos(deformation.angle), math.sin(deformation.angle)
+    y = centre[0] + c * py - s * px + deformation.shift[0] + field[0]
+    x = centre[1] + s * py + c * px + deformation.shift[1] + field[1]
+    return torch.stack([y, x])
