@@ -12,6 +12,7 @@ from unetbench.training.weightmap import (
     border_weight_map,
     border_weight_map_naive,
     class_balance_weights,
+    training_weight_maps,
 )
 
 
@@ -76,3 +77,28 @@ def test_em_synthetic_slice_fast_equals_naive():
     _, labels = synthetic.em_slice(3, 0, 128, 128)
     target = (labels > 0).astype(np.uint8)
     assert np.abs(border_weight_map(target) - border_weight_map_naive(target)).max() < 1e-3
+
+
+def test_training_maps_follow_the_spec():
+    from unetbench.datasets import DATASETS
+    from unetbench.spec import WeightmapSpec
+
+    from .helpers import synthetic_data
+
+    samples = (
+        DATASETS["synthetic-em"]
+        .load(None, synthetic_data("synthetic-em", samples=2, height=64, width=64))
+        .labelled
+    )
+    on = training_weight_maps(samples, WeightmapSpec())
+    assert set(on) == {s.key for s in samples} and all(m.dtype == np.float32 for m in on.values())
+    off = training_weight_maps(samples, WeightmapSpec(enabled=False))
+    balance = class_balance_weights([s.target for s in samples])
+    for s in samples:  # no border term: exactly the data set's class weights
+        np.testing.assert_allclose(off[s.key], balance[s.target], rtol=1e-6)
+        assert (on[s.key] >= off[s.key] - 1e-6).all() and on[s.key].max() > off[s.key].max()
+    plain = training_weight_maps(samples, WeightmapSpec(enabled=False, class_balance="none"))
+    assert all((m == 1.0).all() for m in plain.values())
+    per_image = training_weight_maps(samples, WeightmapSpec(enabled=False, class_balance="per-image"))
+    s = samples[0]
+    np.testing.assert_allclose(per_image[s.key], class_balance_weights(s.target)[s.target], rtol=1e-6)

@@ -125,3 +125,25 @@ def border_weight_map_naive(
     cells = cells_of(target, instances)
     d1, d2 = _two_nearest(cells, None)
     return _assemble(target, d1, d2, w0, sigma, class_weights)
+
+
+def training_weight_maps(samples, weightmap) -> dict[str, np.ndarray]:
+    """Weight maps of the training samples, computed once each: ``{sample.key: (H, W) float32}``.
+
+    ``weightmap`` is a :class:`~unetbench.spec.WeightmapSpec`. Disabled: w = w_c only (class balance as
+    configured, no border term). ``class_balance``: "dataset" uses the class frequencies of all the
+    training targets, "per-image" those of each image, "none" w_c = 1.
+    """
+    targets = [s.target for s in samples]
+    shared = class_balance_weights(targets) if weightmap.class_balance == "dataset" else None
+    maps = {}
+    for sample in samples:
+        if weightmap.class_balance == "none":
+            balance = None
+        else:
+            balance = shared if shared is not None else class_balance_weights(sample.target)
+        w0 = weightmap.w0 if weightmap.enabled else 0.0
+        maps[sample.key] = border_weight_map(
+            sample.target, sample.instances, w0=w0, sigma=weightmap.sigma, class_weights=balance
+        )
+    return maps

@@ -1,0 +1,96 @@
+"""Per-slice weight-map time against the naive reference, and elastic deformation time per 572x572 tile
+for the numpy and the torch implementations (on the GPU too when there is one), in one run.
+
+    python benchmarks/augment_weightmap_speed.py [--repeats 5]
+
+Weight maps use the real ISBI 2012 labels from ../shared/datasets when present, else synthetic EM-like
+slices of the same size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from unetbench.datasets import synthetic
+from unetbench.spec import AugmentationSpec
+from unetbench.training.augment import draw_deformation
+from unetbench.training.sampler import sample_tile, sample_tile_torch
+from unetbench.training.weightmap import border_weight_map, border_weight_map_naive, class_balance_weights
+
+LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012" / "train-labels.tif"
+
+
+def median_seconds(fn, repeats: int) -> float:
+    fn()  # burn-in
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    cores = os.cpu_count()
+    print(
+        f"machine: {platform.machine()}, {cores} cores, torch {torch.__version__}, median of {args.repeats}"
+    )
+
+    if LABELS.is_file():
+        targets = [(s > 0).astype(np.uint8) for s in tifffile.imread(LABELS)[:5]]
+        source = "real ISBI 2012 slices 0-4"
+    else:
+        targets = [(synthetic.em_slice(0, i)[1] > 0).astype(np.uint8) for i in range(5)]
+        source = "synthetic EM-like slices (../shared absent)"
+    fast = median_seconds(
+        lambda: [border_weight_map(t, class_weights=class_balance_weights(t)) for t in targets], args.repeats
+    )
+    naive = median_seconds(
+        lambda: [border_weight_map_naive(t, class_weights=class_balance_weights(t)) for t in targets], 1
+    )
+    n = len(targets)
+    print(f"weight map, 512x512, {source}:")
+    print(f"  naive (one EDT per cell over the image): {naive / n * 1e3:8.1f} ms/slice")
+    ratio = naive / fast
+    print(f"  bounded boxes (error < 1e-3):            {fast / n * 1e3:8.1f} ms/slice   {ratio:5.1f}x faster")
+
+    rng = np.random.default_rng(0)
+    image = rng.random((512, 512)).astype(np.float32)
+    target = (rng.random((512, 512)) > 0.2).astype(np.int64)
+    weights = rng.random((512, 512)).astype(np.float32)
+    spec = AugmentationSpec(rotation=180.0, grey_values=0.1)
+    deformation = draw_deformation(rng, spec)
+    args_tile = dict(tile=572, out=388, origin=(62, 62), deformation=deformation, interpolation="cubic")
+    cpu = median_seconds(lambda: sample_tile(image, target, weights, **args_tile), args.repeats)
+    print("elastic deformation + rotation + flips + grey values, one 572x572 tile (image, labels, weights):")
+    print(f"  numpy (CPU):        {cpu * 1e3:8.1f} ms/tile   (reference)")
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        tensors = [torch.from_numpy(a).to(device) for a in (image, target, weights)]
+
+        def run(tensors=tensors, device=device):
+            sample_tile_torch(*tensors, **args_tile)
+            if device == "cuda":
+                torch.cuda.synchronize()
+
+        seconds = median_seconds(run, args.repeats)
+        speedup = cpu / seconds
+        print(f"  torch ({device:<4}):       {seconds * 1e3:8.1f} ms/tile   {speedup:5.1f}x the numpy speed")
+    if len(devices) == 1:
+        print("  torch (cuda): no GPU on this machine")
+
+
+if __name__ == "__main__":
+    main()
