@@ -223,6 +223,52 @@ def data_info(data_root: DataRoot = None) -> None:
     _console().print(table)
 
 
+# ---------------------------------------------------------------------------------------------- run
+
+
+@app.command("run")
+def run_command(
+    spec_file: Annotated[Path, typer.Argument(help="A challenge spec, e.g. challenges/quickstart.toml.")],
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: the spec's).")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Training iterations (default: the spec's).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<name>/<run-id>).")] = None,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+    overrides: Annotated[
+        list[str], typer.Option("--set", help="Override a spec key, e.g. --set training.learning_rate=0.001.")
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+    data_root: DataRoot = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train U-Net as the spec says, predict with overlap-tile, evaluate, and write the report."""
+    from unetbench.runner import run
+
+    spec = load_spec(spec_file)
+    changes = [parse_override(o) for o in overrides]
+    if device is not None:
+        changes.append(("training.device", device))
+    if iterations is not None:
+        changes.append(("training.iterations", iterations))
+    if changes:
+        spec = apply_overrides(spec, changes, source="command line")
+    run(spec, data_root=data_root, out=out, resume=resume, progress=progress, log=typer.echo)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory with record.json.")],
+    reports: Annotated[
+        Path | None, typer.Option(help="Reports folder (default: the spec's report.directory).")
+    ] = None,
+) -> None:
+    """Render a run's Markdown report again from its record.json."""
+    from unetbench.report.markdown import render_run_report
+    from unetbench.results import read_record
+
+    record = read_record(run_dir)
+    root = reports if reports is not None else Path(record["spec"]["report"]["directory"])
+    typer.echo(f"report: {render_run_report(run_dir, root)}")
+
+
 # ---------------------------------------------------------------------------------------------- evaluate
 
 

@@ -1,0 +1,1 @@
+"""Markdown reports rendered from run records, and their figures."""

@@ -1,0 +1,68 @@
+"""Figures of a report: the training curve (from the record) and image overlays (from the run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def training_curve_figure(record: dict, path: Path) -> Path:
+    """Loss over iterations, and the validation scores of the primary metric where there are any."""
+    curve = record["training"]["curve"]
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    if curve:
+        ax.plot([c["iteration"] for c in curve], [c["loss"] for c in curve], color="tab:blue", lw=1.2)
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("weighted cross-entropy", color="tab:blue")
+    ax.set_yscale("log")
+    validation = record["training"]["validation"]
+    primary = record["spec"]["evaluation"]["primary"]
+    if validation:
+        other = ax.twinx()
+        other.plot(
+            [v["iteration"] for v in validation],
+            [v["metrics"][primary] for v in validation],
+            "o-",
+            color="tab:orange",
+            ms=3,
+        )
+        other.set_ylabel(f"validation {primary}", color="tab:orange")
+    ax.set_title(f"{record['challenge']} {record['run_id']}: training curve", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def overlay_figure(sample, probability: np.ndarray, path: Path) -> Path:
+    """Input, ground truth, prediction (P(cell) > 0.5) and errors (red: false cell, blue: missed cell)."""
+    prediction = probability > 0.5
+    truth = sample.target > 0
+    errors = np.zeros((*truth.shape, 3))
+    errors[prediction & ~truth] = (1.0, 0.2, 0.2)
+    errors[~prediction & truth] = (0.2, 0.4, 1.0)
+    panels = [
+        (sample.image, "input", "gray"),
+        (truth, "ground truth (cell)", "gray"),
+        (probability, "P(cell)", "magma"),
+        (errors, "errors at 0.5", None),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=(12, 3.3), dpi=100)
+    for ax, (data, title, cmap) in zip(axes, panels, strict=True):
+        ax.imshow(
+            data, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None, interpolation="nearest"
+        )
+        ax.set_title(title, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(sample.key, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
