@@ -22,7 +22,7 @@ EM = CHALLENGES / "em.toml"
 
 def test_every_shipped_spec_loads():
     names = sorted(p.stem for p in CHALLENGES.glob("*.toml"))
-    assert names == ["dic-hela", "em", "phc-u373", "quickstart"]
+    assert names == ["dic-hela", "em", "em-cpu", "phc-u373", "quickstart"]
     for path in CHALLENGES.glob("*.toml"):
         assert isinstance(load_spec(path), ChallengeSpec)
 
