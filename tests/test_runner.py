@@ -154,3 +154,19 @@ def test_problems_show_before_training(tmp_path, monkeypatch, capsys):
     assert "training.tile_size" in capsys.readouterr().err
     assert main(["run", str(QUICKSTART), "--device", "gpu", "--no-progress"]) == 1
     assert "valid choices: 'auto', 'cpu', 'cuda'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_quickstart_beats_the_untrained_network(tmp_path, monkeypatch):
+    """README's first command: the shipped quickstart spec as it is (about a minute on 2 cores)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", str(QUICKSTART), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    trained, untrained = (
+        record["metrics"]["trained"]["aggregate"],
+        record["metrics"]["untrained"]["aggregate"],
+    )
+    assert trained["rand_error"] < untrained["rand_error"] / 5
+    assert trained["pixel_error"] < untrained["pixel_error"] / 2
+    assert trained["v_rand"] > untrained["v_rand"] + 0.5 and trained["v_info"] > untrained["v_info"] + 0.2
+    assert (tmp_path / "reports" / "quickstart" / "run.md").is_file()

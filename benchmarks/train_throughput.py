@@ -1,0 +1,127 @@
+"""Training throughput of the paper's full U-Net: 572x572 tiles per second and FLOP utilisation.
+
+One training step = one 572x572 tile (the paper's batch), forward and backward, weighted soft-max
+cross-entropy, SGD with momentum 0.99; bf16 autocast and channels_last on CUDA, float32 on the CPU.
+The FLOP count per tile is computed here from the network's layers (2 FLOPs per multiply-add; backward =
+2 x forward) and printed next to the 902.6 GFLOP the issue states. Utilisation is given against a dense
+matrix multiplication measured in the same run on the same device (bf16 on CUDA, float32 on the CPU),
+so the ratio needs no vendor peak figure.
+
+    python benchmarks/train_throughput.py [--steps N] [--device auto|cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+
+import torch
+from torch import nn
+
+from unetbench.model.unet import UNet
+from unetbench.training.loss import weighted_cross_entropy
+
+STATED_GFLOP = 902.6
+
+
+def forward_flops(model: nn.Module, size: int) -> float:
+    """Multiply-adds x 2 of one forward pass, counted with hooks on the convolutions."""
+    total = 0.0
+
+    def count(module, inputs, output):
+        nonlocal total
+        # a transposed convolution scatters from every input pixel, a convolution gathers into every output
+        pixels = inputs[0] if isinstance(module, nn.ConvTranspose2d) else output
+        n, _, h, w = pixels.shape
+        k = module.kernel_size[0] * module.kernel_size[1]
+        total += 2.0 * n * h * w * module.in_channels * module.out_channels * k
+
+    hooks = [
+        m.register_forward_hook(count)
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))
+    ]
+    with torch.no_grad():
+        model(torch.zeros(1, 1, size, size))
+    for hook in hooks:
+        hook.remove()
+    return total
+
+
+def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, repeats: int) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2.0 * n**3 * repeats / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--steps", type=int, default=None, help="measured steps (default: 3 on CPU, 30 on CUDA)"
+    )
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = parser.parse_args()
+    device = torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
+    )
+    cuda = device.type == "cuda"
+    steps = args.steps or (30 if cuda else 3)
+    name = torch.cuda.get_device_name(0) if cuda else f"{platform.machine()} CPU, {os.cpu_count()} cores"
+    print(f"device: {name}; torch {torch.__version__}")
+
+    torch.manual_seed(0)
+    model = UNet(in_channels=1, classes=2)
+    flops = 3.0 * forward_flops(model, 572)  # forward + backward (2 x forward)
+    print(
+        f"FLOP per 572x572 training tile (forward + backward): {flops / 1e9:.1f} G (stated: {STATED_GFLOP} G)"
+    )
+    model.to(device)
+    if cuda:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99)
+    image = torch.rand(1, 1, 572, 572, device=device)
+    if cuda:
+        image = image.contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, 2, (1, 388, 388), device=device)
+    weights = torch.rand(1, 388, 388, device=device) * 10
+
+    def step():
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = model(image)
+        loss = weighted_cross_entropy(logits, target, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(2):  # burn-in: allocator, kernel selection
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / steps
+    achieved = flops / seconds
+    reference = matmul_rate(
+        device, torch.bfloat16 if cuda else torch.float32, 8192 if cuda else 2048, 20 if cuda else 5
+    )
+    rate = achieved / 1e12
+    print(f"training: {seconds * 1e3:.1f} ms/step, {1 / seconds:.3f} tiles/s, {rate:.3f} TFLOP/s achieved")
+    print(f"reference: dense matmul on the same device {reference / 1e12:.3f} TFLOP/s")
+    print(f"utilisation vs that matmul: {achieved / reference:.1%}")
+
+
+if __name__ == "__main__":
+    main()
