@@ -269,6 +269,59 @@ def report_command(
     typer.echo(f"report: {render_run_report(run_dir, root)}")
 
 
+@app.command("ablate")
+def ablate_command(
+    spec_file: Annotated[Path, typer.Argument(help="The challenge spec.")] = Path("challenges/em.toml"),
+    no_weightmap: Annotated[
+        bool, typer.Option("--no-weightmap", help="Drop the border term of the weight map.")
+    ] = False,
+    no_elastic: Annotated[bool, typer.Option("--no-elastic", help="No elastic deformation.")] = False,
+    no_tiling: Annotated[
+        bool, typer.Option("--no-tiling", help="Same-padded network on independent tiles.")
+    ] = False,
+    seeds: Annotated[int, typer.Option(help="Runs per variant, with seeds spec seed + 0, 1, ...")] = 1,
+    grid: Annotated[
+        str, typer.Option(help="one: baseline + each switch alone; full: every combination.")
+    ] = "one",
+    out: Annotated[
+        Path | None, typer.Option(help="Ablation directory (default: runs/<name>/ablation-<id>).")
+    ] = None,
+    data_root: DataRoot = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Measure what each trick is worth: the same run over spec overrides and seeds, as a table."""
+    import torch
+
+    from unetbench import ablation
+    from unetbench.report.ablation import render_ablation_report, table_rows
+    from unetbench.results import command_line
+
+    spec = load_spec(spec_file)
+    switches = [
+        name for name, on in zip(ablation.SWITCHES, (no_weightmap, no_elastic, no_tiling), strict=True) if on
+    ]
+    if not switches:
+        raise UserError("name at least one switch: --no-weightmap, --no-elastic, --no-tiling")
+    directory = out or ablation.ablation_dir(spec, switches, seeds, grid)
+    runs = ablation.plan(spec, switches, seeds=seeds, grid=grid, out=directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    ablation.write_manifest(directory, runs, spec_file, command_line())
+    typer.echo(f"ablation: {len(runs)} runs in {directory}")
+    gpus = torch.cuda.device_count() if spec.training.device != "cpu" else 0
+    ablation.run_all(
+        runs, spec_file=spec_file, data_root=data_root, progress=progress, log=typer.echo, gpus=gpus
+    )
+    path, summary = render_ablation_report(directory, Path(spec.report.directory))
+    header, rows = table_rows(summary)
+    table = Table(title=f"{spec.name} ablation", title_justify="left")
+    for column in header:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    _console().print(table)
+    typer.echo(f"report: {path}")
+
+
 # ---------------------------------------------------------------------------------------------- evaluate
 
 
