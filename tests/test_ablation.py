@@ -91,6 +91,12 @@ def test_ablate_runs_resumes_after_an_interruption_and_writes_the_table(tmp_path
     rows = (tmp_path / "reports" / "quickstart" / "abl.csv").read_text().splitlines()
     assert rows[0].startswith("variant,seeds,warping_error_mean") and len(rows) == 4
     assert (tmp_path / "reports" / "quickstart" / "abl" / "rand_error.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "reports" / "quickstart").iterdir()) == [
+        "abl",
+        "abl.csv",
+        "abl.md",
+    ]
+    assert len(list((tmp_path / "abl" / "reports" / "quickstart").glob("*.md"))) == 3  # each run's own report
 
 
 def test_ablate_needs_a_switch(capsys):

@@ -103,14 +103,16 @@ def run_one(planned: PlannedRun, *, data_root, progress: bool, log) -> str:
     from unetbench.runner import run
 
     directory = planned.directory
+    # Each run's own report stays beside the runs; the ablation's table is the report that goes to reports/.
+    common = dict(data_root=data_root, reports=directory.parent / "reports", progress=progress, log=log)
     if (directory / RECORD).is_file():
         return "done before"
     if (directory / "checkpoints" / "last.pt").is_file():
-        run(planned.spec, data_root=data_root, resume=directory, progress=progress, log=log)
+        run(planned.spec, resume=directory, **common)
         return "resumed"
     if directory.exists():
         shutil.rmtree(directory)  # started but never checkpointed: nothing worth keeping
-    run(planned.spec, data_root=data_root, out=directory, progress=progress, log=log)
+    run(planned.spec, out=directory, **common)
     return "ran"
 
 
@@ -133,6 +135,7 @@ def run_all(
 def _command(r: PlannedRun, spec_file: Path, data_root) -> list[str]:
     """``unetbench run`` for one planned run, with its overrides as --set flags (so its record names them)."""
     command = [sys.executable, "-m", "unetbench", "run", str(spec_file), "--no-progress", "--device", "cuda"]
+    command += ["--reports", str(r.directory.parent / "reports")]
     for override in r.spec.overrides:
         command += ["--set", override]
     if (r.directory / "checkpoints" / "last.pt").is_file():

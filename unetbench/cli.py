@@ -233,6 +233,9 @@ def run_command(
     iterations: Annotated[int | None, typer.Option(help="Training iterations (default: the spec's).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<name>/<run-id>).")] = None,
     resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory.")] = None,
+    reports: Annotated[
+        Path | None, typer.Option(help="Reports folder (default: the spec's report.directory).")
+    ] = None,
     overrides: Annotated[
         list[str], typer.Option("--set", help="Override a spec key, e.g. --set training.learning_rate=0.001.")
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
@@ -250,7 +253,7 @@ def run_command(
         changes.append(("training.iterations", iterations))
     if changes:
         spec = apply_overrides(spec, changes, source="command line")
-    run(spec, data_root=data_root, out=out, resume=resume, progress=progress, log=typer.echo)
+    run(spec, data_root=data_root, out=out, resume=resume, reports=reports, progress=progress, log=typer.echo)
 
 
 @app.command("report")

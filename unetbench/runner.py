@@ -125,10 +125,14 @@ def run(
     data_root: Path | None = None,
     out: Path | None = None,
     resume: Path | None = None,
+    reports: Path | None = None,
     progress: bool = True,
     log=print,
 ) -> Path:
-    """Train, predict, evaluate and report; returns the run directory."""
+    """Train, predict, evaluate and report; returns the run directory.
+
+    ``reports``: where the report goes (default: the spec's ``report.directory``).
+    """
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     device = resolve_device(spec.training.device)
     # --- data first: problems show before any training ------------------------------------------
@@ -245,7 +249,7 @@ def run(
     write_record(run_dir, record)
     from unetbench.report.markdown import render_run_report
 
-    report = render_run_report(run_dir, Path(spec.report.directory))
+    report = render_run_report(run_dir, reports if reports is not None else Path(spec.report.directory))
     log(f"report: {report}")
     return run_dir
 
