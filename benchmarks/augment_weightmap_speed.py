@@ -12,13 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
 import torch
+from _timing import median_seconds  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.datasets import synthetic
 from unetbench.spec import AugmentationSpec
@@ -27,16 +26,6 @@ from unetbench.training.sampler import sample_tile, sample_tile_torch
 from unetbench.training.weightmap import border_weight_map, border_weight_map_naive, class_balance_weights
 
 LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012" / "train-labels.tif"
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # burn-in
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
+from _timing import median_seconds  # noqa: I001 - the benchmarks folder is on sys.path
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
@@ -33,15 +33,6 @@ LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012
 FIVE = ["warping_error", "rand_error", "pixel_error", "v_rand", "v_info"]
 FOUR = ndimage.generate_binary_structure(3, 1)
 FOUR[0] = FOUR[2] = False  # 4-connected within each slice, slices not connected
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def skimage_reference(gt: np.ndarray, proposal: np.ndarray) -> float:

@@ -10,14 +10,14 @@ TIFF stack (what the synthetic data stands in for).
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
-import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import tifffile
+from _timing import median_seconds  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.datasets import synthetic
 from unetbench.datasets.images import to_unit_float
@@ -26,13 +26,9 @@ SHARED_ISBI = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isb
 
 
 def per_call(fn: Callable[[int], object], repeats: int) -> float:
-    fn(0)  # burn-in: imports, caches, first-touch allocations
-    times = []
-    for i in range(1, repeats + 1):
-        start = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median time of ``fn(i)`` with a new image index i for every call."""
+    counter = itertools.count()
+    return median_seconds(lambda: fn(next(counter)), repeats)
 
 
 def main() -> None:
