@@ -104,3 +104,5 @@ def test_ablate_needs_a_switch(capsys):
     assert "name at least one switch" in capsys.readouterr().err
     assert main(["ablate", str(EM), "--no-elastic", "--grid", "half"]) == 1
     assert "--grid: unknown value 'half'" in capsys.readouterr().err
+    assert main(["ablate", str(EM), "--no-elastic", "--seeds", "0"]) == 1
+    assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
