@@ -1,6 +1,5 @@
 """`unetbench ablate`: switches are overrides, runs are keyed and resumable, the table is right."""
 
-import json
 import math
 from pathlib import Path
 
@@ -9,11 +8,12 @@ import pytest
 
 from unetbench import ablation
 from unetbench.cli import main
+from unetbench.loader import load_spec
 from unetbench.model.sizes import output_size
-from unetbench.spec import dump_spec, load_spec
+from unetbench.report.ablation import _interval, collect, per_image_table, summarise
 from unetbench.training.trainer import Trainer
 
-from .test_runner import tiny_spec
+from .helpers import tiny_spec, write_spec
 
 EM = Path(__file__).resolve().parents[1] / "challenges" / "em.toml"
 
@@ -50,53 +50,101 @@ def test_plan_one_and_full_grids_and_the_baseline_is_the_spec_file(tmp_path):
 
 
 def test_paired_interval_hand_case():
-    mean, low, high = ablation._paired_interval(np.array([1.0, 2.0, 3.0]))
+    mean, low, high = _interval(np.array([1.0, 2.0, 3.0]))
     half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * sd 1 / sqrt(3)
     assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
-    assert math.isnan(ablation._paired_interval(np.array([1.0]))[1])
+    assert math.isnan(_interval(np.array([1.0]))[1])
 
 
 def test_ablate_runs_resumes_after_an_interruption_and_writes_the_table(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    spec_file = tmp_path / "tiny.toml"
-    spec_file.write_text(dump_spec(tiny_spec(iterations=4)))
-    command = ["ablate", str(spec_file), "--no-weightmap", "--no-tiling", "--out", "abl", "--no-progress"]
+    spec = tiny_spec(iterations=4, **{"report.directory": str(tmp_path / "reports")})
+    spec_file = write_spec(tmp_path / "tiny.toml", spec)
+    out = tmp_path / "abl"
+    command = [
+        "ablate",
+        str(spec_file),
+        "--no-weightmap",
+        "--no-tiling",
+        "--seeds",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     original = Trainer.step
     calls = {"n": 0}
 
     def interrupted(self):
         calls["n"] += 1
-        if calls["n"] == 7:  # during the second run, after its checkpoint at iteration 3
-            raise KeyboardInterrupt
+        if calls["n"] == 7:  # during the second run: the step completes, then the run stops
+            import signal
+
+            signal.raise_signal(signal.SIGINT)
         return original(self)
 
     monkeypatch.setattr(Trainer, "step", interrupted)
-    assert main(command) != 0  # Ctrl-C: the command stops with a non-zero status
+    assert main(command) == 130
+    err = capsys.readouterr().err
+    assert "stopped after iteration 3" in err and "run the same command again" in err
     monkeypatch.setattr(Trainer, "step", original)
-    capsys.readouterr()
     assert main(command) == 0
-    out = capsys.readouterr().out
-    assert "done before, skipped" in out and "resumed" in out and out.count("  ran") == 1
-    manifest = json.loads((tmp_path / "abl" / "ablation.json").read_text())
-    assert [r["variant"] for r in manifest["runs"]] == ["baseline", "no-weightmap", "no-tiling"]
-    for entry in manifest["runs"]:
-        record = json.loads((tmp_path / "abl" / entry["directory"] / "record.json").read_text())
-        expected = {"baseline": [], "no-weightmap": ["weightmap.enabled=false"]}.get(entry["variant"])
+    printed = capsys.readouterr().out
+    assert "done before, skipped" in printed and "  resumed" in printed and printed.count("  ran") == 4
+    manifest, runs = collect(out)
+    assert [(e.variant, e.seed_index) for e in manifest.runs] == [
+        (v, k) for v in ("baseline", "no-weightmap", "no-tiling") for k in (0, 1)
+    ]
+    for variant, seed, record in runs:
+        expected = {"baseline": [], "no-weightmap": ["weightmap.enabled=false"]}.get(variant)
+        seeded = [o for o in record.overrides if o.startswith("training.seed=")]
+        assert seeded == ([] if seed == 0 else [f"training.seed={spec.training.seed + 1}"])
         if expected is not None:
-            assert record["overrides"] == expected
+            assert [o for o in record.overrides if o not in spec.overrides and o not in seeded] == expected
         else:
-            assert 'inference.tiling="none"' in record["overrides"]
+            assert 'inference.tiling="none"' in record.overrides
     report = (tmp_path / "reports" / "quickstart" / "abl.md").read_text()
     assert "| baseline |" in report and "| no-tiling |" in report and "95% CI" in report
+    assert "Each cell is on the per-image basis" in report
+    assert (
+        "- scored on: the evaluation split of `synthetic-em`, 2 images per run (evaluation/04, evaluation/05)"
+        in report
+    )
     rows = (tmp_path / "reports" / "quickstart" / "abl.csv").read_text().splitlines()
-    assert rows[0].startswith("variant,seeds,warping_error_mean") and len(rows) == 4
+    assert rows[0].startswith("variant,seeds,training_seconds,warping_error_mean") and len(rows) == 4
     assert (tmp_path / "reports" / "quickstart" / "abl" / "rand_error.png").is_file()
     assert sorted(p.name for p in (tmp_path / "reports" / "quickstart").iterdir()) == [
         "abl",
         "abl.csv",
         "abl.md",
     ]
-    assert len(list((tmp_path / "abl" / "reports" / "quickstart").glob("*.md"))) == 3  # each run's own report
+    assert len(list((out / "reports" / "quickstart").glob("*.md"))) == 6  # each run's own report
+
+
+def test_the_table_means_and_their_difference_are_on_one_basis(tmp_path):
+    """Δ equals the difference of the means shown, because both are per-image (seed, image) means."""
+    spec = tiny_spec(iterations=2)
+    out = tmp_path / "abl"
+    runs = ablation.plan(spec, ["weightmap"], seeds=2, grid="one", out=out)
+    out.mkdir()
+    ablation.write_manifest(
+        out, spec, runs, spec_file=tmp_path / "x.toml", switches=["weightmap"], seeds=2, grid="one"
+    )
+    ablation.run_all(runs, spec_file=tmp_path / "x.toml", data_root=None, progress=False, log=lambda *_: None)
+    _, collected = collect(out)
+    summary = summarise(collected)
+    long = per_image_table(collected)
+    for metric in summary.metrics:
+        rows = summary.rows
+        base = rows.loc["baseline", f"{metric}_mean"]
+        variant = rows.loc["no-weightmap", f"{metric}_mean"]
+        assert rows.loc["no-weightmap", f"{metric}_diff"] == pytest.approx(variant - base, abs=1e-12)
+        expected = long[(long.variant == "baseline") & (long.metric == metric)]["value"].mean()
+        assert base == pytest.approx(expected, abs=1e-12)  # two seeds x two images, equal weights
+        seed_means = (
+            long[(long.variant == "baseline") & (long.metric == metric)].groupby("seed")["value"].mean()
+        )
+        assert rows.loc["baseline", f"{metric}_std"] == pytest.approx(seed_means.std(ddof=1), abs=1e-12)
+        assert rows.loc["no-weightmap", f"{metric}_pairs"] == 4
 
 
 def test_ablate_needs_a_switch(capsys):

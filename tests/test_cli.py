@@ -41,7 +41,8 @@ def test_bad_spec_exits_non_zero_with_one_line_and_no_traceback(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"error: {bad}: training.momentun: unknown key (did you mean 'training.momentum'?); valid keys here: "
         "optimizer, learning_rate, momentum, weight_decay, lr_schedule, lr_step_every, lr_step_factor, "
-        "iterations, tile_size, batch_size, seed, device, checkpoint_every, validate_every"
+        "iterations, tile_size, batch_size, seed, device, checkpoint_every, checkpoint_minutes, "
+        "validate_every"
     ]
     assert "ok " in result.stdout  # the good file is still checked
 

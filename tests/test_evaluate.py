@@ -85,7 +85,11 @@ def test_scale_turns_8_bit_maps_into_probabilities(tmp_path, capsys):
             ("--metrics", "seg"),
             "'seg' does not apply to em data",
         ),
-        (lambda labels: (labels / 255).astype(np.float32), ("--scale", "0"), "--scale must be > 0"),
+        (
+            lambda labels: (labels / 255).astype(np.float32),
+            ("--scale", "0"),
+            "--scale must be a finite number > 0",
+        ),
     ],
 )
 def test_bad_em_inputs_get_one_clear_line(tmp_path, capsys, make, extra, fragment):

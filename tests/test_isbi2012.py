@@ -42,7 +42,7 @@ def test_per_slice_tiffs_and_zhixuhao_folder_names(tmp_path):
             (tmp_path / sub).mkdir(parents=True, exist_ok=True)
             write_png(tmp_path / sub / f"{i * 5}.png", stack[i])
     got = isbi2012.load(tmp_path)
-    assert [s.key for s in got.labelled] == ["train/00", "train/01", "train/02"]
+    assert [s.key for s in got.labelled] == ["00", "01", "02"]
     np.testing.assert_array_equal(
         got.labelled[2].target, (labels[2] > 0).astype(np.uint8)
     )  # 10.png after 5.png

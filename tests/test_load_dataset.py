@@ -8,7 +8,7 @@ from unetbench.cli import main
 from unetbench.datasets import load_dataset, synthetic
 from unetbench.datasets.splits import split_collection
 from unetbench.errors import DataError, SpecError
-from unetbench.spec import apply_overrides, load_spec
+from unetbench.loader import apply_overrides, load_spec
 
 CHALLENGES = Path(__file__).resolve().parents[1] / "challenges"
 
@@ -18,7 +18,7 @@ def test_quickstart_data_is_generated_and_split_as_the_spec_says():
     collection = load_dataset(spec.data)
     assert len(collection.labelled) == spec.data.synthetic.samples == 12
     split = split_collection(collection, spec.data.split)
-    assert split.keys()["evaluation"] == ["train/10", "train/11"]
+    assert split.keys()["evaluation"] == ["evaluation/10", "evaluation/11"]
     assert split.train[0].image.shape == (256, 256)
     again = load_dataset(spec.data)
     np.testing.assert_array_equal(again.labelled[5].image, collection.labelled[5].image)

@@ -7,11 +7,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unetbench.errors import SpecError
+from unetbench.loader import apply_overrides, load_spec
 from unetbench.spec import (
     ChallengeSpec,
-    apply_overrides,
     dump_spec,
-    load_spec,
     parse_override,
     spec_to_dict,
 )
@@ -199,8 +198,14 @@ def test_dump_round_trip_property(tmp_path, description, learning_rate, seed, sh
         load_spec(EM),
         {"description": description, "training.learning_rate": learning_rate, "training.seed": seed},
     )
-    if shuffle is not None:
-        spec = apply_overrides(spec, {"data.split.shuffle_seed": shuffle})
+    if (
+        shuffle is not None
+    ):  # a shuffled k-fold split: the index lists and k-fold keys swap places in the dump
+        kfold = {"data.split.method": "kfold", "data.split.folds": 6, "data.split.shuffle_seed": shuffle}
+        spec = apply_overrides(
+            spec,
+            {**kfold, "data.split.train": [], "data.split.validation": [], "data.split.evaluation": []},
+        )
     out = tmp_path / "resolved.toml"
     out.write_text(dump_spec(spec), encoding="utf-8")
     assert load_spec(out) == dataclasses.replace(spec, overrides=())

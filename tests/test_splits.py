@@ -24,11 +24,11 @@ def _collection(n=10, groups=None):
 
 def test_indices_split_keeps_the_listed_order():
     split = split_collection(_collection(), SplitSpec(train=(3, 1, 2), validation=(0,), evaluation=(9, 8)))
-    assert split.keys() == {
-        "train": ["s3", "s1", "s2"],
-        "validation": ["s0"],
-        "evaluation": ["s9", "s8"],
-        "test": ["t0"],
+    assert split.keys() == {  # samples named by their part, as run records and reports name them
+        "train": ["train/s3", "train/s1", "train/s2"],
+        "validation": ["validation/s0"],
+        "evaluation": ["evaluation/s9", "evaluation/s8"],
+        "test": ["test/t0"],
     }
 
 

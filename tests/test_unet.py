@@ -1,14 +1,15 @@
 """The U-Net: the paper's architecture, sizes, a backward pass, He initialisation, the loss."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from unetbench.loader import load_spec
 from unetbench.model.unet import UNet, unet_from_spec
-from unetbench.spec import load_spec
 from unetbench.training.loss import weighted_cross_entropy
 
 
@@ -58,8 +59,11 @@ def test_tiny_network_shapes_backward_and_invalid_size():
     x = torch.randn(2, 1, 124, 124, requires_grad=True)
     y = net(x)
     assert y.shape == (2, 3, 84, 84) and net.output_size(124) == 84
-    y.sum().backward()
-    assert x.grad is not None and all(p.grad is not None for p in net.parameters())
+    target = torch.randint(0, 3, (2, 84, 84), generator=torch.Generator().manual_seed(0))
+    weighted_cross_entropy(y, target, torch.rand(2, 84, 84) + 0.5).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    silent = [name for name, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert silent == []  # every parameter of every level gets a non-zero gradient
     with pytest.raises(ValueError, match="nearest valid sizes: 120 or 124"):
         net(torch.zeros(1, 1, 122, 122))
     assert net.valid_input_sizes_near(122) == [120, 124]
@@ -85,7 +89,7 @@ def test_he_initialisation_std():
 
 
 def test_network_from_spec():
-    spec = load_spec("challenges/quickstart.toml")
+    spec = load_spec(Path(__file__).resolve().parents[1] / "challenges" / "quickstart.toml")
     net = unet_from_spec(spec.model)
     assert (net.depth, net.padding, net.encoders[0][0].out_channels) == (3, "valid", 8)
     assert net.output_size(spec.training.tile_size) == 84
@@ -106,10 +110,11 @@ def test_weighted_cross_entropy_hand_case_and_plain_case():
     )
     with pytest.raises(ValueError, match="do not match"):
         weighted_cross_entropy(logits, target, torch.ones(1, 2, 2))
-    np.testing.assert_allclose(  # gradients flow to the logits
-        torch.autograd.grad(weighted_cross_entropy(logits.requires_grad_(), target, weights), logits)[0]
-        .sum()
-        .item(),
-        0.0,
-        atol=1e-6,
+    # the gradient with respect to the logits is w * (softmax - onehot) / pixels, pixel by pixel
+    gradient = torch.autograd.grad(weighted_cross_entropy(logits.requires_grad_(), target, weights), logits)[
+        0
+    ]
+    expected_gradient = np.array(
+        [[[[3.0 * (p0 - 1) / 2, 0.5 * (1 - p1) / 2]], [[3.0 * (1 - p0) / 2, 0.5 * (p1 - 1) / 2]]]]
     )
+    np.testing.assert_allclose(gradient.numpy(), expected_gradient, rtol=1e-6)

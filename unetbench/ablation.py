@@ -22,22 +22,21 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from unetbench.errors import UserError
+from unetbench.errors import RunInterrupted, UserError
+from unetbench.loader import apply_overrides
 from unetbench.model.sizes import output_size
-from unetbench.results import RECORD, atomic_write_bytes, read_record
-from unetbench.spec import ChallengeSpec, apply_overrides, dump_spec
+from unetbench.results import AblationManifest, PlannedRunEntry, command_line, write_json_record
+from unetbench.rundir import RunDir
+from unetbench.spec import ChallengeSpec, dump_spec
 
+MANIFEST = "ablation.json"
 SWITCHES = ("weightmap", "elastic", "tiling")
 
 
@@ -98,20 +97,59 @@ def ablation_dir(spec: ChallengeSpec, switches: list[str], seeds: int, grid: str
     return Path("runs") / spec.name / f"ablation-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
+def ablate(
+    spec: ChallengeSpec,
+    spec_file: Path,
+    switches: list[str],
+    *,
+    seeds: int,
+    grid: str,
+    out: Path | None,
+    data_root: Path | None,
+    gpus: int,
+    progress: bool,
+    log,
+):
+    """Plan the runs, write the manifest, finish every run (skip, resume or start), render the table.
+
+    Returns the report's path and the summary table (:func:`unetbench.report.ablation.summarise`).
+    """
+    from unetbench.atomic import check_folder
+    from unetbench.report.ablation import render_ablation_report
+
+    if not switches:
+        raise UserError("name at least one switch: --no-weightmap, --no-elastic, --no-tiling")
+    directory = (out or ablation_dir(spec, switches, seeds, grid)).absolute()
+    runs = plan(spec, switches, seeds=seeds, grid=grid, out=directory)
+    reports = Path(spec.report.directory).absolute()
+    check_folder(directory, what="--out")
+    check_folder(reports, what="report.directory")
+    write_manifest(directory, spec, runs, spec_file=spec_file, switches=switches, seeds=seeds, grid=grid)
+    log(f"ablation: {len(runs)} runs in {directory}")
+    try:
+        run_all(runs, spec_file=spec_file, data_root=data_root, progress=progress, log=log, gpus=gpus)
+    except RunInterrupted as stopped:
+        raise RunInterrupted(
+            f"{stopped}\nThe ablation continues where it stopped when you run the same command again: "
+            f"{command_line()}",
+            stopped.signal_name,
+        ) from None
+    return render_ablation_report(directory, reports)
+
+
 def run_one(planned: PlannedRun, *, data_root, progress: bool, log) -> str:
-    """Finish one planned run: skip it when its record exists, resume it from a checkpoint, or start it."""
+    """Finish one planned run: skip it when it is finished, resume it when it was started, or start it."""
     from unetbench.runner import run
 
     directory = planned.directory
     # Each run's own report stays beside the runs; the ablation's table is the report that goes to reports/.
     common = dict(data_root=data_root, reports=directory.parent / "reports", progress=progress, log=log)
-    if (directory / RECORD).is_file():
+    state = RunDir.state(directory)
+    if state == "finished":
         return "done before"
-    if (directory / "checkpoints" / "last.pt").is_file():
+    if state == "started":
         run(planned.spec, resume=directory, **common)
         return "resumed"
-    if directory.exists():
-        shutil.rmtree(directory)  # started but never checkpointed: nothing worth keeping
     run(planned.spec, out=directory, **common)
     return "ran"
 
@@ -120,7 +158,7 @@ def run_all(
     runs: list[PlannedRun], *, spec_file: Path, data_root, progress: bool, log, gpus: int = 0
 ) -> None:
     """One after another; with several GPUs, side by side, one ``unetbench run`` process per GPU."""
-    pending = [r for r in runs if not (r.directory / RECORD).is_file()]
+    pending = [r for r in runs if RunDir.state(r.directory) != "finished"]
     for r in runs:
         if r not in pending:
             log(f"{r.directory.name}: done before, skipped")
@@ -138,11 +176,11 @@ def _command(r: PlannedRun, spec_file: Path, data_root) -> list[str]:
     command += ["--reports", str(r.directory.parent / "reports")]
     for override in r.spec.overrides:
         command += ["--set", override]
-    if (r.directory / "checkpoints" / "last.pt").is_file():
+    if data_root:
+        command += ["--data-root", str(data_root)]
+    if RunDir.state(r.directory) == "started":
         return [*command, "--resume", str(r.directory)]
-    if r.directory.exists():
-        shutil.rmtree(r.directory)
-    return [*command, "--out", str(r.directory)] + (["--data-root", str(data_root)] if data_root else [])
+    return [*command, "--out", str(r.directory)]
 
 
 def _run_on_gpus(pending: list[PlannedRun], *, spec_file: Path, data_root, gpus: int, log) -> None:
@@ -170,79 +208,26 @@ def _run_on_gpus(pending: list[PlannedRun], *, spec_file: Path, data_root, gpus:
         )
 
 
-# --------------------------------------------------------------------------------------------------
-# The comparison table, from the run records only.
-
-
-def _paired_interval(differences: np.ndarray) -> tuple[float, float, float]:
-    """Mean of paired differences and its two-sided 95% Student-t interval (NaN with fewer than 2 pairs)."""
-    from scipy import stats
-
-    n = len(differences)
-    mean = float(np.mean(differences)) if n else math.nan
-    if n < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, n - 1) * np.std(differences, ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half
-
-
-def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Rows per variant: mean and std over seeds per metric, paired difference to the baseline over
-    (seed, image) with a 95% interval, and training time."""
-    by_variant: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        by_variant.setdefault(record["ablation"]["variant"], []).append(record)
-    metrics = records[0]["spec"]["evaluation"]["metrics"]
-    baseline = {r["ablation"]["seed_index"]: r for r in by_variant.get("baseline", [])}
-    rows = []
-    for variant, group in by_variant.items():
-        row: dict[str, Any] = {"variant": variant, "seeds": len(group), "overrides": group[0]["overrides"]}
-        for metric in metrics:
-            values = np.array([r["metrics"]["trained"]["aggregate"][metric] for r in group], dtype=float)
-            row[metric] = {
-                "mean": float(np.mean(values)),
-                "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
-            }
-            if variant != "baseline" and baseline:
-                pairs = []
-                for r in group:
-                    base = baseline.get(r["ablation"]["seed_index"])
-                    if base is None:
-                        continue
-                    for key, value in r["metrics"]["trained"]["per_image"].items():
-                        pairs.append(value[metric] - base["metrics"]["trained"]["per_image"][key][metric])
-                mean, low, high = _paired_interval(np.array(pairs, dtype=float))
-                row[metric]["difference"] = {"mean": mean, "low": low, "high": high, "pairs": len(pairs)}
-        row["training_seconds"] = float(np.mean([r["timings_seconds"]["training"] for r in group]))
-        rows.append(row)
-    order = ["baseline"] + sorted(v for v in by_variant if v != "baseline")
-    rows.sort(key=lambda row: order.index(row["variant"]))
-    return {"metrics": metrics, "rows": rows}
-
-
-MANIFEST = "ablation.json"
-
-
-def write_manifest(out: Path, runs: list[PlannedRun], spec_file: Path, command: str) -> None:
-    """Which run directory is which variant and seed: with the records, all the report needs."""
-    manifest = {
-        "spec_file": str(spec_file),
-        "command": command,
-        "runs": [
-            {"variant": r.variant, "seed_index": r.seed_index, "directory": r.directory.name} for r in runs
+def write_manifest(
+    out: Path,
+    spec: ChallengeSpec,
+    runs: list[PlannedRun],
+    *,
+    spec_file: Path,
+    switches: list[str],
+    seeds: int,
+    grid: str,
+) -> None:
+    """Which run folder is which variant and seed: with the records, all the report needs."""
+    manifest = AblationManifest(
+        challenge=spec.name,
+        spec_file=str(spec_file),
+        command=command_line(),
+        switches=list(switches),
+        seeds=seeds,
+        grid=grid,
+        runs=[
+            PlannedRunEntry(r.variant, r.seed_index, r.directory.name, list(r.spec.overrides)) for r in runs
         ],
-    }
-    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
-
-
-def collect_records(out: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    path = out / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{out}: no {MANIFEST}; is this an ablation directory made by `unetbench ablate`?")
-    manifest = json.loads(path.read_text())
-    records = []
-    for entry in manifest["runs"]:
-        record = read_record(out / entry["directory"])
-        record["ablation"] = {"variant": entry["variant"], "seed_index": entry["seed_index"]}
-        records.append(record)
-    return manifest, records
+    )
+    write_json_record(out / MANIFEST, manifest)

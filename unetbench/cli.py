@@ -16,9 +16,10 @@ from rich.table import Table
 from unetbench import __version__
 from unetbench.datasets import DATASETS, dataset_location, get_adapter, resolve_data_root, synthetic
 from unetbench.datasets.download import staged_directory
-from unetbench.errors import UserError
-from unetbench.model.sizes import output_size
-from unetbench.spec import apply_overrides, dump_spec, load_spec, parse_override
+from unetbench.errors import RunInterrupted, UserError
+from unetbench.loader import apply_overrides, load_spec, memory_estimates
+from unetbench.model.sizes import format_bytes, output_size
+from unetbench.spec import MAX_GENERATED_PIXELS, dump_spec, parse_override
 
 app = typer.Typer(
     name="unetbench",
@@ -92,9 +93,12 @@ def spec_check(files: Annotated[list[Path], typer.Argument(help="Challenge specs
             continue
         m = spec.model
         out = output_size(spec.training.tile_size, depth=m.depth, padding=m.padding)
+        memory = memory_estimates(spec)
         typer.echo(
             f"ok     {file}  ({spec.data.dataset}; U-Net depth {m.depth}, {m.base_channels} channels, "
-            f"{m.padding} padding; training tile {spec.training.tile_size} -> {out} px)"
+            f"{m.padding} padding; training tile {spec.training.tile_size} -> {out} px; about "
+            f"{format_bytes(memory['training'])} per training step, {format_bytes(memory['inference'])} per "
+            "inference batch)"
         )
     if failed:
         raise typer.Exit(1)
@@ -182,6 +186,12 @@ def data_synth(
             raise UserError(f"{option}: unknown value {value!r}; valid choices: {', '.join(choices)}")
     if out.exists():
         raise UserError(f"{out} already exists; choose a new folder for --out")
+    if samples * height * width > MAX_GENERATED_PIXELS:
+        raise UserError(
+            f"--samples: {samples} samples of {height}x{width} px are {samples * height * width:,} "
+            f"pixels, more than {MAX_GENERATED_PIXELS:,} (about "
+            f"{MAX_GENERATED_PIXELS // (height * width):,} samples of this size); write fewer"
+        )
     with staged_directory(out) as stage:
         if name == "synthetic-em":
             written = synthetic.write_em(
@@ -212,13 +222,23 @@ def data_info(data_root: DataRoot = None) -> None:
         found = adapter.describe(location) if location else adapter.describe(Path())
         style = {"present": "green", "invalid": "red", "absent": "dim"}.get(found.status, "")
         count = found.status == "present"
+        detail = found.detail
+        if found.status == "absent":
+            how = (
+                f"unetbench data fetch {adapter.name}"
+                if adapter.fetch
+                else f"unetbench data import {adapter.name} PATH"
+            )
+            detail = (
+                f"get it with `{how}` (or `unetbench data import {adapter.name} PATH` for a copy you have)"
+            )
         table.add_row(
             adapter.name,
             f"[{style}]{found.status}[/]" if style else found.status,
             str(found.labelled) if count else "",
             str(found.unlabelled) if count else "",
             escape(str(location)) if location else "",
-            escape(found.detail),
+            escape(detail),
         )
     _console().print(table)
 
@@ -243,9 +263,16 @@ def run_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Train U-Net as the spec says, predict with overlap-tile, evaluate, and write the report."""
+    from unetbench.atomic import check_folder
     from unetbench.runner import run
 
     spec = load_spec(spec_file)
+    if reports is not None:
+        check_folder(reports, what="--reports folder")
+    if out is not None and out.exists() and not out.is_dir():
+        raise UserError(f"{out}: is a file; --out names a new folder for the run")
+    if out is not None and resume is not None:
+        raise UserError("give --out for a new run or --resume for an existing one, not both")
     changes = [parse_override(o) for o in overrides]
     if device is not None:
         changes.append(("training.device", device))
@@ -258,17 +285,18 @@ def run_command(
 
 @app.command("report")
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory with record.json.")],
+    run_dir: Annotated[Path, typer.Argument(help="A run folder with record.json.")],
     reports: Annotated[
-        Path | None, typer.Option(help="Reports folder (default: the spec's report.directory).")
+        Path | None,
+        typer.Option(help="Reports folder (default: the one the run wrote its report to)."),
     ] = None,
 ) -> None:
     """Render a run's Markdown report again from its record.json."""
     from unetbench.report.markdown import render_run_report
-    from unetbench.results import read_record
+    from unetbench.rundir import RunDir
 
-    record = read_record(run_dir)
-    root = reports if reports is not None else Path(record["spec"]["report"]["directory"])
+    record = RunDir(run_dir).read_record()
+    root = reports if reports is not None else Path(record.reports_directory)
     typer.echo(f"report: {render_run_report(run_dir, root)}")
 
 
@@ -296,27 +324,28 @@ def ablate_command(
     import torch
 
     from unetbench import ablation
-    from unetbench.report.ablation import render_ablation_report, table_rows
-    from unetbench.results import command_line
+    from unetbench.report.ablation import CAPTION, table_rows
 
     spec = load_spec(spec_file)
     switches = [
         name for name, on in zip(ablation.SWITCHES, (no_weightmap, no_elastic, no_tiling), strict=True) if on
     ]
-    if not switches:
-        raise UserError("name at least one switch: --no-weightmap, --no-elastic, --no-tiling")
-    directory = out or ablation.ablation_dir(spec, switches, seeds, grid)
-    runs = ablation.plan(spec, switches, seeds=seeds, grid=grid, out=directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    ablation.write_manifest(directory, runs, spec_file, command_line())
-    typer.echo(f"ablation: {len(runs)} runs in {directory}")
-    gpus = torch.cuda.device_count() if spec.training.device != "cpu" else 0
-    ablation.run_all(
-        runs, spec_file=spec_file, data_root=data_root, progress=progress, log=typer.echo, gpus=gpus
+    path, summary = ablation.ablate(
+        spec,
+        spec_file,
+        switches,
+        seeds=seeds,
+        grid=grid,
+        out=out,
+        data_root=data_root,
+        gpus=torch.cuda.device_count() if spec.training.device != "cpu" else 0,
+        progress=progress,
+        log=typer.echo,
     )
-    path, summary = render_ablation_report(directory, Path(spec.report.directory))
     header, rows = table_rows(summary)
-    table = Table(title=f"{spec.name} ablation", title_justify="left")
+    table = Table(
+        title=f"{spec.name} ablation", title_justify="left", caption=CAPTION, caption_justify="left"
+    )
     for column in header:
         table.add_column(column, overflow="fold")
     for row in rows:
@@ -351,9 +380,12 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score a segmentation with the challenge's official metrics."""
-    from unetbench.evaluation import evaluate_ctc, evaluate_em, write_json_atomically
+    from unetbench.atomic import atomic_write_json, check_writable
+    from unetbench.evaluation import evaluate_ctc, evaluate_em
     from unetbench.metrics import METRICS
 
+    if json_out is not None:
+        check_writable(json_out, what="--json file")
     wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     if challenge == "em":
         result = evaluate_em(gt, pred, scale=scale, metrics=wanted)
@@ -372,17 +404,25 @@ def evaluate(
         )
     _console().print(table)
     if json_out is not None:
-        write_json_atomically(json_out, result.to_json())
-        typer.echo(f"wrote {json_out}")
+        atomic_write_json(json_out, result.to_json())
+        typer.echo(f"wrote {json_out.absolute()}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: run the app, turning user errors into one line and exit status 1."""
+    from unetbench.interrupts import exit_status
+
     try:
         app(args=argv, prog_name="unetbench")
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except RunInterrupted as stopped:
+        print(str(stopped), file=sys.stderr)
+        return exit_status(stopped.signal_name)
+    except KeyboardInterrupt as err:
+        print("interrupted; nothing was written", file=sys.stderr)
+        return exit_status(str(err) or None)
     except SystemExit as done:  # typer's own exit: --help, usage errors (status 2), typer.Exit
         return done.code if isinstance(done.code, int) else int(done.code is not None)
     return 0

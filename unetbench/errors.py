@@ -23,3 +23,14 @@ class SpecError(UserError):
 
 class DataError(UserError):
     """Data that is missing, corrupt or in a layout the adapters do not read."""
+
+
+class RunInterrupted(Exception):
+    """A run stopped by Ctrl-C or SIGTERM after saving what can be resumed; the message says how.
+
+    Not a :class:`UserError`: nothing is wrong, and the exit status is the signal's (130 for SIGINT).
+    """
+
+    def __init__(self, message: str, signal_name: str | None):
+        super().__init__(message)
+        self.signal_name = signal_name

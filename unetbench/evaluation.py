@@ -7,11 +7,9 @@ naming the file and what to do.
 
 from __future__ import annotations
 
-import json
-import os
+import math
 import platform
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,11 +124,11 @@ def evaluate_em(
 ) -> Evaluation:
     """Score an EM probability stack against ground truth with the ISBI 2012 metrics."""
     wanted = _check_metrics(metrics, "em")
+    if scale is not None and (not math.isfinite(scale) or scale <= 0):
+        raise UserError(f"--scale must be a finite number > 0 (255 for 8-bit maps), got {scale}")
     truth = read_array(gt)
     proposal = read_array(pred)
     if scale is not None:
-        if scale <= 0:
-            raise UserError(f"--scale must be > 0, got {scale}")
         proposal = proposal.astype(np.float64) / scale
     elif proposal.dtype.kind != "f":
         raise UserError(
@@ -170,17 +168,3 @@ def evaluate_ctc(gt: str, results: str, *, metrics: list[str] | None = None) -> 
         details={"frames": [f"{seq}/t{frame:03d}" for seq, frame, _, _ in pairs]},
         seconds=time.perf_counter() - start,
     )
-
-
-def write_json_atomically(path: Path, payload: dict[str, object]) -> None:
-    """Write JSON so that a reader never sees half a file: a temporary file beside it, then a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,121 +1,346 @@
-"""The run directory and its one results record (``record.json``), from which reports are rendered.
+"""The typed records unetbench writes and reads: a run's ``record.json`` and an ablation's manifest.
 
-A run directory holds: ``spec.toml`` (the resolved spec), ``checkpoints/`` (``last.pt``, ``best.pt``),
-``predictions.h5`` (probability maps), ``figures/`` and ``record.json``. Every file is written
-atomically (a temporary file beside it, then a rename), so an interrupted run never leaves half a file.
+This module is the only one that turns them into JSON and back. A record is a tree of frozen dataclasses
+with a schema version; reading one checks every field's presence and type, so a damaged, foreign or
+outdated file is one clear :class:`~unetbench.errors.UserError` naming the file and the field, never a
+``KeyError`` far away. Reports, figures, the ablation table and the command line use the attributes.
+
+Scores that are undefined (a metric's 0 / 0) are ``None`` in the record and NaN nowhere: JSON has no NaN.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import math
 import os
 import platform
+import socket
 import subprocess
 import sys
-import tempfile
 import time
+import types
+import typing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from unetbench import __version__
+from unetbench.atomic import atomic_write_json
+from unetbench.errors import UserError
 
-RECORD = "record.json"
+RECORD_SCHEMA = 2
+MANIFEST_SCHEMA = 2
 
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+Score = float | None  # None: undefined for this input
 
 
-def _jsonable(value: Any) -> Any:
+# --------------------------------------------------------------------------------------------------
+# The run record
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of one network on the scored split: the challenge's scores of the whole split, and each
+    image's own, by image name (``evaluation/25``)."""
+
+    aggregate: dict[str, Score]
+    per_image: dict[str, dict[str, Score]]
+
+
+@dataclass(frozen=True)
+class Session:
+    """One process that worked on the run: a first run, or a ``--resume``.
+
+    ``first_iteration`` .. ``last_iteration`` is the training it contributed to the weights (a session
+    killed before its next checkpoint contributed up to the checkpoint the next session resumed from).
+    """
+
+    command: str
+    started: str
+    ended: str | None  # None: it was killed and could not say when
+    host: str
+    pid: int
+    first_iteration: int
+    last_iteration: int
+    overrides: list[str]  # the overrides of the spec this session was given
+    outcome: str  # "finished", "interrupted", "killed" (found so by the next session), "running"
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    iteration: int
+    loss: float  # mean weighted cross-entropy since the previous point
+    lr: float
+
+
+@dataclass(frozen=True)
+class ValidationPoint:
+    iteration: int
+    metrics: dict[str, Score]
+
+
+@dataclass(frozen=True)
+class Best:
+    iteration: int
+    metric: str
+    value: float
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    iterations: int
+    seconds: float  # training time, summed over sessions
+    curve: list[CurvePoint]  # of the whole run, not only up to the scored weights
+    validation: list[ValidationPoint]
+    best: Best | None  # the best validation, whose weights were scored; None: no validation
+    scored_iteration: int  # the iteration whose weights were scored
+
+
+@dataclass(frozen=True)
+class Hardware:
+    machine: str
+    processor: str
+    cpu_cores: int
+    device: str
+    gpu: str | None = None
+
+
+@dataclass(frozen=True)
+class Provenance:
+    versions: dict[str, str]
+    commit: str | None
+    dirty: bool | None  # the working tree had uncommitted changes
+    hardware: Hardware
+
+
+@dataclass(frozen=True)
+class DataUsed:
+    dataset: str
+    location: str
+    split: dict[str, list[str]]  # image names per part: train, validation, evaluation, test
+    scored: str  # the split part the scores are of
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything a report says about a run (DESIGN.md: "one JSON per run")."""
+
+    run_id: str
+    challenge: str
+    kind: str  # "em" or "cells"
+    spec: dict[str, Any]  # the resolved spec in file form (read it with :meth:`resolved_spec`)
+    overrides: list[str]  # of the spec file: those given at the start, then any added by a resume
+    seeds: dict[str, int | None]
+    sessions: list[Session]
+    provenance: Provenance
+    data: DataUsed
+    parameters: int
+    output_size: int  # of a training tile
+    timings_seconds: dict[str, float]
+    training: TrainingSummary
+    trained: Scores
+    untrained: Scores
+    higher_is_better: dict[str, bool]
+    figures: list[str]  # overlay files in the run's figures/ folder
+    reports_directory: str  # absolute: where `unetbench report` writes unless told otherwise
+    schema: int = RECORD_SCHEMA
+
+    def resolved_spec(self):
+        """The spec the run ran with, as a :class:`~unetbench.spec.ChallengeSpec`."""
+        from unetbench.spec import parse_spec
+
+        return dataclasses.replace(
+            parse_spec(self.spec, source=f"record of {self.run_id}"), overrides=tuple(self.overrides)
+        )
+
+    @property
+    def metrics(self) -> list[str]:
+        return list(self.spec["evaluation"]["metrics"])
+
+    @property
+    def primary(self) -> str:
+        return self.spec["evaluation"]["primary"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The ablation manifest
+
+
+@dataclass(frozen=True)
+class PlannedRunEntry:
+    variant: str  # "baseline", "no-weightmap", "no-weightmap+no-elastic", ...
+    seed_index: int
+    directory: str  # below the ablation folder
+    overrides: list[str]
+
+
+@dataclass(frozen=True)
+class AblationManifest:
+    """Which run folder is which variant and seed: with the run records, all an ablation report needs."""
+
+    challenge: str
+    spec_file: str
+    command: str
+    switches: list[str]
+    seeds: int
+    grid: str
+    runs: list[PlannedRunEntry]
+    schema: int = MANIFEST_SCHEMA
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON in and out, checked against the dataclasses
+
+
+def to_json(record: Any) -> Any:
+    """A record as JSON-ready values; non-finite floats become None."""
+    return _plain(dataclasses.asdict(record))
+
+
+def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None  # JSON has no NaN; a missing score is null
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
-def write_record(run_dir: Path, record: dict[str, Any]) -> Path:
-    path = run_dir / RECORD
-    text = json.dumps(_jsonable(record), indent=2, sort_keys=True) + "\n"
-    atomic_write_bytes(path, text.encode())
-    return path
+def write_json_record(path: Path, record: Any) -> Path:
+    return atomic_write_json(path, to_json(record))
 
 
-def read_record(run_dir: Path) -> dict[str, Any]:
-    from unetbench.errors import UserError
-
-    path = run_dir / RECORD
-    if not path.is_file():
-        raise UserError(f"{run_dir}: no {RECORD}; is this a run directory made by `unetbench run`?")
+def read_json_record(path: Path, cls: type, *, what: str, schema: int):
+    """Read ``path`` as a ``cls``; every problem is one :class:`UserError` naming the file and the field."""
     try:
-        return json.loads(path.read_text())
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot be read ({err})") from None
     except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-
-
-def git_revision(cwd: Path | None = None) -> dict[str, Any]:
-    """The commit of the code that ran, and whether the working tree had changes."""
-    source = Path(__file__).resolve().parent
+        raise UserError(f"{path}: not valid JSON ({err}); is it {what}?") from None
+    if not isinstance(payload, dict):
+        raise UserError(f"{path}: holds {_json_type(payload)}, not {what} (a JSON object)")
+    found = payload.get("schema")
+    if found != schema:
+        raise UserError(
+            f"{path}: schema {found!r}, but this unetbench ({__version__}) reads schema {schema}; "
+            "render it with the unetbench that wrote it, or run again"
+        )
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=cwd or source,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
+        return _decode(cls, payload, "")
+    except _FieldProblem as problem:
+        raise UserError(
+            f"{path}: {problem.where or 'the record'}: {problem.message}; is it {what}?"
+        ) from None
+
+
+class _FieldProblem(Exception):
+    def __init__(self, where: str, message: str):
+        super().__init__(message)
+        self.where, self.message = where, message
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    if isinstance(value, bool) or type(value) in names:
+        return names[type(value)]
+    return "a number" if isinstance(value, (int, float)) else type(value).__name__
+
+
+def _decode(tp: Any, value: Any, where: str) -> Any:
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _FieldProblem(where, f"must be an object, got {_json_type(value)}")
+        hints = typing.get_type_hints(tp)
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            key = f"{where}.{f.name}" if where else f.name
+            if f.name not in value:
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                    raise _FieldProblem(key, "missing")
+                continue
+            kwargs[f.name] = _decode(hints[f.name], value[f.name], key)
+        return tp(**kwargs)
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        members = typing.get_args(tp)
+        if value is None and type(None) in members:
+            return None
+        problems = []
+        for member in (m for m in members if m is not type(None)):
+            try:
+                return _decode(member, value, where)
+            except _FieldProblem as problem:
+                problems.append(problem.message)
+        raise _FieldProblem(where, problems[0])
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise _FieldProblem(where, f"must be a list, got {_json_type(value)}")
+        return [_decode(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise _FieldProblem(where, f"must be an object, got {_json_type(value)}")
+        return {k: _decode(item, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _FieldProblem(where, f"must be a number, got {_json_type(value)}")
+        return float(value)
+    if tp in (int, str, bool):
+        if type(value) is not tp:
+            raise _FieldProblem(where, f"must be {_json_type(tp())}, got {_json_type(value)}")
+        return value
+    raise TypeError(f"record field type {tp!r} at {where} is not supported")  # a bug, not user input
+
+
+# --------------------------------------------------------------------------------------------------
+# Where a run came from
+
+
+def git_revision(cwd: Path | None = None) -> tuple[str | None, bool | None]:
+    """The commit of the code that ran and whether the working tree had changes (None, None outside git)."""
+    source = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=cwd or source, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=cwd or source,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.strip()
-        return {"commit": commit, "dirty": bool(dirty)}
+
+    try:
+        return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
+        return None, None
 
 
-def hardware(device: str) -> dict[str, Any]:
+def hardware(device: str) -> Hardware:
     import torch
 
-    info: dict[str, Any] = {
-        "machine": platform.machine(),
-        "processor": _cpu_name(),
-        "cpu_cores": os.cpu_count(),
-        "device": device,
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+    gpu = torch.cuda.get_device_name(0) if device.startswith("cuda") and torch.cuda.is_available() else None
+    return Hardware(
+        machine=platform.machine(),
+        processor=_cpu_name(),
+        cpu_cores=os.cpu_count() or 1,
+        device=device,
+        gpu=gpu,
+    )
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
     return platform.processor() or platform.machine()
 
 
@@ -135,6 +360,11 @@ def versions() -> dict[str, str]:
     }
 
 
+def provenance(device: str) -> Provenance:
+    commit, dirty = git_revision()
+    return Provenance(versions=versions(), commit=commit, dirty=dirty, hardware=hardware(device))
+
+
 def run_id(spec_text: str) -> str:
     """``YYYYMMDD-HHMMSS-<first 8 hex of the resolved spec's sha256>``: sortable, and tells specs apart."""
     digest = hashlib.sha256(spec_text.encode()).hexdigest()[:8]
@@ -143,3 +373,27 @@ def run_id(spec_text: str) -> str:
 
 def command_line() -> str:
     return " ".join(["unetbench", *sys.argv[1:]])
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+def host_name() -> str:
+    return socket.gethostname()
+
+
+__all__ = [
+    "AblationManifest",
+    "Best",
+    "CurvePoint",
+    "DataUsed",
+    "Hardware",
+    "PlannedRunEntry",
+    "Provenance",
+    "RunRecord",
+    "Scores",
+    "Session",
+    "TrainingSummary",
+    "ValidationPoint",
+]

@@ -1,15 +1,26 @@
-"""``unetbench run``: from a challenge spec to a record and a report, in one command.
+"""``unetbench run``: from a challenge spec to a record and a report, in five named stages.
 
-Order of work, so that a problem in the spec or the data shows before training starts, not after an
-hour: resolve the spec and the device, read and split the data, make the run directory, compute the
-weight maps, score the untrained network, train (checkpoints, validation), predict the evaluation and
-test splits with the spec's tiling, score them, write ``record.json``, render the report.
+:func:`run` reads like the table of contents: :func:`prepare` (device, memory, data, run folder, weight
+maps, untrained scores, checkpoint), :func:`train`, :func:`predict`, :func:`score`, :func:`record`; then
+:func:`report`. Problems with the spec, the device or the data show in ``prepare``, before anything is
+trained. The run folder (:class:`~unetbench.rundir.RunDir`) is locked for the whole run.
+
+What a kill can lose: a checkpoint is written before the first step and then every
+``training.checkpoint_every`` iterations or ``training.checkpoint_minutes`` minutes, so ``--resume``
+after a SIGKILL repeats at most that much training (and the prediction and scoring, if it was in those).
+Ctrl-C and SIGTERM lose nothing: the step in flight completes, a checkpoint is written, and the process
+exits with the resume command.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
+import dataclasses
+import os
+import shlex
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,105 +29,58 @@ import numpy as np
 import torch
 from skimage.measure import label as connected_components
 
+from unetbench.atomic import atomic_path, check_folder
 from unetbench.datasets import load_dataset
-from unetbench.datasets.splits import split_collection
-from unetbench.errors import UserError
+from unetbench.datasets.splits import Split, split_collection
+from unetbench.errors import RunInterrupted, UserError
 from unetbench.inference.tiling import predict_image
-from unetbench.metrics import METRICS, instance_scores, isbi2012_scores
+from unetbench.interrupts import Interrupts
+from unetbench.loader import load_spec, memory_problem
+from unetbench.metrics import METRICS, instance_scores, isbi2012_scores, isbi2012_scores_per_slice
 from unetbench.model.unet import unet_from_spec
+from unetbench.progress import Reporter
 from unetbench.results import (
-    atomic_write_bytes,
+    Best,
+    CurvePoint,
+    DataUsed,
+    RunRecord,
+    Scores,
+    Session,
+    TrainingSummary,
+    ValidationPoint,
     command_line,
-    git_revision,
-    hardware,
+    host_name,
+    now,
+    provenance,
     run_id,
-    versions,
-    write_record,
 )
-from unetbench.spec import ChallengeSpec, dump_spec, load_spec, spec_to_dict
-from unetbench.training.trainer import BEST, LAST, Trainer
+from unetbench.rundir import RunDir, UntrainedScores
+from unetbench.spec import ChallengeSpec, dump_spec, spec_to_dict, spec_to_table
+from unetbench.training.trainer import Trainer, TrainingStopped
 from unetbench.training.weightmap import training_weight_maps
 
-SPEC_FILE = "spec.toml"
+SCORED = "evaluation"  # the split part a run scores
 
 
-def resolve_device(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for, but torch sees no GPU; use --device cpu or auto")
-    return requested
+@dataclass
+class RunContext:
+    """What the stages share: made by :func:`prepare`, read by the rest."""
 
+    spec: ChallengeSpec
+    device: str
+    location: str  # where the data came from
+    split: Split
+    run_dir: RunDir
+    trainer: Trainer
+    untrained: UntrainedScores
+    sessions: list[Session]  # the earlier sessions, then this one (the last)
+    resume_command: str
+    reports: Path
+    timings: dict[str, float] = field(default_factory=dict)
 
-def _kind(spec: ChallengeSpec) -> str:
-    return METRICS[spec.evaluation.metrics[0]].kind
-
-
-def probabilities(model, samples, spec, device) -> list[np.ndarray]:
-    """P(cell / foreground) of each sample (DESIGN.md: the second class), by the spec's tiling."""
-    model.eval()
-    return [predict_image(model, s.image, spec.inference, device=device)[1] for s in samples]
-
-
-def score(spec: ChallengeSpec, samples, maps: list[np.ndarray]) -> dict[str, Any]:
-    """Aggregate and per-image scores of probability maps with the spec's metrics.
-
-    EM: the ISBI 2012 metrics of the map against the target (cell = 1). Cells: instances are the
-    4-connected components of P > 0.5, scored against the reference instances.
-    """
-    metrics = list(spec.evaluation.metrics)
-    if _kind(spec) == "em":
-        truth = np.stack([s.target for s in samples])
-        aggregate = isbi2012_scores(truth, np.stack(maps), metrics)
-        per_image = {s.key: isbi2012_scores(s.target, m, metrics) for s, m in zip(samples, maps, strict=True)}
-    else:
-        results = [connected_components(m > 0.5, connectivity=1) for m in maps]
-        refs = [s.instances for s in samples]
-        aggregate = instance_scores(refs, results, metrics)
-        per_image = {
-            s.key: instance_scores([s.instances], [r], metrics) for s, r in zip(samples, results, strict=True)
-        }
-    return {"aggregate": aggregate, "per_image": per_image}
-
-
-def _write_predictions(path: Path, groups: dict[str, dict[str, np.ndarray]]) -> None:
-    """HDF5 with one dataset per image, ``<split>/<key>``, P(cell) as float32; written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with h5py.File(tmp, "w") as f:
-        f.attrs["content"] = "P(cell / foreground) in [0, 1] per pixel"
-        for split, maps in groups.items():
-            for key, value in maps.items():
-                f.create_dataset(f"{split}/{key}", data=value.astype(np.float32), compression="gzip")
-    tmp.replace(path)
-
-
-def prepare_run_dir(spec: ChallengeSpec, out: Path | None, resume: Path | None) -> tuple[Path, bool]:
-    """The run directory: a new one (never an existing one silently), or the one to resume."""
-    text = dump_spec(spec)
-    if resume is not None:
-        saved = resume / SPEC_FILE
-        if not (resume / "checkpoints" / LAST).is_file() or not saved.is_file():
-            raise UserError(f"{resume}: nothing to resume (no checkpoints/{LAST} or {SPEC_FILE})")
-        if _comparable(load_spec(saved)) != _comparable(spec):
-            raise UserError(
-                f"{resume}: the spec differs from the one this run started with ({saved}); resume with the "
-                "same spec (only training.iterations may change)"
-            )
-        return resume, True
-    run_dir = out if out is not None else Path("runs") / spec.name / run_id(text)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        raise UserError(f"{run_dir} already exists and is not empty; choose a new --out, or --resume it")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(run_dir / SPEC_FILE, text.encode())
-    return run_dir, False
-
-
-def _comparable(spec: ChallengeSpec) -> dict[str, Any]:
-    """The spec without what a resume may change: the iteration count and the recorded overrides."""
-    table = spec_to_dict(spec)
-    table.pop("overrides")
-    table["training"] = {k: v for k, v in table["training"].items() if k != "iterations"}
-    return table
+    @property
+    def kind(self) -> str:
+        return METRICS[self.spec.evaluation.metrics[0]].kind
 
 
 def run(
@@ -129,139 +93,461 @@ def run(
     progress: bool = True,
     log=print,
 ) -> Path:
-    """Train, predict, evaluate and report; returns the run directory.
+    """Train, predict, score, record and report; returns the run folder.
 
-    ``reports``: where the report goes (default: the spec's ``report.directory``).
+    ``reports``: the reports folder (default: the spec's ``report.directory``, from the current folder).
     """
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    device = resolve_device(spec.training.device)
-    # --- data first: problems show before any training ------------------------------------------
-    collection = load_dataset(spec.data, data_root)
-    split = split_collection(collection, spec.data.split)
-    if not split.train:
-        raise UserError("the training split is empty; check data.split")
-    run_dir, resuming = prepare_run_dir(spec, out, resume)
-    log(
-        f"run directory: {run_dir}  (device {device}, {len(split.train)} training / "
-        f"{len(split.validation)} validation / {len(split.evaluation)} evaluation images)"
-    )
-    timings: dict[str, float] = {}
-    tick = time.perf_counter()
-    maps = training_weight_maps(split.train, spec.weightmap)
-    timings["weight_maps"] = time.perf_counter() - tick
-
-    torch.manual_seed(spec.training.seed)
-    model = unet_from_spec(spec.model)
-    untrained_path = run_dir / "untrained.json"
-    if resuming and untrained_path.is_file():
-        untrained = json.loads(untrained_path.read_text())
-    else:
-        tick = time.perf_counter()
-        untrained = score(
-            spec, split.evaluation, probabilities(model.to(device), split.evaluation, spec, device)
+    reporter = Reporter(log=log, bars=progress)
+    with Interrupts() as interrupts:
+        context = prepare(
+            spec,
+            data_root=data_root,
+            out=out,
+            resume=resume,
+            reports=reports,
+            reporter=reporter,
+            interrupts=interrupts,
         )
-        timings["untrained_evaluation"] = time.perf_counter() - tick
-        atomic_write_bytes(untrained_path, json.dumps(untrained, default=float).encode())
+        with context.run_dir, _session(context, interrupts):
+            train(context, interrupts, reporter)
+            maps = predict(context, reporter)
+            scores = score(context, maps, reporter)
+            finished = record(context, scores, maps, reporter)
+        report(context, finished, interrupts, reporter)
+    return context.run_dir.path
 
-    def validate(net):
-        return score(spec, split.validation, probabilities(net, split.validation, spec, device))["aggregate"]
 
-    trainer = Trainer(
-        spec,
-        model,
-        split.train,
-        maps,
-        device=device,
-        checkpoints=run_dir / "checkpoints",
-        validate=validate if split.validation and spec.training.validate_every else None,
-        progress=progress,
-    )
-    if resuming:
-        trainer.load(run_dir / "checkpoints" / LAST)
-        log(f"resuming at iteration {trainer.iteration}")
+@contextlib.contextmanager
+def _session(context: RunContext, interrupts: Interrupts) -> Iterator[None]:
+    """This process's entry in the run's sessions: closed as finished (by :func:`record`), interrupted
+    (then :class:`RunInterrupted` says how to resume) or failed."""
     try:
-        training_log = trainer.fit(spec.training.iterations)
-    except KeyboardInterrupt:
-        log(
-            f"interrupted at iteration {trainer.iteration}; checkpoint saved. Resume with: "
-            f"unetbench run {run_dir / SPEC_FILE} --resume {run_dir}"
-        )
+        yield
+    except (TrainingStopped, KeyboardInterrupt) as stopped:
+        _end_session(context, "interrupted")
+        raise RunInterrupted(_interrupted_message(context, stopped), interrupts.requested) from None
+    except BaseException:
+        _end_session(context, "failed")
         raise
-    timings["training"] = training_log.seconds
-    trained_iterations = trainer.iteration
-    chosen = BEST if training_log.best is not None else LAST
-    trainer.load(run_dir / "checkpoints" / chosen)
-    model = trainer.model
 
-    tick = time.perf_counter()
-    evaluation_maps = probabilities(model, split.evaluation, spec, device)
-    test_maps = probabilities(model, split.test, spec, device)
-    timings["prediction"] = time.perf_counter() - tick
-    _write_predictions(
-        run_dir / "predictions.h5",
-        {
-            "evaluation": {s.key: m for s, m in zip(split.evaluation, evaluation_maps, strict=True)},
-            "test": {s.key: m for s, m in zip(split.test, test_maps, strict=True)},
-        },
-    )
-    tick = time.perf_counter()
-    trained = score(spec, split.evaluation, evaluation_maps)
-    timings["evaluation"] = time.perf_counter() - tick
 
-    record = {
-        "run_id": run_dir.name,
-        "challenge": spec.name,
-        "kind": _kind(spec),
-        "command": command_line(),
-        "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "spec": spec_to_dict(spec),
-        "spec_toml": dump_spec(spec),
-        "overrides": list(spec.overrides),
-        "seeds": {"training": spec.training.seed, "data": spec.data.synthetic.seed},
-        "versions": versions(),
-        "git": git_revision(),
-        "hardware": hardware(device),
-        "data": {
-            "dataset": spec.data.dataset,
-            "location": collection.location,
-            "split": split.keys(),
-        },
-        "model": {
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "output_size": model.output_size(spec.training.tile_size),
-        },
-        "timings_seconds": timings,
-        "training": {
-            "iterations": trained_iterations,
-            "curve": training_log.curve,  # of the whole run, not of the checkpoint scored
-            "validation": training_log.validation,
-            "best": training_log.best,
-            "checkpoint_used": chosen,
-        },
-        "metrics": {
-            "trained": trained,
-            "untrained": untrained,
-            "directions": {m: METRICS[m].higher_is_better for m in spec.evaluation.metrics},
-        },
-    }
-    record["figures"] = _figures(run_dir, split.evaluation, evaluation_maps, spec.report.overlays)
-    write_record(run_dir, record)
-    from unetbench.report.markdown import render_run_report
+# --------------------------------------------------------------------------------------------------
+# Stage 1: prepare
 
-    report = render_run_report(run_dir, reports if reports is not None else Path(spec.report.directory))
-    log(f"report: {report}")
+
+def prepare(
+    spec: ChallengeSpec,
+    *,
+    data_root: Path | None,
+    out: Path | None,
+    resume: Path | None,
+    reports: Path | None,
+    reporter: Reporter,
+    interrupts: Interrupts,
+) -> RunContext:
+    """Everything before the first step; nothing is written until the spec, device and data pass."""
+    device = resolve_device(spec.training.device)
+    check_memory(spec, device)
+    reports_root = (reports if reports is not None else Path(spec.report.directory)).absolute()
+    check_folder(reports_root / spec.name, what="reports folder (--reports or report.directory)")
+    with reporter.stage("reading the data"):
+        collection = load_dataset(spec.data, data_root)
+        split = split_collection(collection, spec.data.split)
+    if not split.train:
+        raise UserError("data.split: the training split is empty")
+    if not split.evaluation:
+        raise UserError("data.split: the evaluation split is empty; a run scores the evaluation images")
+    run_dir = _open_run_dir(spec, out, resume)
+    try:
+        reporter.line(
+            f"run folder: {run_dir.path}  (device {device}; {len(split.train)} training, "
+            f"{len(split.validation)} validation, {len(split.evaluation)} evaluation images from "
+            f"{collection.location})"
+        )
+        with reporter.stage("weight maps"):
+            tick = time.perf_counter()
+            weight_maps = training_weight_maps(split.train, spec.weightmap)
+        timings = {"weight_maps": time.perf_counter() - tick}
+        torch.manual_seed(spec.training.seed)  # the initial weights: the same in every session
+        model = unet_from_spec(spec.model)
+        if METRICS[spec.evaluation.metrics[0]].kind == "em":
+            with reporter.stage("metric kernels (compiled on the first run, then loaded from a cache)"):
+                from unetbench.metrics import warm_up_kernels
+
+                warm_up_kernels()
+        untrained = run_dir.read_untrained()
+        if untrained is None:
+            untrained = _score_untrained(spec, model, split, device, reporter)
+            run_dir.write_untrained(untrained)
+        validate = None
+        if split.validation and spec.training.validate_every:
+
+            def validate(net):
+                maps = probabilities(net, split.validation, spec, device)
+                return score_maps(spec, split.validation, maps, per_image=False).aggregate
+
+        trainer = Trainer(
+            spec,
+            model,
+            split.train,
+            weight_maps,
+            device=device,
+            checkpoint=run_dir.checkpoint,
+            validate=validate,
+        )
+        if run_dir.checkpoint.is_file():
+            with reporter.stage(f"loading {run_dir.checkpoint}"):
+                trainer.load()
+            reporter.line(f"resuming at iteration {trainer.iteration}")
+            if trainer.iteration > spec.training.iterations:
+                raise UserError(
+                    f"training.iterations: the run has trained {trainer.iteration} iterations already; "
+                    "give at least that many (or start a new run)"
+                )
+        else:
+            trainer.save()  # before the first step: every started run can be resumed
+        sessions = _begin_session(run_dir, spec, trainer.iteration)
+        return RunContext(
+            spec=spec,
+            device=device,
+            location=collection.location,
+            split=split,
+            run_dir=run_dir,
+            trainer=trainer,
+            untrained=untrained,
+            sessions=sessions,
+            resume_command=_resume_command(run_dir, data_root, reports),
+            reports=reports_root,
+            timings=timings,
+        )
+    except KeyboardInterrupt:
+        run_dir.release()
+        raise RunInterrupted(
+            f"{run_dir.path}: interrupted before training started; resume with: "
+            f"{_resume_command(run_dir, data_root, reports)}",
+            interrupts.requested,
+        ) from None
+    except BaseException:
+        run_dir.release()
+        raise
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was asked for, but torch sees no GPU; use --device cpu or auto")
+    return requested
+
+
+def device_memory(device: str) -> tuple[int, str]:
+    """Total memory of the device and how to name it in a message."""
+    if device == "cuda":
+        properties = torch.cuda.get_device_properties(0)
+        return properties.total_memory, f"the memory of GPU 0, {properties.name}"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+
+
+def check_memory(spec: ChallengeSpec, device: str) -> None:
+    """Refuse tiles and batches that cannot fit the device, from the layer sizes, before allocating."""
+    available, where = device_memory(device)
+    problem = memory_problem(spec, available, where)
+    if problem is not None:
+        key, message = problem
+        raise UserError(f"{key}: {message}")
+
+
+def _open_run_dir(spec: ChallengeSpec, out: Path | None, resume: Path | None) -> RunDir:
+    text = dump_spec(spec)
+    if resume is None:
+        if out is not None:
+            return RunDir.create(out, text)
+        return RunDir.create_unique(Path("runs") / spec.name, run_id(text), text)
+    run_dir = RunDir.open(resume, text)
+    try:
+        saved = load_spec(run_dir.spec_file)
+    except UserError:
+        run_dir.release()
+        raise
+    if _comparable(saved) != _comparable(spec):
+        run_dir.release()
+        changed = _first_difference(spec_to_table(saved), spec_to_table(spec))
+        raise UserError(
+            f"{resume}: the spec differs from the one this run started with ({run_dir.spec_file}: "
+            f"{changed}); resume with the same spec (only training.iterations may change)"
+        )
     return run_dir
 
 
-def _figures(run_dir: Path, samples, maps, count: int) -> list[str]:
-    """Overlays of the first ``count`` evaluation images (the training curve is drawn from the record)."""
-    from unetbench.report.figures import overlay_figure
+def _comparable(spec: ChallengeSpec) -> dict[str, Any]:
+    """The spec without what a resume may change: the iteration count and the recorded overrides."""
+    table = spec_to_dict(spec)
+    table.pop("overrides")
+    table["training"] = {k: v for k, v in table["training"].items() if k != "iterations"}
+    return table
 
-    figures = run_dir / "figures"
-    figures.mkdir(exist_ok=True)
-    names = []
-    for sample, probability in list(zip(samples, maps, strict=True))[:count]:
-        names.append("overlay-" + sample.key.replace("/", "-") + ".png")
-        overlay_figure(sample, probability, figures / names[-1])
-    return names
+
+def _first_difference(a: dict, b: dict, path: str = "") -> str:
+    for key in sorted(set(a) | set(b)):
+        where = f"{path}.{key}" if path else key
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            found = _first_difference(a[key], b[key], where)
+            if found:
+                return found
+        elif a.get(key) != b.get(key) and key != "iterations":
+            return f"{where} was {a.get(key)!r}, now {b.get(key)!r}"
+    return ""
+
+
+def _score_untrained(spec, model, split, device, reporter) -> UntrainedScores:
+    tick = time.perf_counter()
+    maps = probabilities(
+        model.to(device), split.evaluation, spec, device, reporter, "untrained network: predicting"
+    )
+    with reporter.stage("untrained network: scoring"):
+        scores = score_maps(spec, split.evaluation, maps, names=split.names(SCORED))
+    return UntrainedScores(scores=scores, seconds=time.perf_counter() - tick)
+
+
+def _begin_session(run_dir: RunDir, spec: ChallengeSpec, iteration: int) -> list[Session]:
+    """The earlier sessions (those still "running" were killed) and this one, written to the folder."""
+    sessions = []
+    for session in run_dir.read_sessions():
+        if session.outcome == "running":  # killed: its work up to the checkpoint we resume from survives
+            session = dataclasses.replace(
+                session, outcome="killed", last_iteration=max(session.first_iteration, iteration)
+            )
+        sessions.append(session)
+    sessions.append(
+        Session(
+            command=command_line(),
+            started=now(),
+            ended=None,
+            host=host_name(),
+            pid=os.getpid(),
+            first_iteration=iteration,
+            last_iteration=iteration,
+            overrides=list(spec.overrides),
+            outcome="running",
+        )
+    )
+    run_dir.write_sessions(sessions)
+    return sessions
+
+
+def _end_session(context: RunContext, outcome: str) -> None:
+    context.sessions[-1] = dataclasses.replace(
+        context.sessions[-1], ended=now(), outcome=outcome, last_iteration=context.trainer.iteration
+    )
+    if outcome != "finished":  # the weights of the last checkpoint are what survives
+        context.sessions[-1] = dataclasses.replace(
+            context.sessions[-1],
+            last_iteration=max(context.sessions[-1].first_iteration, context.trainer.saved_iteration),
+        )
+    context.run_dir.write_sessions(context.sessions)
+
+
+def _resume_command(run_dir: RunDir, data_root: Path | None, reports: Path | None) -> str:
+    words = ["unetbench", "run", str(run_dir.spec_file), "--resume", str(run_dir.path)]
+    if data_root is not None:
+        words += ["--data-root", str(Path(data_root).absolute())]
+    if reports is not None:
+        words += ["--reports", str(Path(reports).absolute())]
+    return shlex.join(words)
+
+
+def _interrupted_message(context: RunContext, stopped: BaseException) -> str:
+    if isinstance(stopped, TrainingStopped):
+        where = f"stopped after iteration {stopped.iteration}; checkpoint saved"
+    else:
+        where = f"interrupted; training is checkpointed at iteration {context.trainer.saved_iteration}"
+    return f"{context.run_dir.path}: {where}. Resume with: {context.resume_command}"
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 2: train
+
+
+def train(context: RunContext, interrupts: Interrupts, reporter: Reporter) -> None:
+    """Train up to ``training.iterations``, checkpointing; stops between steps on Ctrl-C or SIGTERM."""
+    trainer, target = context.trainer, context.spec.training.iterations
+    if trainer.iteration < target:
+        with reporter.training(target, trainer.iteration) as bar, interrupts.deferred():
+            trainer.fit(target, stop=interrupts.stop_requested, progress=bar)
+    if interrupts.stop_requested():  # a signal after the last step: stop before predicting
+        raise TrainingStopped(trainer.iteration)
+    context.timings["training"] = trainer.log.seconds
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 3: predict
+
+
+def predict(context: RunContext, reporter: Reporter) -> dict[str, list[np.ndarray]]:
+    """P(cell) of the evaluation and test images with the scored weights, written to predictions.h5."""
+    weights, _ = context.trainer.scored_weights()
+    model = context.trainer.model
+    model.load_state_dict(weights)
+    split, spec, device = context.split, context.spec, context.device
+    tick = time.perf_counter()
+    maps = {
+        part: probabilities(
+            model, getattr(split, part), spec, device, reporter, f"predicting the {part} images"
+        )
+        for part in (SCORED, "test")
+    }
+    context.timings["prediction"] = time.perf_counter() - tick
+    _write_predictions(
+        context.run_dir.predictions,
+        {part: dict(zip(split.names(part), maps[part], strict=True)) for part in maps},
+    )
+    return maps
+
+
+def probabilities(
+    model, samples, spec, device, reporter: Reporter | None = None, title: str = ""
+) -> list[np.ndarray]:
+    """P(cell / foreground) of each sample (DESIGN.md: the second class), by the spec's tiling."""
+    model.eval()
+    maps = []
+    if reporter is None:
+        return [predict_image(model, s.image, spec.inference, device=device)[1] for s in samples]
+    with reporter.items(title, len(samples)) as advance:
+        for sample in samples:
+            maps.append(predict_image(model, sample.image, spec.inference, device=device)[1])
+            advance()
+    return maps
+
+
+def _write_predictions(path: Path, groups: dict[str, dict[str, np.ndarray]]) -> None:
+    """HDF5 with one dataset per image named as the run names it (``evaluation/25``), P(cell) float32."""
+    with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
+        f.attrs["content"] = "P(cell / foreground) in [0, 1] per pixel"
+        for maps in groups.values():
+            for name, value in maps.items():
+                f.create_dataset(name, data=value.astype(np.float32), compression="gzip")
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 4: score
+
+
+def score(context: RunContext, maps: dict[str, list[np.ndarray]], reporter: Reporter) -> Scores:
+    tick = time.perf_counter()
+    with reporter.stage(f"scoring the {SCORED} images"):
+        scores = score_maps(
+            context.spec, context.split.evaluation, maps[SCORED], names=context.split.names(SCORED)
+        )
+    context.timings["evaluation"] = time.perf_counter() - tick
+    return scores
+
+
+def score_maps(spec: ChallengeSpec, samples, maps: list[np.ndarray], *, names=None, per_image=True) -> Scores:
+    """The spec's metrics of probability maps: the whole split's scores and each image's.
+
+    EM: the ISBI 2012 metrics against the target (cell = 1), the stack and every slice from one pass.
+    Cells: instances are the 4-connected components of P > 0.5, scored against the reference instances.
+    """
+    metrics = list(spec.evaluation.metrics)
+    names = names or [s.key for s in samples]
+    if METRICS[metrics[0]].kind == "em":
+        truth = np.stack([s.target for s in samples])
+        if not per_image:
+            return Scores(isbi2012_scores(truth, np.stack(maps), metrics), {})
+        aggregate, slices = isbi2012_scores_per_slice(truth, np.stack(maps), metrics)
+        return Scores(aggregate, dict(zip(names, slices, strict=True)))
+    results = [connected_components(m > 0.5, connectivity=1) for m in maps]
+    aggregate = instance_scores([s.instances for s in samples], results, metrics)
+    per = {}
+    if per_image:
+        per = {
+            name: instance_scores([s.instances], [r], metrics)
+            for name, s, r in zip(names, samples, results, strict=True)
+        }
+    return Scores(aggregate, per)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage 5: record
+
+
+def record(
+    context: RunContext, trained: Scores, maps: dict[str, list[np.ndarray]], reporter: Reporter
+) -> RunRecord:
+    """Overlays and ``record.json``: the run is finished once the record is there."""
+    spec, split, trainer = context.spec, context.split, context.trainer
+    count = min(spec.report.overlays, len(split.evaluation))
+    figures = []
+    if count:
+        from unetbench.report.figures import overlay_figure
+
+        with reporter.stage(f"drawing {count} overlays"):
+            for name, sample, probability in list(
+                zip(split.names(SCORED), split.evaluation, maps[SCORED], strict=True)
+            )[:count]:
+                figures.append("overlay-" + name.replace("/", "-") + ".png")
+                overlay_figure(sample, probability, context.run_dir.figures / figures[-1], title=name)
+    _end_session(context, "finished")
+    log = trainer.log
+    _, scored_iteration = trainer.scored_weights()
+    best = log.best
+    overrides: list[str] = []
+    for session in context.sessions:
+        overrides += [o for o in session.overrides if o not in overrides]
+    finished = RunRecord(
+        run_id=context.run_dir.name,
+        challenge=spec.name,
+        kind=context.kind,
+        spec=spec_to_table(spec),
+        overrides=overrides,
+        seeds={
+            "training": spec.training.seed,
+            "data": spec.data.synthetic.seed if spec.data.synthetic else None,
+        },
+        sessions=context.sessions,
+        provenance=provenance(context.device),
+        data=DataUsed(
+            dataset=spec.data.dataset, location=context.location, split=split.keys(), scored=SCORED
+        ),
+        parameters=sum(p.numel() for p in trainer.model.parameters()),
+        output_size=trainer.out,
+        timings_seconds={
+            **context.timings,
+            "untrained_evaluation": context.untrained.seconds,
+        },
+        training=TrainingSummary(
+            iterations=trainer.iteration,
+            seconds=log.seconds,
+            curve=[CurvePoint(**point) for point in log.curve],
+            validation=[ValidationPoint(**point) for point in log.validation],
+            best=Best(**best) if best else None,
+            scored_iteration=scored_iteration,
+        ),
+        trained=trained,
+        untrained=context.untrained.scores,
+        higher_is_better={m: METRICS[m].higher_is_better for m in spec.evaluation.metrics},
+        figures=figures,
+        reports_directory=str(context.reports),
+    )
+    context.run_dir.write_record(finished)
+    return finished
+
+
+# --------------------------------------------------------------------------------------------------
+# Then the report
+
+
+def report(context: RunContext, finished: RunRecord, interrupts: Interrupts, reporter: Reporter) -> Path:
+    """The Markdown report, rendered from the record alone (``unetbench report`` does the same)."""
+    from unetbench.report.markdown import render_run_report
+
+    try:
+        path = render_run_report(context.run_dir.path, Path(finished.reports_directory))
+    except KeyboardInterrupt:
+        raise RunInterrupted(
+            f"{context.run_dir.path}: the run is finished, the report was not written; write it with: "
+            f"unetbench report {shlex.quote(str(context.run_dir.path))}",
+            interrupts.requested,
+        ) from None
+    reporter.line(f"report: {path}")
+    return path

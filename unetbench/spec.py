@@ -5,9 +5,15 @@ their type annotations: an unknown key, a value of the wrong type, a choice outs
 impossible value (a negative sigma, a tile size the network cannot take) raises :class:`SpecError` naming
 the file, the dotted key and what would be valid, before any data is read or any network is built.
 
-Ablations and command-line flags change a spec only through :func:`apply_overrides`, which re-validates
-the whole spec and records each override in ``ChallengeSpec.overrides`` so that a run's record says what
-it ran with.
+This module knows the spec's own rules only. What depends on the registries (which data sets exist,
+which metrics fit them, whether a data set is generated) is checked one layer up, in
+:mod:`unetbench.loader`, whose :func:`~unetbench.loader.load_spec` and
+:func:`~unetbench.loader.apply_overrides` are what the rest of unetbench calls; so ``spec`` imports
+neither ``datasets`` nor ``metrics``, and both may import ``spec``.
+
+Command-line flags and ablation variants change a spec only through overrides (:func:`with_overrides`),
+which re-validate the whole spec and record each override in ``ChallengeSpec.overrides`` so that a run's
+record says what it ran with.
 """
 
 from __future__ import annotations
@@ -26,19 +32,14 @@ from typing import Any, Literal
 from unetbench.errors import SpecError
 from unetbench.model.sizes import output_size
 
+# A generated data set lives in memory, and makes ~5 images a second: beyond this many pixels (about
+# 1,000 slices of 512 x 512) it would take minutes to hours and gigabytes before the first training step.
+MAX_GENERATED_PIXELS = 2**28
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
-
-
-def _metrics_by_kind() -> dict[str, tuple[str, ...]]:
-    from unetbench.metrics import METRICS
-
-    kinds: dict[str, tuple[str, ...]] = {}
-    for name, info in METRICS.items():
-        kinds[info.kind] = (*kinds.get(info.kind, ()), name)
-    return kinds
 
 
 class _ValueProblem(Exception):
@@ -78,6 +79,10 @@ class SplitSpec:
 
     def __post_init__(self) -> None:
         parts = {"train": self.train, "validation": self.validation, "evaluation": self.evaluation}
+        if self.method != "kfold":
+            for name, value, default in (("folds", self.folds, 5), ("fold", self.fold, 0)):
+                _require(value == default, name, f"only used with method = 'kfold'; remove it (got {value})")
+            _require(self.shuffle_seed is None, "shuffle_seed", "only used with method = 'kfold'; remove it")
         if self.method == "kfold":
             for name, values in parts.items():
                 _require(not values, name, "not used with method = 'kfold' (use folds and fold instead)")
@@ -116,6 +121,15 @@ class SyntheticSpec:
         for name in ("height", "width"):
             value = getattr(self, name)
             _require(32 <= value <= 8192, name, f"must be in 32..8192 px, got {value}")
+        pixels = self.samples * self.height * self.width
+        _require(
+            pixels <= MAX_GENERATED_PIXELS,
+            "samples",
+            f"{self.samples} samples of {self.height}x{self.width} px are {pixels:,} pixels, more than the "
+            f"{MAX_GENERATED_PIXELS:,} a generated set may have (about "
+            f"{MAX_GENERATED_PIXELS // (self.height * self.width):,} samples of this size); use fewer, or "
+            "write a large set to disk with `unetbench data synth` and read it as a real data set",
+        )
 
 
 @dataclass(frozen=True)
@@ -125,16 +139,11 @@ class DataSpec:
     # Where this data set's files are; unset: <data root>/<data set folder>, where the data root is
     # --data-root, else $UNETBENCH_DATA, else the per-user cache directory.
     root: str | None = None
-    synthetic: SyntheticSpec = field(default_factory=SyntheticSpec)
+    # Only for the generated data sets (synthetic-*), which get the defaults when it is left out.
+    synthetic: SyntheticSpec | None = None
 
     def __post_init__(self) -> None:
-        from unetbench.datasets import DATASETS
-
-        _require(
-            self.dataset in DATASETS,
-            "dataset",
-            f"unknown data set {self.dataset!r}; valid choices: {', '.join(DATASETS)}",
-        )
+        _require(self.dataset.strip() != "", "dataset", "must name a data set")
         _require(self.root is None or self.root.strip() != "", "root", "must not be empty")
 
 
@@ -170,7 +179,10 @@ class TrainingSpec:
     batch_size: int = 1  # paper: one large tile per step rather than a large batch
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # A checkpoint is written before the first step, then every checkpoint_every iterations or every
+    # checkpoint_minutes minutes, whichever comes first: a kill loses at most that much training.
     checkpoint_every: int = 1000
+    checkpoint_minutes: float = 10.0
     validate_every: int = 500  # 0: no validation during training
 
     def __post_init__(self) -> None:
@@ -185,6 +197,11 @@ class TrainingSpec:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
         _require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         _require(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        _require(
+            self.checkpoint_minutes > 0,
+            "checkpoint_minutes",
+            f"must be > 0 minutes, got {self.checkpoint_minutes}",
+        )
         _require(self.validate_every >= 0, "validate_every", f"must be >= 0, got {self.validate_every}")
 
 
@@ -273,38 +290,15 @@ class ChallengeSpec:
     weightmap: WeightmapSpec = field(default_factory=WeightmapSpec)
     inference: InferenceSpec = field(default_factory=InferenceSpec)
     report: ReportSpec = field(default_factory=ReportSpec)
-    # Set by apply_overrides, never by the file: "key=value" in the order they were applied.
+    # Set by with_overrides, never by the file: "key=value" in the order they were applied.
     overrides: tuple[str, ...] = field(default=(), metadata={"in_file": False})
 
     def __post_init__(self) -> None:
-        from unetbench.datasets import DATASETS
-
         _require(
             self.name.strip() != "" and "/" not in self.name,
             "name",
             f"must be a non-empty name without '/', got {self.name!r}",
         )
-        adapter = DATASETS[self.data.dataset]
-        _require(
-            self.data.root is None or bool(adapter.folder),
-            "data.root",
-            f"{self.data.dataset} is generated in memory from [data.synthetic] and reads no files; remove "
-            "root, or write it with `unetbench data synth` and read it as a real data set",
-        )
-        valid = _metrics_by_kind()[adapter.kind]
-        for metric in self.evaluation.metrics:
-            _require(
-                metric in valid,
-                "evaluation.metrics",
-                f"{metric!r} does not apply to {self.data.dataset} ({adapter.kind} data); "
-                f"valid choices: {', '.join(valid)}",
-            )
-        if self.data.split.method == "sequence":
-            _require(
-                bool(adapter.sequences),
-                "data.split.method",
-                f"{self.data.dataset} has no sequences; use 'indices' or 'kfold'",
-            )
         needs = {"overlap-tile": "valid", "none": "same"}[self.inference.tiling]
         _require(
             self.model.padding == needs,
@@ -319,16 +313,6 @@ class ChallengeSpec:
                 output_size(size, depth=self.model.depth, padding=self.model.padding)
             except ValueError as err:
                 raise _ValueProblem(f"{section}.{key}", str(err)) from None
-        if not adapter.folder and self.data.split.method == "indices":
-            # Generated data has a known size, so an index past it is caught here rather than at run time.
-            n = self.data.synthetic.samples
-            for part in ("train", "validation", "evaluation"):
-                for index in getattr(self.data.split, part):
-                    _require(
-                        index < n,
-                        f"data.split.{part}",
-                        f"index {index} is out of range; data.synthetic.samples = {n} (indices 0-{n - 1})",
-                    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -371,6 +355,9 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
         return value
     if _is_union(tp):
         members = [m for m in typing.get_args(tp) if m is not type(None)]
+        tables = [m for m in members if dataclasses.is_dataclass(m)]
+        if tables and isinstance(value, dict):  # an optional table: its own errors name the key inside it
+            return _convert(tables[0], value, key, source)
         for member in members:
             try:
                 return _convert(member, value, key, source)
@@ -433,8 +420,9 @@ def parse_spec(table: Mapping[str, Any], *, source: str = "<spec>") -> Challenge
     return _parse_table(ChallengeSpec, table, "", source)
 
 
-def load_spec(path: str | Path) -> ChallengeSpec:
-    """Read and validate a challenge spec file.
+def read_spec(path: str | Path) -> ChallengeSpec:
+    """Read a challenge spec file and check the spec's own rules (:func:`unetbench.loader.load_spec`
+    adds the checks against the data sets and metrics).
 
     Raises
     ------
@@ -464,12 +452,15 @@ def spec_to_table(spec: Any) -> dict[str, Any]:
     """The spec as nested plain dicts, in file form: what ``parse_spec`` would read back.
 
     Tuples become lists, unset optional values are left out, and fields not read from files
-    (``overrides``) are left out.
+    (``overrides``) are left out. So are keys that the spec does not use: the k-fold keys of a split by
+    indices or sequences, and the index lists of a k-fold split (they are refused when set, so nothing
+    is lost).
     """
     table: dict[str, Any] = {}
+    unused = _unused_keys(spec)
     for name in _file_fields(type(spec)):
         value = getattr(spec, name)
-        if value is None:
+        if value is None or name in unused:
             continue
         if dataclasses.is_dataclass(value):
             value = spec_to_table(value)
@@ -477,6 +468,12 @@ def spec_to_table(spec: Any) -> dict[str, Any]:
             value = list(value)
         table[name] = value
     return table
+
+
+def _unused_keys(spec: Any) -> tuple[str, ...]:
+    if isinstance(spec, SplitSpec):
+        return ("train", "validation", "evaluation") if spec.method == "kfold" else ("folds", "fold")
+    return ()
 
 
 def spec_to_dict(spec: ChallengeSpec) -> dict[str, Any]:
@@ -504,12 +501,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key, value
 
 
-def apply_overrides(
+def with_overrides(
     spec: ChallengeSpec, overrides: Mapping[str, Any] | Iterable[tuple[str, Any]], *, source: str = "override"
 ) -> ChallengeSpec:
     """Return a copy of ``spec`` with dotted keys replaced, validated as a whole, the overrides recorded.
 
-    ``apply_overrides(spec, {"weightmap.enabled": False})`` is how ``--no-weightmap`` is made. An
+    ``with_overrides(spec, {"weightmap.enabled": False})`` is how ``--no-weightmap`` is made. An
     override that sets a key to the value it already has is still recorded: the record says what was
     asked for. Raises :class:`SpecError` naming the key for an unknown key or a bad value.
     """
@@ -524,6 +521,9 @@ def apply_overrides(
             if part not in fields:
                 raise _unknown_key(source, ".".join(parts[:depth]), part, fields, shown=key)
             hint_type = typing.get_type_hints(cls)[part]
+            if _is_union(hint_type):  # an optional table, e.g. data.synthetic
+                tables = [t for t in typing.get_args(hint_type) if dataclasses.is_dataclass(t)]
+                hint_type = tables[0] if tables else hint_type
             if depth == len(parts) - 1:
                 if dataclasses.is_dataclass(hint_type):
                     raise SpecError(source, key, "is a table; override one of its keys instead")
@@ -578,7 +578,7 @@ def _dump_table(table: Mapping[str, Any], path: str, lines: list[str]) -> None:
 
 
 def dump_spec(spec: ChallengeSpec) -> str:
-    """The resolved spec as a TOML document that :func:`load_spec` reads back to an equal spec.
+    """The resolved spec as a TOML document that :func:`read_spec` reads back to an equal spec.
 
     Overrides, which a file cannot set, are written as a comment.
     """

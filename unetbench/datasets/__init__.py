@@ -32,7 +32,9 @@ if TYPE_CHECKING:
 class Sample:
     """One 2D image with its annotations (``target`` and ``instances`` are None when unlabelled)."""
 
-    key: str  # stable name, e.g. "train-volume.tif[12]" or "01/t013"
+    # Stable name within its tuple of the collection (labelled or unlabelled): the slice number "25" for
+    # ISBI 2012, "01/t013" for a CTC frame. A run names a sample by its split part: "evaluation/25".
+    key: str
     image: np.ndarray  # (H, W) float32 in [0, 1]
     target: np.ndarray | None  # (H, W) uint8, 1 = cell / foreground
     instances: np.ndarray | None  # (H, W) int32, 0 = background, 1..N = cells

@@ -75,9 +75,14 @@ def parse_man_track(path: Path, n_frames: int | None = None) -> list[Track]:
     """
     tracks: list[Track] = []
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("ascii")
     except OSError as err:
-        raise DataError(f"{path}: cannot be read ({err})") from None
+        raise DataError(f"{path}: cannot be read ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path}: not a text file (byte {err.start} is 0x{err.object[err.start]:02x}); "
+            "man_track.txt holds lines of four integers 'L B E P'"
+        ) from None
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue

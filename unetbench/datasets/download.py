@@ -9,6 +9,7 @@ then is the staging directory renamed to its final name, which is atomic on one 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import os
@@ -163,9 +164,10 @@ def staged_directory(final: Path, *, force: bool = False) -> Iterator[Path]:
     If the block raises (or is interrupted) the staging directory is removed and ``final`` is untouched.
     An existing ``final`` is replaced only with ``force``; it is removed only after the new one is in place.
     """
-    final.parent.mkdir(parents=True, exist_ok=True)
     if final.exists() and not force:
         raise DataError(f"{final} already exists; pass --force to replace it")
+    made = [p for p in (final.parent, *final.parent.parents) if not p.exists()]  # folders this call makes
+    final.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.staging-", dir=final.parent))
     umask = os.umask(0o022)
     os.umask(umask)
@@ -181,4 +183,7 @@ def staged_directory(final: Path, *, force: bool = False) -> Iterator[Path]:
             stage.rename(final)
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
+        for folder in made:  # deepest first: leave no empty data root behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise

@@ -202,6 +202,12 @@ def read_stacks(location: Path) -> Stacks:
         stacks = _read_hdf5(location)
     else:
         stacks = _read_slices(location)
+    for name, stack in (("training", stacks.train_images), ("test", stacks.test_images)):
+        if stack is not None and (stack.ndim != 3 or 0 in stack.shape):
+            raise DataError(
+                f"{location}: the {name} stack holds no image (shape {stack.shape}); it needs at least one "
+                "2D slice"
+            )
     if stacks.train_images.shape != stacks.train_labels.shape:
         raise DataError(
             f"{location}: training images {stacks.train_images.shape} and labels "
@@ -229,7 +235,7 @@ def _samples(images: np.ndarray, labels: np.ndarray | None, part: str, source: s
         target = None if labels is None else (labels[i] > 0).astype(np.uint8)
         samples.append(
             Sample(
-                key=f"{part}/{i:0{width}d}",
+                key=f"{i:0{width}d}",  # the slice number; runs name it by split: evaluation/25
                 image=to_unit_float(raw, source=f"{source} ({part} slice {i})"),
                 target=target,
                 instances=None if target is None else cell_instances(target),

@@ -20,9 +20,13 @@ class Split:
     evaluation: tuple[Sample, ...]
     test: tuple[Sample, ...]  # the unlabelled samples (e.g. ISBI 2012's hidden-label test slices)
 
+    def names(self, part: str) -> list[str]:
+        """The samples of ``part`` named by it, as runs name them: ``evaluation/25``, ``test/02/t013``."""
+        return [f"{part}/{s.key}" for s in getattr(self, part)]
+
     def keys(self) -> dict[str, list[str]]:
-        """Sample keys per part, for run records."""
-        return {part: [s.key for s in getattr(self, part)] for part in (*PARTS, "test")}
+        """Sample names per part, for run records."""
+        return {part: self.names(part) for part in (*PARTS, "test")}
 
 
 def kfold_indices(n: int, folds: int, fold: int, shuffle_seed: int | None) -> dict[str, list[int]]:

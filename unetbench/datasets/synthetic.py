@@ -34,6 +34,7 @@ from unetbench.datasets.isbi2012 import (
     write_slices_layout,
     write_tiff_layout,
 )
+from unetbench.spec import SyntheticSpec
 
 if TYPE_CHECKING:
     from unetbench.spec import DataSpec
@@ -257,21 +258,19 @@ def write_cells(
 
 
 def _load_em(location: Path, data: DataSpec) -> Collection:
-    s = data.synthetic
+    s = data.synthetic or SyntheticSpec()
     images, labels = em_stacks(s.seed, s.samples, s.height, s.width)
     samples = []
     for i, (raw, lab) in enumerate(zip(images, labels, strict=True)):
         target = (lab > 0).astype(np.uint8)
         samples.append(
-            Sample(
-                f"train/{i:02d}", to_unit_float(raw, source="synthetic-em"), target, cell_instances(target)
-            )
+            Sample(f"{i:02d}", to_unit_float(raw, source="synthetic-em"), target, cell_instances(target))
         )
     return Collection("synthetic-em", f"generated (seed {s.seed})", tuple(samples))
 
 
 def _load_cells(location: Path, data: DataSpec) -> Collection:
-    s = data.synthetic
+    s = data.synthetic or SyntheticSpec()
     samples = []
     for number, n_labelled in enumerate(cells_per_sequence(s.samples), start=1):
         frames = list(range(0, 2 * n_labelled, 2))

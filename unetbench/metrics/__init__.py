@@ -20,7 +20,7 @@ Where these functions differ from the official TWS code (none of it changes a sc
 from dataclasses import dataclass
 from typing import Literal
 
-from unetbench.metrics._isbi import official_thresholds, score_stack
+from unetbench.metrics._isbi import official_thresholds, score_stack, score_stack_and_slices
 from unetbench.metrics.information import v_info
 from unetbench.metrics.pixel import pixel_error
 from unetbench.metrics.rand import rand_error, v_rand
@@ -57,6 +57,22 @@ def isbi2012_scores(ground_truth, proposal, metrics=None) -> dict[str, float]:
     return score_stack(ground_truth, proposal, wanted)
 
 
+def isbi2012_scores_per_slice(ground_truth, proposal, metrics=None) -> tuple[dict[str, float], list[dict]]:
+    """The stack's ISBI 2012 scores and each slice's, from one pass (see ``score_stack_and_slices``)."""
+    wanted = metrics or [name for name, info in METRICS.items() if info.kind == "em"]
+    return score_stack_and_slices(ground_truth, proposal, wanted)
+
+
+def warm_up_kernels() -> None:
+    """Compile (first run) or load from the cache (later runs) the metrics' numba kernels now, so that a
+    run can say so instead of pausing silently at its first scoring."""
+    import numpy as np
+
+    truth = np.ones((1, 24, 24), dtype=np.uint8)
+    truth[0, 12] = 0
+    score_stack(truth, np.full((1, 24, 24), 0.5, dtype=np.float32))
+
+
 def instance_scores(reference, result, metrics=None) -> dict[str, float]:
     """The Cell Tracking Challenge and instance metrics of integer label images."""
     wanted = metrics or [name for name, info in METRICS.items() if info.kind == "cells"]
@@ -79,11 +95,13 @@ __all__ = [
     "foreground_iou",
     "instance_scores",
     "isbi2012_scores",
+    "isbi2012_scores_per_slice",
     "official_thresholds",
     "pixel_error",
     "rand_error",
     "seg",
     "v_info",
     "v_rand",
+    "warm_up_kernels",
     "warping_error",
 ]

@@ -112,6 +112,10 @@ def check_stacks(ground_truth, proposal, *, names: tuple[str, str] = ("ground tr
         )
     if gt.shape != prop.shape:
         raise ValueError(f"{names[0]} {gt.shape} and {names[1]} {prop.shape} differ in shape")
+    if 0 in gt.shape:
+        raise ValueError(
+            f"{names[0]} and {names[1]} hold no pixel (shape {gt.shape}); give at least one slice"
+        )
     if prop.dtype.kind != "f":
         raise ValueError(
             f"{names[1]} must hold probabilities P(cell) as floats in [0, 1], got type {prop.dtype} "
@@ -203,6 +207,25 @@ def score_stack(
     workers: int | None = None,
 ) -> dict[str, float]:
     """Every requested ISBI 2012 metric of a ground-truth stack and a probability stack, in one pass."""
+    aggregate, _ = score_stack_and_slices(ground_truth, proposal, metrics, radius=radius, workers=workers)
+    return aggregate
+
+
+def score_stack_and_slices(
+    ground_truth,
+    proposal,
+    metrics: Iterable[str] = EM_METRICS,
+    *,
+    radius: int = _DEFAULT_RADIUS,
+    workers: int | None = None,
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """The stack's scores and each slice's own scores, from one pass over the slices.
+
+    The per-slice counts at every threshold are what the stack's scores are made of (summed for the
+    micro-averaged pixel and Rand errors and the warping error, averaged for the V-scores), so the scores
+    of slice i alone come from the same counts as the stack's, without scoring anything twice; they
+    equal ``score_stack(ground_truth[i], proposal[i])``.
+    """
     wanted = frozenset(metrics)
     unknown = wanted - set(EM_METRICS)
     if unknown:
@@ -211,7 +234,12 @@ def score_stack(
     workers = workers or min(len(cell), os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         slices = list(pool.map(lambda s: _score_slice(cell[s], prop[s], wanted, radius), range(len(cell))))
-    n_slices, height, width = cell.shape
+    area = cell.shape[1] * cell.shape[2]
+    return _combine(slices, wanted, area), [_combine([one], wanted, area) for one in slices]
+
+
+def _combine(slices: list[_SliceScores], wanted: frozenset, area: int) -> dict[str, float]:
+    """The scores of a stack made of ``slices`` (each of ``area`` pixels), as TWS combines them."""
     scores: dict[str, float] = {}
     if "pixel_error" in wanted:
         totals = sum(s.pixel for s in slices)  # micro-average: counts summed over slices
@@ -224,10 +252,10 @@ def score_stack(
             per_threshold = np.mean([getattr(s, name) for s in slices], axis=0)
             scores[name] = _best(per_threshold)
     if "warping_error" in wanted:
-        totals = sum(s.splits_merges for s in slices) / (width * height * n_slices)
+        totals = sum(s.splits_merges for s in slices) / (area * len(slices))
         scores["warping_error"] = _lowest(totals)
     if "classic_warping_error" in wanted:
-        per_threshold = np.mean([s.mismatches / (width * height) for s in slices], axis=0)
+        per_threshold = np.mean([s.mismatches / area for s in slices], axis=0)
         scores["classic_warping_error"] = _lowest(per_threshold)
     return {name: float(scores[name]) for name in EM_METRICS if name in scores}
 

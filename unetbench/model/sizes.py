@@ -100,3 +100,118 @@ def context_margin(*, depth: int = 5, padding: Padding = "valid") -> int:
         return 0
     smallest = nearest_valid_input_sizes(1, depth=depth, padding=padding)[-1]
     return (smallest - output_size(smallest, depth=depth, padding=padding)) // 2
+
+
+# --------------------------------------------------------------------------------------------------
+# Memory, from the same arithmetic: a spec whose tiles cannot fit is refused before anything is allocated.
+
+_FLOAT_BYTES = 4
+
+
+def feature_map_elements(
+    size: int, *, depth: int, base_channels: int, padding: Padding, in_channels: int = 1, classes: int = 2
+) -> tuple[list[int], list[int]]:
+    """Elements per image of every layer output of one forward pass, and of the skip connections.
+
+    Counts each convolution's output (ReLU works in place), each pooling, the bottom drop-out, each
+    up-convolution and concatenation, and the 1x1 head; ``size`` must be valid for the network.
+    """
+    output_size(size, depth=depth, padding=padding)
+    loss = 0 if padding == "same" else 2  # per 3x3 convolution
+    maps, skips = [in_channels * size * size], []
+    s = size
+    for level in range(depth):
+        width = base_channels * 2**level
+        for _ in range(2):
+            s -= loss
+            maps.append(width * s * s)
+        if level < depth - 1:
+            skips.append(maps[-1])
+            s //= 2
+            maps.append(width * s * s)
+    maps.append(maps[-1])  # drop-out at the bottom
+    for level in reversed(range(depth - 1)):
+        width = base_channels * 2**level
+        s *= 2
+        maps += [width * s * s, 2 * width * s * s]  # up-convolution, concatenation
+        for _ in range(2):
+            s -= loss
+            maps.append(width * s * s)
+    maps.append(classes * s * s)
+    return maps, skips
+
+
+def parameter_count(
+    *, depth: int, base_channels: int, in_channels: int = 1, classes: int = 2, batch_norm: bool = False
+) -> int:
+    """Trainable parameters of :class:`~unetbench.model.unet.UNet` (31,030,658 for the paper's)."""
+
+    def conv(c_in: int, c_out: int) -> int:  # 3x3; batch norm replaces the bias by a scale and a shift
+        return 9 * c_in * c_out + (2 * c_out if batch_norm else c_out)
+
+    total, c_in = 0, in_channels
+    for level in range(depth):
+        width = base_channels * 2**level
+        total += conv(c_in, width) + conv(width, width)
+        c_in = width
+    for level in range(depth - 1):
+        width = base_channels * 2**level
+        total += 4 * 2 * width * width + width  # 2x2 up-convolution, halving the channels
+        total += conv(2 * width, width) + conv(width, width)
+    return total + base_channels * classes + classes
+
+
+def training_step_bytes(size: int, batch: int, **network) -> int:
+    """About how much memory one training step takes: every layer output kept for the backward pass and
+    its gradient (2 x float32 per element), plus weights, gradients and two optimiser states.
+
+    ``network``: ``depth``, ``base_channels``, ``padding`` and optionally ``in_channels``, ``classes``,
+    ``batch_norm``, as :class:`~unetbench.spec.ModelSpec` names them.
+    """
+    maps, _, params = _sizes(size, **network)
+    return _FLOAT_BYTES * (2 * batch * sum(maps) + 4 * params)
+
+
+def inference_bytes(size: int, batch: int, **network) -> int:
+    """About how much memory one forward pass without gradients takes: the skip connections, which live
+    until the expanding path uses them, and the few largest maps alive at one time, plus the weights."""
+    maps, skips, params = _sizes(size, **network)
+    return _FLOAT_BYTES * (batch * (sum(skips) + 3 * max(maps)) + params)
+
+
+def _sizes(
+    size: int,
+    *,
+    depth: int,
+    base_channels: int,
+    padding: Padding,
+    in_channels: int = 1,
+    classes: int = 2,
+    batch_norm: bool = False,
+) -> tuple[list[int], list[int], int]:
+    maps, skips = feature_map_elements(
+        size,
+        depth=depth,
+        base_channels=base_channels,
+        padding=padding,
+        in_channels=in_channels,
+        classes=classes,
+    )
+    params = parameter_count(
+        depth=depth,
+        base_channels=base_channels,
+        in_channels=in_channels,
+        classes=classes,
+        batch_norm=batch_norm,
+    )
+    return maps, skips, params
+
+
+def format_bytes(count: float) -> str:
+    """1536 -> '1.5 KiB', in powers of 1024, as memory is sold."""
+    units = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+    power = 0
+    while count >= 1024 and power < len(units) - 1:
+        count /= 1024
+        power += 1
+    return f"{count:.0f} B" if power == 0 else f"{count:.1f} {units[power]}"

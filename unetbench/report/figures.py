@@ -10,37 +10,47 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from unetbench.atomic import atomic_path  # noqa: E402
+from unetbench.results import RunRecord  # noqa: E402
 
-def training_curve_figure(record: dict, path: Path) -> Path:
+
+def _save(fig, path: Path) -> Path:
+    """Write a figure as PNG through the atomic writer, and free it."""
+    try:
+        with atomic_path(path) as temporary:
+            fig.savefig(temporary, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def training_curve_figure(record: RunRecord, path: Path) -> Path:
     """Loss over iterations, and the validation scores of the primary metric where there are any."""
-    curve = record["training"]["curve"]
+    curve = record.training.curve
     fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
     if curve:
-        ax.plot([c["iteration"] for c in curve], [c["loss"] for c in curve], color="tab:blue", lw=1.2)
+        ax.plot([c.iteration for c in curve], [c.loss for c in curve], color="tab:blue", lw=1.2)
     ax.set_xlabel("iteration")
     ax.set_ylabel("weighted cross-entropy", color="tab:blue")
     ax.set_yscale("log")
-    validation = record["training"]["validation"]
-    primary = record["spec"]["evaluation"]["primary"]
+    validation = record.training.validation
+    primary = record.primary
     if validation:
         other = ax.twinx()
         other.plot(
-            [v["iteration"] for v in validation],
-            [v["metrics"][primary] for v in validation],
+            [v.iteration for v in validation],
+            [np.nan if v.metrics.get(primary) is None else v.metrics[primary] for v in validation],
             "o-",
             color="tab:orange",
             ms=3,
         )
         other.set_ylabel(f"validation {primary}", color="tab:orange")
-    ax.set_title(f"{record['challenge']} {record['run_id']}: training curve", fontsize=9)
+    ax.set_title(f"{record.challenge} {record.run_id}: training curve", fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
-def overlay_figure(sample, probability: np.ndarray, path: Path) -> Path:
+def overlay_figure(sample, probability: np.ndarray, path: Path, *, title: str) -> Path:
     """Input, ground truth, prediction (P(cell) > 0.5) and errors (red: false cell, blue: missed cell)."""
     prediction = probability > 0.5
     truth = sample.target > 0
@@ -60,9 +70,6 @@ def overlay_figure(sample, probability: np.ndarray, path: Path) -> Path:
         )
         ax.set_title(title, fontsize=9)
         ax.axis("off")
-    fig.suptitle(sample.key, fontsize=9)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(fig, path)

@@ -1,8 +1,9 @@
 """The Markdown report of a run, rendered from its ``record.json`` only.
 
-``render_markdown(record)`` is a pure function of the record; ``render_run_report`` writes it to
-``<reports>/<challenge>/<run-id>.md`` with the figures beside it in ``<run-id>/`` (the training curve
-drawn from the record, the overlays copied from the run directory).
+``render_markdown(record, figures)`` is a pure function of the typed record (and of which figure files
+exist); ``render_run_report`` writes it to ``<reports>/<challenge>/<run-id>.md`` with the figures beside
+it in ``<run-id>/`` (the training curve drawn from the record, the overlays copied from the run folder).
+A figure that is missing from the run folder is named as missing, never linked.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from unetbench.atomic import atomic_path, atomic_write_text, check_folder
 from unetbench.metrics import METRICS
-from unetbench.results import atomic_write_bytes, read_record
+from unetbench.results import RunRecord
+from unetbench.rundir import RunDir
 
 # The paper's numbers (Ronneberger, Fischer & Brox 2015), on the challenges' hidden test sets.
 PAPER = {
@@ -19,6 +22,7 @@ PAPER = {
     "phc-u373": ({"seg": 0.9203}, "Table 2, reported as IoU (the challenge's segmentation measure)"),
     "dic-hela": ({"seg": 0.7756}, "Table 2, reported as IoU (the challenge's segmentation measure)"),
 }
+CURVE = "training-curve.png"
 
 
 def _fmt(value) -> str:
@@ -29,16 +33,34 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _differences(record: dict) -> list[str]:
-    spec = record["spec"]
+def _images(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 6 else f"{', '.join(names[:3])}, ..., {names[-1]}"
+
+
+def scored_on(record: RunRecord) -> str:
+    """The line that says what the scores are of: which images, which data, which weights."""
+    names = record.data.split[record.data.scored]
+    best = record.training.best
+    weights = (
+        f"the weights of iteration {record.training.scored_iteration} (best validation {best.metric} "
+        f"{_fmt(best.value)})"
+        if best
+        else f"the weights of the last iteration, {record.training.scored_iteration} (no validation)"
+    )
+    return (
+        f"the {record.data.scored} split, {len(names)} image{'s' if len(names) != 1 else ''} "
+        f"({_images(names)}) of `{record.data.dataset}` from `{record.data.location}`, with {weights}"
+    )
+
+
+def _differences(record: RunRecord) -> list[str]:
+    spec = record.resolved_spec()
     notes = []
-    dataset = spec["data"]["dataset"]
-    split = record["data"]["split"]
-    if dataset in ("isbi2012",):
+    dataset = spec.data.dataset
+    if dataset == "isbi2012":
         notes.append(
-            f"Scored on {len(split['evaluation'])} held-out training slices "
-            f"({', '.join(split['evaluation'])}), "
-            "not on the challenge's 30 test slices, whose labels were never published."
+            f"Scored on {len(record.data.split[record.data.scored])} held-out training slices, not on the "
+            "challenge's 30 test slices, whose labels were never published."
         )
     elif dataset in ("phc-u373", "dic-hela"):
         notes.append(
@@ -49,54 +71,63 @@ def _differences(record: dict) -> list[str]:
         notes.append(
             f"Data set `{dataset}` is synthetic: these numbers show the pipeline works; the paper has none."
         )
-    model = spec["model"]
-    paper_model = (model["depth"], model["base_channels"], model["padding"]) == (5, 64, "valid")
-    if not paper_model:
+    model = spec.model
+    if (model.depth, model.base_channels, model.padding) != (5, 64, "valid"):
         notes.append(
-            f"The network is smaller than the paper's: depth {model['depth']}, {model['base_channels']} base "
-            f"channels, {record['model']['parameters']:,} parameters "
-            "(paper: 5 levels, 64 channels, 31,030,658)."
+            f"The network is smaller than the paper's: depth {model.depth}, {model.base_channels} base "
+            f"channels, {record.parameters:,} parameters (paper: 5 levels, 64 channels, 31,030,658)."
         )
-    training = spec["training"]
+    training = spec.training
     notes.append(
-        f"Training: {record['training']['iterations']} iterations of {training['batch_size']} tile(s) of "
-        f"{training['tile_size']} px, {training['optimizer']} (lr {training['learning_rate']}), on "
-        f"{record['hardware']['device']}; the paper trained for 10 hours on a GPU."
+        f"Training: {record.training.iterations} iterations of {training.batch_size} tile(s) of "
+        f"{training.tile_size} px, {training.optimizer} (lr {training.learning_rate}), on "
+        f"{record.provenance.hardware.device}; the paper trained for 10 hours on a GPU."
     )
-    if record["overrides"]:
-        notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in record["overrides"]) + ".")
+    if record.overrides:
+        notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in record.overrides) + ".")
     return notes
 
 
-def render_markdown(record: dict, figure_dir: str | None = None) -> str:
-    """The report text. ``figure_dir``: where the figures are, relative to the report."""
-    spec = record["spec"]
-    metrics = record["metrics"]
-    trained, untrained = metrics["trained"]["aggregate"], metrics["untrained"]["aggregate"]
-    paper, source = PAPER.get(spec["data"]["dataset"], ({}, ""))
-    git = record["git"]
-    commit = (git.get("commit") or "unknown")[:12] + (
-        " (with uncommitted changes)" if git.get("dirty") else ""
-    )
-    hw = record["hardware"]
-    device = hw.get("gpu") or hw["processor"]
+def _sessions(record: RunRecord) -> list[str]:
+    if len(record.sessions) == 1:
+        s = record.sessions[0]
+        return [f"- command: `{s.command}`", f"- started {s.started}, finished {s.ended}"]
+    lines = [f"- {len(record.sessions)} sessions (a resume continues from the last checkpoint):"]
+    for s in record.sessions:
+        lines.append(
+            f"  - `{s.command}` on {s.host}, {s.started} to {s.ended or 'unknown (killed)'}: iterations "
+            f"{s.first_iteration}-{s.last_iteration}, {s.outcome}"
+        )
+    return lines
+
+
+def render_markdown(record: RunRecord, figure_dir: str | None = None, present: set[str] | None = None) -> str:
+    """The report text. ``figure_dir``: where the figures are, relative to the report; ``present``: the
+    figure files that exist there (default: all the record names)."""
+    metrics = record.metrics
+    trained, untrained = record.trained.aggregate, record.untrained.aggregate
+    paper, source = PAPER.get(record.data.dataset, ({}, ""))
+    prov = record.provenance
+    commit = (prov.commit or "unknown")[:12] + (" (with uncommitted changes)" if prov.dirty else "")
+    hw = prov.hardware
+    present = set(record.figures) | {CURVE} if present is None else present
     lines = [
-        f"# {record['challenge']}: run {record['run_id']}",
+        f"# {record.challenge}: run {record.run_id}",
         "",
-        f"- command: `{record['command']}`",
-        f"- commit: `{commit}`, unetbench {record['versions']['unetbench']}, "
-        f"torch {record['versions']['torch']}",
-        f"- hardware: {device} ({hw['cpu_cores']} CPU cores), device `{hw['device']}`",
-        f"- started {record['started']}, finished {record['finished']}",
+        *_sessions(record),
+        f"- commit: `{commit}`, unetbench {prov.versions.get('unetbench')}, "
+        f"torch {prov.versions.get('torch')}",
+        f"- hardware: {hw.gpu or hw.processor} ({hw.cpu_cores} CPU cores), device `{hw.device}`",
+        f"- scored on: {scored_on(record)}",
         "- time: "
-        + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in record["timings_seconds"].items()),
+        + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in sorted(record.timings_seconds.items())),
         "",
         "## Scores",
         "",
         "| metric | this run | untrained network | paper | better |",
         "|---|---|---|---|---|",
     ]
-    for name in spec["evaluation"]["metrics"]:
+    for name in metrics:
         info = METRICS[name]
         lines.append(
             f"| {info.title} | **{_fmt(trained.get(name))}** | {_fmt(untrained.get(name))} | "
@@ -111,65 +142,69 @@ def render_markdown(record: dict, figure_dir: str | None = None) -> str:
             "",
         ]
     if paper:
-        lines.append(
-            f"Paper: Ronneberger, Fischer & Brox (2015), {source}, on the challenge's hidden test data."
-        )
-        lines.append("")
+        lines += [
+            f"Paper: Ronneberger, Fischer & Brox (2015), {source}, on the challenge's hidden test data.",
+            "",
+        ]
     lines += ["What differs from the paper's setting:", ""] + [f"- {note}" for note in _differences(record)]
-    best = record["training"]["best"]
-    lines += [
-        "",
-        f"Scores use the `{record['training']['checkpoint_used']}` checkpoint"
-        + (
-            f" (best validation {best['metric']} {_fmt(best['value'])} at iteration {best['iteration']})."
-            if best
-            else "."
-        ),
-        "",
-        "## Training",
-        "",
-    ]
+    lines += ["", "## Training", ""]
     if figure_dir is not None:
-        lines += [f"![training curve]({figure_dir}/training-curve.png)", ""]
-    curve = record["training"]["curve"]
+        lines += [_figure("training curve", CURVE, figure_dir, present), ""]
+    curve = record.training.curve
     if curve:
-        lines.append(
-            f"Loss {curve[0]['loss']:.4f} at iteration {curve[0]['iteration']}, "
-            f"{curve[-1]['loss']:.4f} at iteration {curve[-1]['iteration']}."
-        )
-        lines.append("")
-    per_image = metrics["trained"]["per_image"]
+        lines += [
+            f"Loss {curve[0].loss:.4f} at iteration {curve[0].iteration}, "
+            f"{curve[-1].loss:.4f} at iteration {curve[-1].iteration}.",
+            "",
+        ]
+    per_image = record.trained.per_image
     if per_image:
-        names = spec["evaluation"]["metrics"]
-        lines += ["## Per image", "", "| image | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        lines += [
+            "## Per image",
+            "",
+            "| image | " + " | ".join(metrics) + " |",
+            "|---|" + "---|" * len(metrics),
+        ]
         for key, values in per_image.items():
-            lines.append(f"| {key} | " + " | ".join(_fmt(values.get(n)) for n in names) + " |")
+            lines.append(f"| {key} | " + " | ".join(_fmt(values.get(n)) for n in metrics) + " |")
         lines.append("")
-    if figure_dir is not None and record.get("figures"):
+    if figure_dir is not None and record.figures:
         lines += [
             "## Examples",
             "",
             "Input, ground truth, P(cell), errors at 0.5 (red: false cell, blue: missed cell).",
             "",
         ]
-        lines += [f"![{name}]({figure_dir}/{name})" for name in record["figures"]] + [""]
-    lines += ["## Spec", "", "```toml", record["spec_toml"].rstrip(), "```", ""]
+        lines += [_figure(name, name, figure_dir, present) for name in record.figures] + [""]
+    from unetbench.spec import dump_spec
+
+    lines += ["## Spec", "", "```toml", dump_spec(record.resolved_spec()).rstrip(), "```", ""]
     return "\n".join(lines)
 
 
-def render_run_report(run_dir: Path, report_root: Path) -> Path:
-    """Write ``<report_root>/<challenge>/<run-id>.md`` and its figures from ``run_dir``'s record."""
+def _figure(alt: str, name: str, figure_dir: str, present: set[str]) -> str:
+    if name in present:
+        return f"![{alt}]({figure_dir}/{name})"
+    return f"*({name} is missing from the run folder; it was deleted after the run)*"
+
+
+def render_run_report(run_path: Path, report_root: Path) -> Path:
+    """Write ``<report_root>/<challenge>/<run-id>.md`` and its figures from the run's record; return the
+    report's absolute path."""
     from unetbench.report.figures import training_curve_figure
 
-    record = read_record(run_dir)
-    destination = report_root / record["challenge"]
-    figures = destination / record["run_id"]
-    figures.mkdir(parents=True, exist_ok=True)
-    training_curve_figure(record, figures / "training-curve.png")
-    for name in record.get("figures", []):
-        source = run_dir / "figures" / name
+    run_dir = RunDir(run_path)
+    record = run_dir.read_record()
+    destination = Path(report_root).absolute() / record.challenge
+    figures = destination / record.run_id
+    check_folder(destination, what="--reports")
+    training_curve_figure(record, figures / CURVE)
+    for name in record.figures:
+        source = run_dir.figures / name
         if source.is_file():
-            shutil.copyfile(source, figures / name)
-    path = destination / f"{record['run_id']}.md"
-    atomic_write_bytes(path, render_markdown(record, figure_dir=record["run_id"]).encode())
+            with atomic_path(figures / name) as temporary:
+                shutil.copyfile(source, temporary)
+    present = {name for name in (CURVE, *record.figures) if (figures / name).is_file()}
+    path = destination / f"{record.run_id}.md"
+    atomic_write_text(path, render_markdown(record, figure_dir=record.run_id, present=present))
     return path

@@ -1,39 +1,49 @@
 """The training loop: one large tile per step by default, SGD with momentum 0.99 (paper, Sec. 3).
 
-Read it top to bottom: :meth:`Trainer.fit` draws tiles, takes optimiser steps, logs the loss, validates
-now and then, and checkpoints. Everything a step depends on (weights, optimiser and schedule state, the
-numpy and torch random states, the iteration) is in the checkpoint, so a resumed run continues exactly
-where it stopped: N + N iterations with a resume in between give the same weights as 2N straight (CPU).
+Read it top to bottom: :meth:`Trainer.fit` takes optimiser steps, logs the loss, validates now and then,
+and checkpoints. A checkpoint holds everything a step depends on (weights, optimiser state, the numpy and
+torch random states, the iteration, the losses since the last curve point) and the training log with the
+best validation's weights, so a resumed run continues exactly where it stopped: interrupted + resumed
+gives the same weights as straight through, bit for bit on the CPU.
+
+Interrupts are honoured between steps only: ``fit`` asks ``stop()`` before each step, and when it says
+so, writes a checkpoint of the state after the last complete step and raises :class:`TrainingStopped`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import math
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from unetbench.results import atomic_write_bytes
+from unetbench.errors import UserError
 from unetbench.training.augment import draw_deformation
+from unetbench.training.checkpoint import load_checkpoint, save_checkpoint
 from unetbench.training.loss import weighted_cross_entropy
 from unetbench.training.sampler import random_output_origin, sample_tile_torch
 
-LAST, BEST = "last.pt", "best.pt"
+
+class TrainingStopped(Exception):
+    """Training stopped between two steps on request; the checkpoint holds ``iteration``."""
+
+    def __init__(self, iteration: int):
+        super().__init__(f"training stopped at iteration {iteration}")
+        self.iteration = iteration
 
 
 @dataclass
 class TrainingLog:
     curve: list[dict[str, float]] = field(default_factory=list)  # iteration, loss (mean since last), lr
     validation: list[dict[str, Any]] = field(default_factory=list)  # iteration, metrics
-    best: dict[str, Any] | None = None  # iteration, metric, value
-    seconds: float = 0.0  # training time, summed over resumed sessions
+    best: dict[str, Any] | None = None  # iteration, metric, value: the weights kept as the best
+    seconds: float = 0.0  # training time, summed over sessions
 
 
 def make_optimizer(model: torch.nn.Module, training) -> torch.optim.Optimizer:
@@ -47,34 +57,39 @@ def make_optimizer(model: torch.nn.Module, training) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=training.learning_rate, weight_decay=training.weight_decay)
 
 
-def make_schedule(optimizer, training) -> torch.optim.lr_scheduler.LambdaLR:
-    total = training.iterations
+def learning_rate(training, iteration: int) -> float:
+    """The learning rate of step ``iteration`` (0-based): a function of the iteration alone, so a resume
+    needs no scheduler state."""
+    if training.lr_schedule == "step":
+        factor = training.lr_step_factor ** (iteration // training.lr_step_every)
+    elif training.lr_schedule == "cosine":
+        total = training.iterations
+        factor = 0.5 * (1 + math.cos(math.pi * min(iteration, total) / total))
+    else:
+        factor = 1.0
+    return training.learning_rate * factor
 
-    def factor(step: int) -> float:
-        if training.lr_schedule == "step":
-            return training.lr_step_factor ** (step // training.lr_step_every)
-        if training.lr_schedule == "cosine":
-            return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-        return 1.0
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+@dataclass
+class TrainingProgress:
+    """Callbacks for whoever shows progress (the trainer itself prints nothing)."""
+
+    update: Callable[[int, float, float], None] = lambda iteration, loss, speed: None
+    validating: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
 
 
 class Trainer:
     """Trains ``model`` on tiles of ``samples`` with their weight maps, as ``spec`` says.
 
     ``validate(model) -> dict[str, float]`` scores the model on the validation split (or is None);
-    ``checkpoints`` is the folder for ``last.pt`` and ``best.pt``.
+    ``checkpoint`` is the file the state is written to.
     """
 
-    def __init__(
-        self, spec, model, samples, weight_maps, *, device, checkpoints: Path, validate=None, progress=True
-    ):
+    def __init__(self, spec, model, samples, weight_maps, *, device, checkpoint: Path, validate=None):
         self.spec, self.model, self.device = spec, model, torch.device(device)
         self.training = spec.training
-        self.checkpoints = checkpoints
+        self.checkpoint = checkpoint
         self.validate = validate
-        self.progress = progress
         self.tile = spec.training.tile_size
         self.out = model.output_size(self.tile)
         self.model.to(self.device)
@@ -90,45 +105,74 @@ class Trainer:
             for s in samples
         ]
         self.optimizer = make_optimizer(model, self.training)
-        self.schedule = make_schedule(self.optimizer, self.training)
         self.rng = np.random.default_rng(self.training.seed)
         torch.manual_seed(self.training.seed)
         self.iteration = 0
+        self.saved_iteration = 0  # the iteration of the checkpoint on disk
         self.log = TrainingLog()
+        self.best_weights: dict[str, torch.Tensor] | None = None  # on the CPU
+        self._pending = torch.zeros(
+            (), dtype=torch.float32, device=self.device
+        )  # losses since the curve point
+        self._pending_steps = 0
+        self._since = time.perf_counter()
 
     # --- checkpoints -----------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
+        """Everything a step depends on, as plain tensors, numbers, strings, lists and dicts."""
         return {
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "schedule": self.schedule.state_dict(),
             "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            "log": self.log.__dict__,
+            "log": asdict(self.log),
+            "pending_loss": self._pending.detach().cpu(),
+            "pending_steps": self._pending_steps,
+            "best_model": self.best_weights,
         }
 
-    def save(self, name: str = LAST) -> Path:
-        """Write a checkpoint atomically: a kill during the write leaves the previous one intact."""
-        buffer = io.BytesIO()
-        torch.save(self.state(), buffer)
-        path = self.checkpoints / name
-        atomic_write_bytes(path, buffer.getvalue())
-        return path
+    def save(self) -> Path:
+        """Write the checkpoint (atomically: a kill during the write leaves the previous one intact)."""
+        now = time.perf_counter()
+        self.log.seconds += now - self._since
+        self._since = now
+        save_checkpoint(self.checkpoint, self.state())
+        self.saved_iteration = self.iteration
+        return self.checkpoint
 
-    def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
-        self.rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
-        if state["cuda_rng"] is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
-        self.iteration = state["iteration"]
-        self.log = TrainingLog(**state["log"])
+    def load(self) -> None:
+        """Continue from the checkpoint file; a damaged, unsafe or mismatched one is a :class:`UserError`."""
+        state = load_checkpoint(self.checkpoint, map_location=self.device)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.rng.bit_generator.state = state["numpy_rng"]
+            self.log = TrainingLog(**state["log"])
+            if state.get("best_model") is not None:
+                self.best_weights = {k: v.cpu() for k, v in state["best_model"].items()}
+                if self.best_weights.keys() != self.model.state_dict().keys():
+                    raise ValueError("the best weights do not fit the network")
+        except (RuntimeError, ValueError, TypeError, KeyError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise UserError(
+                f"{self.checkpoint}: does not fit this run's network or optimiser ({first}); resume with "
+                "the spec the run started with"
+            ) from None
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        self.iteration = self.saved_iteration = state["iteration"]
+        self._pending = state.get("pending_loss", torch.zeros(())).to(self.device, torch.float32)
+        self._pending_steps = int(state.get("pending_steps", 0))
+
+    def scored_weights(self) -> tuple[dict[str, torch.Tensor], int]:
+        """The weights to score and their iteration: the best validation's, else the last."""
+        if self.log.best is not None and self.best_weights is not None:
+            return self.best_weights, int(self.log.best["iteration"])
+        return self.model.state_dict(), self.iteration
 
     # --- one step --------------------------------------------------------------------------------
 
@@ -157,8 +201,11 @@ class Trainer:
             torch.stack(weights),
         )  # (B,1,T,T) (B,O,O) (B,O,O)
 
-    def step(self) -> float:
+    def step(self) -> torch.Tensor:
+        """One optimiser step; returns the loss as a tensor on the device (no host synchronisation)."""
         self.model.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.training, self.iteration)
         images, targets, weights = self._batch()
         autocast = (
             torch.autocast(device_type="cuda", dtype=torch.bfloat16)
@@ -169,78 +216,75 @@ class Trainer:
             images = images.contiguous(memory_format=torch.channels_last)
         with autocast:
             logits = self.model(images)
-        loss = weighted_cross_entropy(logits, targets, weights)
+        loss = weighted_cross_entropy(logits.float(), targets, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        self.schedule.step()
         self.iteration += 1
-        return float(loss.detach())
+        return loss.detach()
 
     # --- the loop --------------------------------------------------------------------------------
 
-    def fit(self, iterations: int) -> TrainingLog:
-        """Train until ``iterations`` (counted from the start of the run, resumes included)."""
+    def fit(
+        self,
+        iterations: int,
+        *,
+        stop: Callable[[], bool] = lambda: False,
+        progress: TrainingProgress | None = None,
+    ) -> TrainingLog:
+        """Train until ``iterations`` (counted from the start of the run, resumes included).
+
+        A checkpoint is written every ``checkpoint_every`` iterations or ``checkpoint_minutes`` minutes,
+        whichever comes first, and at the end. Raises :class:`TrainingStopped` after checkpointing when
+        ``stop()`` turns true.
+        """
+        progress = progress or TrainingProgress()
         log_every = max(1, iterations // 200)
-        losses: list[float] = []
-        columns = (
-            TextColumn("training"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.4f}  {task.fields[speed]:.2f} it/s"),
-            TimeRemainingColumn(),
-        )
-        fit_start = self._since = time.perf_counter()
-        started_at = self.iteration
-        try:
-            with Progress(*columns, disable=not self.progress) as bar:
-                task = bar.add_task(
-                    "train", total=iterations, completed=self.iteration, loss=float("nan"), speed=0.0
+        every, minutes = self.training.checkpoint_every, self.training.checkpoint_minutes
+        self._since = started = last_saved = time.perf_counter()
+        first = self.iteration
+        while self.iteration < iterations:
+            if stop():
+                self.save()
+                raise TrainingStopped(self.iteration)
+            self._pending = self._pending + self.step()
+            self._pending_steps += 1
+            if self.iteration % log_every == 0 or self.iteration == iterations:
+                self.log.curve.append(
+                    {
+                        "iteration": self.iteration,
+                        "loss": float(self._pending) / self._pending_steps,  # host sync: log points only
+                        "lr": learning_rate(self.training, self.iteration - 1),
+                    }
                 )
-                while self.iteration < iterations:
-                    losses.append(self.step())
-                    if self.iteration % log_every == 0 or self.iteration == iterations:
-                        lr = self.optimizer.param_groups[0]["lr"]
-                        self.log.curve.append(
-                            {"iteration": self.iteration, "loss": float(np.mean(losses)), "lr": lr}
-                        )
-                        losses = []
-                    if (
-                        self.validate
-                        and self.training.validate_every
-                        and self.iteration % self.training.validate_every == 0
-                    ):
-                        self._validate()
-                    if self.iteration % self.training.checkpoint_every == 0:
-                        self._checkpoint()
-                    elapsed = max(time.perf_counter() - fit_start, 1e-9)
-                    bar.update(
-                        task,
-                        completed=self.iteration,
-                        loss=self.log.curve[-1]["loss"] if self.log.curve else float("nan"),
-                        speed=(self.iteration - started_at) / elapsed,
-                    )
-        except KeyboardInterrupt:
-            self._checkpoint()  # Ctrl-C leaves a resumable checkpoint
-            raise
-        self._checkpoint()
+                self._pending = torch.zeros_like(self._pending)
+                self._pending_steps = 0
+            if (
+                self.validate
+                and self.training.validate_every
+                and self.iteration % self.training.validate_every == 0
+            ):
+                with progress.validating():
+                    self._validate()
+            now = time.perf_counter()
+            if self.iteration % every == 0 or now - last_saved >= 60 * minutes:
+                self.save()
+                last_saved = time.perf_counter()
+            loss = self.log.curve[-1]["loss"] if self.log.curve else math.nan
+            progress.update(self.iteration, loss, (self.iteration - first) / max(now - started, 1e-9))
+        self.save()
         return self.log
 
-    def _checkpoint(self) -> None:
-        now = time.perf_counter()
-        self.log.seconds += now - self._since
-        self._since = now
-        self.save(LAST)
-
     def _validate(self) -> None:
+        from unetbench.metrics import METRICS
+
         metrics = self.validate(self.model)
         primary = self.spec.evaluation.primary
         self.log.validation.append({"iteration": self.iteration, "metrics": metrics})
-        from unetbench.metrics import METRICS
-
         higher = METRICS[primary].higher_is_better
-        value = metrics[primary]
-        best = self.log.best
+        value, best = metrics[primary], self.log.best
+        if value is None or math.isnan(value):
+            return  # an undefined score is never the best
         if best is None or (value > best["value"] if higher else value < best["value"]):
             self.log.best = {"iteration": self.iteration, "metric": primary, "value": value}
-            self.save(BEST)
+            self.best_weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}

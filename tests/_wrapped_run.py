@@ -1,0 +1,59 @@
+"""``unetbench`` with test instruments, run as a subprocess by tests/helpers.start_run.
+
+Not collected by pytest. The instruments change no result, only timing and fate:
+
+- every training step prints ``iteration N`` on stderr (so a test can signal at a known point);
+- UNETBENCH_TEST_STEP_SECONDS: sleep this long after each step (a slow run to interrupt);
+- UNETBENCH_TEST_KILL_AT: SIGKILL this process right after step N (no cleanup, no checkpoint);
+- UNETBENCH_TEST_HANG_IN_CHECKPOINT: when the checkpoint of iteration N is being written, write half
+  of its bytes, print ``mid-write``, and hang (a test then kills the process mid-write).
+"""
+
+import io
+import os
+import signal
+import sys
+import time
+
+import torch
+
+from unetbench.training import trainer
+
+step_seconds = float(os.environ.get("UNETBENCH_TEST_STEP_SECONDS", "0"))
+kill_at = int(os.environ.get("UNETBENCH_TEST_KILL_AT", "-1"))
+hang_at = int(os.environ.get("UNETBENCH_TEST_HANG_IN_CHECKPOINT", "-1"))
+
+original_step = trainer.Trainer.step
+
+
+def step(self):
+    loss = original_step(self)
+    print(f"iteration {self.iteration}", file=sys.stderr, flush=True)
+    if self.iteration == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    if step_seconds:
+        time.sleep(step_seconds)
+    return loss
+
+
+original_save = torch.save
+
+
+def save(obj, f, *args, **kwargs):
+    if isinstance(obj, dict) and obj.get("iteration") == hang_at and hasattr(f, "write"):
+        buffer = io.BytesIO()
+        original_save(obj, buffer, *args, **kwargs)
+        data = buffer.getvalue()
+        f.write(data[: len(data) // 2])
+        f.flush()
+        print("mid-write", file=sys.stderr, flush=True)
+        time.sleep(600)
+    return original_save(obj, f, *args, **kwargs)
+
+
+trainer.Trainer.step = step
+torch.save = save
+
+from unetbench.cli import main  # noqa: E402
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,162 @@
+"""The one way unetbench writes a result file: completely or not at all.
+
+Every checkpoint, prediction file, record, report and JSON output goes through :func:`atomic_path`: the
+content is written to a temporary file in the destination's own folder (so the final rename never crosses
+a file system), flushed and ``fsync``-ed, then renamed over the destination, which is atomic on POSIX. On
+any failure before the rename, Ctrl-C and SIGTERM included, the temporary file is removed, so a reader
+sees the old file or the new one, never half of one.
+
+Only a kill that gives Python no chance to clean up (SIGKILL, power loss) can leave a temporary file
+behind. Those carry :data:`TEMPORARY_MARK` in their name, and :func:`remove_temporaries` deletes them;
+the run folder does so whenever it is opened under its lock.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from unetbench.errors import UserError
+
+TEMPORARY_MARK = ".unetbench-tmp-"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp makes files readable by their owner only; results get the permissions any new file would.
+_FILE_MODE = 0o666 & ~_umask()
+
+
+def _temporary_name(path: Path) -> str:
+    return f".{path.name}{TEMPORARY_MARK}"
+
+
+def check_writable(path: Path, *, what: str = "output") -> None:
+    """Refuse, before any work is done, a destination that can never be written.
+
+    A folder in the file's place, a parent that is a file, or a parent that cannot be made is a
+    :class:`UserError` naming the path; nothing is created.
+    """
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder; give a file name for the {what}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UserError(
+                    f"{path}: {parent} is a file, not a folder; choose another place for the {what}"
+                )
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise UserError(f"{path}: cannot write in {parent} (permission denied); choose another place")
+            return
+
+
+def check_folder(path: Path, *, what: str = "output folder") -> None:
+    """Refuse, before any work is done, a folder to write into that is a file (or lies below one)."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                shown = "" if folder == path else f" ({folder} is a file)"
+                raise UserError(f"{path}: not a folder{shown}; choose another {what}")
+            return
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content to; on success it replaces ``path``.
+
+    For writers that want a file name (h5py, matplotlib). The temporary file is fsync-ed before the rename
+    and removed on every failure, interrupts included.
+    """
+    path = Path(path)
+    check_writable(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=_temporary_name(path), dir=path.parent)
+    except OSError as err:
+        raise UserError(f"{path}: cannot be written ({err.strerror or err})") from None
+    os.close(fd)
+    temporary = Path(name)
+    os.chmod(temporary, _FILE_MODE)
+    try:
+        yield temporary
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
+
+
+@contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """Yield a binary file object whose content replaces ``path`` when the block ends without error."""
+    with atomic_path(path) as temporary, open(temporary, "wb") as f:
+        yield f
+        f.flush()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    with atomic_file(path) as f:
+        f.write(data)
+    return Path(path)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, payload: Any) -> Path:
+    """JSON with sorted keys and a final newline (records diff cleanly); NaN and infinities, which JSON
+    does not have, become null."""
+    return atomic_write_text(
+        path, json.dumps(_finite(payload), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files an earlier, killed writer left in ``folder`` and below it.
+
+    Call it only while nobody else writes there (the run folder's lock guarantees that).
+    """
+    removed = []
+    for leftover in Path(folder).rglob(f".*{TEMPORARY_MARK}*"):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+            removed.append(leftover)
+    return removed
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); harmless where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
