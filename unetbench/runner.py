@@ -36,7 +36,13 @@ from unetbench.errors import RunInterrupted, UserError
 from unetbench.inference.tiling import predict_image
 from unetbench.interrupts import Interrupts
 from unetbench.loader import load_spec, memory_problem
-from unetbench.metrics import METRICS, instance_scores, isbi2012_scores, isbi2012_scores_per_slice
+from unetbench.metrics import (
+    METRICS,
+    instance_scores,
+    isbi2012_scores,
+    isbi2012_scores_per_slice,
+    warm_up_kernels,
+)
 from unetbench.model.unet import unet_from_spec
 from unetbench.progress import Reporter
 from unetbench.results import (
@@ -150,6 +156,44 @@ def prepare(
     check_memory(spec, device)
     reports_root = (reports if reports is not None else Path(spec.report.directory)).absolute()
     check_folder(reports_root / spec.name, what="reports folder (--reports or report.directory)")
+    location, split = _read_data(spec, data_root, reporter)
+    run_dir = _open_run_dir(spec, out, resume)
+    resume_command = _resume_command(run_dir, data_root, reports)
+    with _released_unless_prepared(run_dir, resume_command, interrupts):
+        reporter.line(
+            f"run folder: {run_dir.path}  (device {device}; {len(split.train)} training, "
+            f"{len(split.validation)} validation, {len(split.evaluation)} evaluation images from {location})"
+        )
+        tick = time.perf_counter()
+        with reporter.stage("weight maps"):
+            weight_maps = training_weight_maps(split.train, spec.weightmap)
+        timings = {"weight_maps": time.perf_counter() - tick}
+        torch.manual_seed(spec.training.seed)  # the initial weights: the same in every session
+        model = unet_from_spec(spec.model)
+        if METRICS[spec.evaluation.metrics[0]].kind == "em":
+            with reporter.stage("metric kernels (compiled on the first run, then loaded from a cache)"):
+                warm_up_kernels()
+        untrained = run_dir.read_untrained() or _score_untrained(
+            spec, model, split, device, run_dir, reporter
+        )
+        trainer = _trainer(spec, model, split, weight_maps, device, run_dir, reporter)
+        sessions = _begin_session(run_dir, spec, trainer.iteration)
+    return RunContext(
+        spec=spec,
+        device=device,
+        location=location,
+        split=split,
+        run_dir=run_dir,
+        trainer=trainer,
+        untrained=untrained,
+        sessions=sessions,
+        resume_command=resume_command,
+        reports=reports_root,
+        timings=timings,
+    )
+
+
+def _read_data(spec: ChallengeSpec, data_root: Path | None, reporter: Reporter) -> tuple[str, Split]:
     with reporter.stage("reading the data"):
         collection = load_dataset(spec.data, data_root)
         split = split_collection(collection, spec.data.split)
@@ -157,79 +201,49 @@ def prepare(
         raise UserError("data.split: the training split is empty")
     if not split.evaluation:
         raise UserError("data.split: the evaluation split is empty; a run scores the evaluation images")
-    run_dir = _open_run_dir(spec, out, resume)
+    return collection.location, split
+
+
+@contextlib.contextmanager
+def _released_unless_prepared(run_dir: RunDir, resume_command: str, interrupts: Interrupts) -> Iterator[None]:
+    """Until the run is prepared, any failure releases the run folder's lock; Ctrl-C says how to resume."""
     try:
-        reporter.line(
-            f"run folder: {run_dir.path}  (device {device}; {len(split.train)} training, "
-            f"{len(split.validation)} validation, {len(split.evaluation)} evaluation images from "
-            f"{collection.location})"
-        )
-        with reporter.stage("weight maps"):
-            tick = time.perf_counter()
-            weight_maps = training_weight_maps(split.train, spec.weightmap)
-        timings = {"weight_maps": time.perf_counter() - tick}
-        torch.manual_seed(spec.training.seed)  # the initial weights: the same in every session
-        model = unet_from_spec(spec.model)
-        if METRICS[spec.evaluation.metrics[0]].kind == "em":
-            with reporter.stage("metric kernels (compiled on the first run, then loaded from a cache)"):
-                from unetbench.metrics import warm_up_kernels
-
-                warm_up_kernels()
-        untrained = run_dir.read_untrained()
-        if untrained is None:
-            untrained = _score_untrained(spec, model, split, device, reporter)
-            run_dir.write_untrained(untrained)
-        validate = None
-        if split.validation and spec.training.validate_every:
-
-            def validate(net):
-                maps = probabilities(net, split.validation, spec, device)
-                return score_maps(spec, split.validation, maps, per_image=False).aggregate
-
-        trainer = Trainer(
-            spec,
-            model,
-            split.train,
-            weight_maps,
-            device=device,
-            checkpoint=run_dir.checkpoint,
-            validate=validate,
-        )
-        if run_dir.checkpoint.is_file():
-            with reporter.stage(f"loading {run_dir.checkpoint}"):
-                trainer.load()
-            reporter.line(f"resuming at iteration {trainer.iteration}")
-            if trainer.iteration > spec.training.iterations:
-                raise UserError(
-                    f"training.iterations: the run has trained {trainer.iteration} iterations already; "
-                    "give at least that many (or start a new run)"
-                )
-        else:
-            trainer.save()  # before the first step: every started run can be resumed
-        sessions = _begin_session(run_dir, spec, trainer.iteration)
-        return RunContext(
-            spec=spec,
-            device=device,
-            location=collection.location,
-            split=split,
-            run_dir=run_dir,
-            trainer=trainer,
-            untrained=untrained,
-            sessions=sessions,
-            resume_command=_resume_command(run_dir, data_root, reports),
-            reports=reports_root,
-            timings=timings,
-        )
+        yield
     except KeyboardInterrupt:
         run_dir.release()
         raise RunInterrupted(
-            f"{run_dir.path}: interrupted before training started; resume with: "
-            f"{_resume_command(run_dir, data_root, reports)}",
+            f"{run_dir.path}: interrupted before training started; resume with: {resume_command}",
             interrupts.requested,
         ) from None
     except BaseException:
         run_dir.release()
         raise
+
+
+def _trainer(spec, model, split, weight_maps, device, run_dir: RunDir, reporter: Reporter) -> Trainer:
+    """The trainer, continued from the run's checkpoint, or checkpointed before its first step."""
+    validate = None
+    if split.validation and spec.training.validate_every:
+
+        def validate(net):
+            maps = probabilities(net, split.validation, spec, device)
+            return score_maps(spec, split.validation, maps, per_image=False).aggregate
+
+    trainer = Trainer(
+        spec, model, split.train, weight_maps, device=device, checkpoint=run_dir.checkpoint, validate=validate
+    )
+    if not run_dir.checkpoint.is_file():
+        trainer.save()  # before the first step: every started run can be resumed
+        return trainer
+    with reporter.stage(f"loading {run_dir.checkpoint}"):
+        trainer.load()
+    reporter.line(f"resuming at iteration {trainer.iteration}")
+    if trainer.iteration > spec.training.iterations:
+        raise UserError(
+            f"training.iterations: the run has trained {trainer.iteration} iterations already; "
+            "give at least that many (or start a new run)"
+        )
+    return trainer
 
 
 def resolve_device(requested: str) -> str:
@@ -299,14 +313,16 @@ def _first_difference(a: dict, b: dict, path: str = "") -> str:
     return ""
 
 
-def _score_untrained(spec, model, split, device, reporter) -> UntrainedScores:
+def _score_untrained(spec, model, split, device, run_dir: RunDir, reporter: Reporter) -> UntrainedScores:
+    """Scores of the network as initialised, kept in the run folder for every later session."""
     tick = time.perf_counter()
-    maps = probabilities(
-        model.to(device), split.evaluation, spec, device, reporter, "untrained network: predicting"
-    )
+    title = "untrained network: predicting"
+    maps = probabilities(model.to(device), split.evaluation, spec, device, reporter, title)
     with reporter.stage("untrained network: scoring"):
         scores = score_maps(spec, split.evaluation, maps, names=split.names(SCORED))
-    return UntrainedScores(scores=scores, seconds=time.perf_counter() - tick)
+    untrained = UntrainedScores(scores=scores, seconds=time.perf_counter() - tick)
+    run_dir.write_untrained(untrained)
+    return untrained
 
 
 def _begin_session(run_dir: RunDir, spec: ChallengeSpec, iteration: int) -> list[Session]:
