@@ -112,6 +112,8 @@ def summarise(runs: list[tuple[str, int, RunRecord]]) -> Summary:
                     high,
                 ]
                 table.loc[variant, f"{metric}_pairs"] = int(np.count_nonzero(~np.isnan(paired)))
+    counts = ["seeds"] + [c for c in table.columns if c.endswith("_pairs")]
+    table[counts] = table[counts].astype("Int64")  # counts stay integers (blank where there is none)
     return Summary(metrics=list(metrics), rows=table)
 
 
