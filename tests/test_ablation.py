@@ -132,6 +132,12 @@ def test_the_table_means_and_their_difference_are_on_one_basis(tmp_path):
     ablation.run_all(runs, spec_file=tmp_path / "x.toml", data_root=None, progress=False, log=lambda *_: None)
     _, collected = collect(out)
     summary = summarise(collected)
+    # overrides are listed whole, even those holding ", " (a list value), and without the seed
+    assert (
+        summary.overrides["baseline"] == list(spec.overrides)
+        and "data.split.train=[0, 1, 2]" in spec.overrides
+    )
+    assert summary.overrides["no-weightmap"] == [*spec.overrides, "weightmap.enabled=false"]
     long = per_image_table(collected)
     for metric in summary.metrics:
         rows = summary.rows

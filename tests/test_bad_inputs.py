@@ -112,7 +112,7 @@ def test_reports_that_is_a_file(tmp_path, capsys):
     spec_file = write_spec(tmp_path / "tiny.toml", tiny_spec())
     (tmp_path / "reports").write_text("not a folder")
     argv = ["run", spec_file, "--out", tmp_path / "run", "--reports", tmp_path / "reports"]
-    _refused(capsys, argv, "reports: not a folder; choose another --reports folder", root=tmp_path)
+    _refused(capsys, argv, "reports: is a file, not a folder; choose another --reports folder", root=tmp_path)
     run_dir = run(tiny_spec(iterations=1), out=tmp_path / "done", **quiet(tmp_path / "elsewhere"))
     _refused(
         capsys, ["report", run_dir, "--reports", tmp_path / "reports"], "reports is a file", root=tmp_path

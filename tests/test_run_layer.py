@@ -86,7 +86,9 @@ def test_destinations_that_cannot_be_written_are_refused_before_writing(tmp_path
 def test_a_run_folder_is_created_exclusively_and_locked(tmp_path):
     first = RunDir.create(tmp_path / "run", "name = 'x'\n")
     assert (first.path / "spec.toml").read_text() == "name = 'x'\n"
-    with pytest.raises(UserError, match="already exists .*--resume"):
+    with pytest.raises(
+        UserError, match="already exists; choose a new --out, or continue that run with --resume"
+    ):
         RunDir.create(tmp_path / "run", "")
     with pytest.raises(UserError, match=f"in use by process {os.getpid()} on "):
         RunDir.open(tmp_path / "run", "")
@@ -137,6 +139,8 @@ def test_a_checkpoint_round_trips_plain_values(tmp_path):
         "numpy_rng": {"bit_generator": "PCG64", "state": {"state": 2**100 + 1, "inc": 7}},
         "torch_rng": torch.get_rng_state(),
         "log": {"curve": [], "best": None},
+        "pending_loss": torch.tensor(1.5),
+        "pending_steps": 2,
     }
     save_checkpoint(tmp_path / "last.pt", state)
     loaded = load_checkpoint(tmp_path / "last.pt")

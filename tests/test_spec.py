@@ -161,6 +161,8 @@ def test_no_overrides_gives_back_the_spec_file():
         ("model.padding", "full", "valid choices"),
         ("training.tile_size", 570, "556 or 572"),
         ("model.padding", "same", "'overlap-tile' needs model.padding = 'valid'"),
+        ("training.checkpoint_minutes", 0, "training.checkpoint_minutes: must be > 0 minutes, got 0.0"),
+        ("training.checkpoint_minutes", "often", "training.checkpoint_minutes: must be a number"),
     ],
 )
 def test_bad_override_is_a_spec_error_naming_the_key(key, value, fragment):

@@ -47,27 +47,29 @@ def check_writable(path: Path, *, what: str = "output") -> None:
     A folder in the file's place, a parent that is a file, or a parent that cannot be made is a
     :class:`UserError` naming the path; nothing is created.
     """
+    path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: is a folder; give a file name for the {what}")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UserError(
-                    f"{path}: {parent} is a file, not a folder; choose another place for the {what}"
-                )
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise UserError(f"{path}: cannot write in {parent} (permission denied); choose another place")
-            return
+    _check_folder(path.parent, shown=path, what=f"place for the {what}")
 
 
 def check_folder(path: Path, *, what: str = "output folder") -> None:
-    """Refuse, before any work is done, a folder to write into that is a file (or lies below one)."""
-    path = Path(path)
+    """Refuse, before any work is done, a folder to write into that is a file, lies below one, or sits
+    where nothing can be written; nothing is created."""
+    _check_folder(Path(path), shown=Path(path), what=what)
+
+
+def _check_folder(path: Path, *, shown: Path, what: str) -> None:
+    """The first existing folder at or above ``path`` must be a folder we may write in."""
     for folder in (path, *path.parents):
         if folder.exists():
             if not folder.is_dir():
-                shown = "" if folder == path else f" ({folder} is a file)"
-                raise UserError(f"{path}: not a folder{shown}; choose another {what}")
+                where = "" if folder == shown else f"{folder} "
+                raise UserError(f"{shown}: {where}is a file, not a folder; choose another {what}")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise UserError(
+                    f"{shown}: cannot write in {folder} (permission denied); choose another {what}"
+                )
             return
 
 

@@ -223,14 +223,10 @@ def data_info(data_root: DataRoot = None) -> None:
         style = {"present": "green", "invalid": "red", "absent": "dim"}.get(found.status, "")
         count = found.status == "present"
         detail = found.detail
-        if found.status == "absent":
-            how = (
-                f"unetbench data fetch {adapter.name}"
-                if adapter.fetch
-                else f"unetbench data import {adapter.name} PATH"
-            )
+        if found.status == "absent":  # only sets read from disk can be absent, and each can be fetched
             detail = (
-                f"get it with `{how}` (or `unetbench data import {adapter.name} PATH` for a copy you have)"
+                f"get it with `unetbench data fetch {adapter.name}` (or `unetbench data import "
+                f"{adapter.name} PATH` for a copy you have)"
             )
         table.add_row(
             adapter.name,
@@ -269,8 +265,6 @@ def run_command(
     spec = load_spec(spec_file)
     if reports is not None:
         check_folder(reports, what="--reports folder")
-    if out is not None and out.exists() and not out.is_dir():
-        raise UserError(f"{out}: is a file; --out names a new folder for the run")
     if out is not None and resume is not None:
         raise UserError("give --out for a new run or --resume for an existing one, not both")
     changes = [parse_override(o) for o in overrides]
@@ -421,7 +415,7 @@ def main(argv: list[str] | None = None) -> int:
         print(str(stopped), file=sys.stderr)
         return exit_status(stopped.signal_name)
     except KeyboardInterrupt as err:
-        print("interrupted; nothing was written", file=sys.stderr)
+        print("interrupted; no file was left half-written", file=sys.stderr)
         return exit_status(str(err) or None)
     except SystemExit as done:  # typer's own exit: --help, usage errors (status 2), typer.Exit
         return done.code if isinstance(done.code, int) else int(done.code is not None)

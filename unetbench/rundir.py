@@ -108,14 +108,12 @@ class RunDir:
         """Make a new run folder (exclusively), lock it and write the resolved spec into it."""
         run_dir = cls(path)
         if not run_dir._make():
-            what = "a file" if not run_dir.path.is_dir() else "there"
+            if not run_dir.path.is_dir():
+                raise UserError(f"{path}: is a file; choose a new folder for --out")
             raise UserError(
-                f"{path} already exists ({what}); choose a new --out"
-                + (f", or continue that run with --resume {path}" if run_dir.path.is_dir() else "")
+                f"{path} already exists; choose a new --out, or continue that run with --resume {path}"
             )
-        run_dir.lock()
-        atomic_write_text(run_dir.spec_file, spec_text)
-        return run_dir
+        return run_dir._claim(spec_text)
 
     @classmethod
     def create_unique(cls, parent: Path, name: str, spec_text: str) -> RunDir:
@@ -124,10 +122,14 @@ class RunDir:
         for attempt in range(1, 100):
             run_dir = cls(parent / (name if attempt == 1 else f"{name}-{attempt}"))
             if run_dir._make():
-                run_dir.lock()
-                atomic_write_text(run_dir.spec_file, spec_text)
-                return run_dir
+                return run_dir._claim(spec_text)
         raise UserError(f"{parent}: 99 runs named {name}-*; choose a folder with --out")
+
+    def _claim(self, spec_text: str) -> RunDir:
+        """Lock the folder this process just made and write the resolved spec into it."""
+        self.lock()
+        atomic_write_text(self.spec_file, spec_text)
+        return self
 
     def _make(self) -> bool:
         """One exclusive mkdir: True if this call made the folder, False if something is there already."""

@@ -352,14 +352,10 @@ def _begin_session(run_dir: RunDir, spec: ChallengeSpec, iteration: int) -> list
 
 
 def _end_session(context: RunContext, outcome: str) -> None:
-    context.sessions[-1] = dataclasses.replace(
-        context.sessions[-1], ended=now(), outcome=outcome, last_iteration=context.trainer.iteration
-    )
-    if outcome != "finished":  # the weights of the last checkpoint are what survives
-        context.sessions[-1] = dataclasses.replace(
-            context.sessions[-1],
-            last_iteration=max(context.sessions[-1].first_iteration, context.trainer.saved_iteration),
-        )
+    """Close this session: its work is what the checkpoint on disk holds (all of it once training ended)."""
+    session = context.sessions[-1]
+    last = max(session.first_iteration, context.trainer.saved_iteration)
+    context.sessions[-1] = dataclasses.replace(session, ended=now(), outcome=outcome, last_iteration=last)
     context.run_dir.write_sessions(context.sessions)
 
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from unetbench.ablation import MANIFEST
 from unetbench.atomic import atomic_path, atomic_write_text
 from unetbench.errors import UserError
 from unetbench.metrics import METRICS
 from unetbench.results import MANIFEST_SCHEMA, AblationManifest, RunRecord, read_json_record
 from unetbench.rundir import RunDir
 
-MANIFEST = "ablation.json"
 CAPTION = (
     "Each cell is on the per-image basis: the mean over seeds of the mean score of the evaluation images "
     "(± the standard deviation over seeds); for a switch, Δ is the mean paired per-image difference to the "
@@ -42,7 +42,8 @@ class Summary:
     """The table: one row per variant (baseline first)."""
 
     metrics: list[str]
-    rows: pd.DataFrame  # index: variant; columns: seeds, training_seconds, overrides, and per metric
+    overrides: dict[str, list[str]]  # of each variant, beside the spec file's (seeds left out)
+    rows: pd.DataFrame  # index: variant; columns: seeds, training_seconds, and per metric
     # <metric>_mean, _std, _diff, _diff_low, _diff_high, _pairs
 
 
@@ -94,9 +95,6 @@ def summarise(runs: list[tuple[str, int, RunRecord]]) -> Summary:
         group = [r for v, _, r in runs if v == variant]
         table.loc[variant, "seeds"] = len(group)
         table.loc[variant, "training_seconds"] = float(np.mean([r.training.seconds for r in group]))
-        table.loc[variant, "overrides"] = ", ".join(
-            o for o in group[0].overrides if not o.startswith("training.seed=")
-        )
         means = seed_means.loc[variant]
         for metric in metrics:
             table.loc[variant, f"{metric}_mean"] = float(means[metric].mean())
@@ -114,7 +112,15 @@ def summarise(runs: list[tuple[str, int, RunRecord]]) -> Summary:
                 table.loc[variant, f"{metric}_pairs"] = int(np.count_nonzero(~np.isnan(paired)))
     counts = ["seeds"] + [c for c in table.columns if c.endswith("_pairs")]
     table[counts] = table[counts].astype("Int64")  # counts stay integers (blank where there is none)
-    return Summary(metrics=list(metrics), rows=table)
+    overrides = {
+        variant: [
+            o
+            for o in next(r for v, _, r in runs if v == variant).overrides
+            if not o.startswith("training.seed=")
+        ]
+        for variant in variants
+    }
+    return Summary(metrics=list(metrics), overrides=overrides, rows=table)
 
 
 def _num(value) -> str:
@@ -211,14 +217,10 @@ def render_ablation_report(out: Path, reports_root: Path) -> tuple[Path, Summary
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "Overrides of each variant:", ""]
-    for variant, row in summary.rows.iterrows():
-        lines.append(
-            f"- {variant}: "
-            + (", ".join(f"`{o}`" for o in row["overrides"].split(", ") if o) or "none (the spec file)")
-        )
+    for variant, overrides in summary.overrides.items():
+        lines.append(f"- {variant}: " + (", ".join(f"`{o}`" for o in overrides) or "none (the spec file)"))
     lines += ["", "## Per metric", ""] + [f"![{name}]({out.name}/{name})" for name in charts] + [""]
     path = destination / f"{out.name}.md"
     atomic_write_text(path, "\n".join(lines))
-    csv = summary.rows.drop(columns=["overrides"]).round(10)
-    atomic_write_text(destination / f"{out.name}.csv", csv.to_csv())
+    atomic_write_text(destination / f"{out.name}.csv", summary.rows.round(10).to_csv())
     return path, summary

@@ -34,6 +34,8 @@ _REQUIRED = {
     "numpy_rng": dict,
     "torch_rng": torch.Tensor,
     "log": dict,
+    "pending_loss": torch.Tensor,
+    "pending_steps": int,
 }
 
 

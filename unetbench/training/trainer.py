@@ -111,9 +111,8 @@ class Trainer:
         self.saved_iteration = 0  # the iteration of the checkpoint on disk
         self.log = TrainingLog()
         self.best_weights: dict[str, torch.Tensor] | None = None  # on the CPU
-        self._pending = torch.zeros(
-            (), dtype=torch.float32, device=self.device
-        )  # losses since the curve point
+        # the losses since the last curve point, summed on the device (read back at log points only)
+        self._pending = torch.zeros((), dtype=torch.float32, device=self.device)
         self._pending_steps = 0
         self._since = time.perf_counter()
 
@@ -165,8 +164,8 @@ class Trainer:
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         self.iteration = self.saved_iteration = state["iteration"]
-        self._pending = state.get("pending_loss", torch.zeros(())).to(self.device, torch.float32)
-        self._pending_steps = int(state.get("pending_steps", 0))
+        self._pending = state["pending_loss"].to(self.device, torch.float32)
+        self._pending_steps = state["pending_steps"]
 
     def scored_weights(self) -> tuple[dict[str, torch.Tensor], int]:
         """The weights to score and their iteration: the best validation's, else the last."""
