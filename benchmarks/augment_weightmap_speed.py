@@ -60,7 +60,7 @@ def main() -> None:
     target = (rng.random((512, 512)) > 0.2).astype(np.int64)
     weights = rng.random((512, 512)).astype(np.float32)
     spec = AugmentationSpec(rotation=180.0, grey_values=0.1)
-    deformation = draw_deformation(rng, spec)
+    deformation = draw_deformation(rng, spec, 572)
     args_tile = dict(tile=572, out=388, origin=(62, 62), deformation=deformation, interpolation="cubic")
     cpu = median_seconds(lambda: sample_tile(image, target, weights, **args_tile), args.repeats)
     print("elastic deformation + rotation + flips + grey values, one 572x572 tile (image, labels, weights):")

@@ -7,7 +7,8 @@ The FLOP count per tile is computed here from the network's layers (2 FLOPs per 
 matrix multiplication measured in the same run on the same device (bf16 on CUDA, float32 on the CPU),
 so the ratio needs no vendor peak figure.
 
-    python benchmarks/train_throughput.py [--steps N] [--device auto|cpu|cuda]
+    python benchmarks/train_throughput.py [--steps N] [--device auto|cpu|cuda] [--batch 1 4 8 16]
+                                          [--compile off|on|both]
 """
 
 from __future__ import annotations
@@ -64,12 +65,48 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, repeats: int) 
     return 2.0 * n**3 * repeats / (time.perf_counter() - start)
 
 
+def measure(model, optimizer, device, batch: int, steps: int, compiled: bool):
+    """Seconds per training step at ``batch`` tiles and the peak memory (bytes; None on the CPU)."""
+    cuda = device.type == "cuda"
+    run = torch.compile(model) if compiled else model
+    image = torch.rand(batch, 1, 572, 572, device=device)
+    if cuda:
+        image = image.contiguous(memory_format=torch.channels_last)
+    target = torch.randint(0, 2, (batch, 388, 388), device=device)
+    weights = torch.rand(batch, 388, 388, device=device) * 10
+
+    def step():
+        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
+            logits = run(image)
+        loss = weighted_cross_entropy(logits.float(), target, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(3 if compiled else 2):  # burn-in: compilation, allocator, kernel selection
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / steps
+    return seconds, (torch.cuda.max_memory_allocated() if cuda else None)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--steps", type=int, default=None, help="measured steps (default: 3 on CPU, 30 on CUDA)"
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch", type=int, nargs="+", default=[1], help="tiles per step, e.g. 1 4 8 16")
+    parser.add_argument(
+        "--compile", default="off", choices=["off", "on", "both"], help="torch.compile the model"
+    )
     args = parser.parse_args()
     device = torch.device(
         "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
@@ -77,7 +114,9 @@ def main() -> None:
     cuda = device.type == "cuda"
     steps = args.steps or (30 if cuda else 3)
     name = torch.cuda.get_device_name(0) if cuda else f"{platform.machine()} CPU, {os.cpu_count()} cores"
-    print(f"device: {name}; torch {torch.__version__}")
+    print(
+        f"device: {name}; torch {torch.__version__}; {'bf16 autocast, channels_last' if cuda else 'float32'}"
+    )
 
     torch.manual_seed(0)
     model = UNet(in_channels=1, classes=2)
@@ -89,38 +128,24 @@ def main() -> None:
     if cuda:
         model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99)
-    image = torch.rand(1, 1, 572, 572, device=device)
-    if cuda:
-        image = image.contiguous(memory_format=torch.channels_last)
-    target = torch.randint(0, 2, (1, 388, 388), device=device)
-    weights = torch.rand(1, 388, 388, device=device) * 10
-
-    def step():
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
-            logits = model(image)
-        loss = weighted_cross_entropy(logits, target, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(2):  # burn-in: allocator, kernel selection
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if cuda:
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / steps
-    achieved = flops / seconds
     reference = matmul_rate(
         device, torch.bfloat16 if cuda else torch.float32, 8192 if cuda else 2048, 20 if cuda else 5
     )
-    rate = achieved / 1e12
-    print(f"training: {seconds * 1e3:.1f} ms/step, {1 / seconds:.3f} tiles/s, {rate:.3f} TFLOP/s achieved")
     print(f"reference: dense matmul on the same device {reference / 1e12:.3f} TFLOP/s")
-    print(f"utilisation vs that matmul: {achieved / reference:.1%}")
+    print()
+    print("| batch | compile | ms/step | tiles/s | TFLOP/s | utilisation vs matmul | peak memory |")
+    print("|---:|---|---:|---:|---:|---:|---:|")
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
+    for compiled in modes:
+        for batch in args.batch:
+            seconds, peak = measure(model, optimizer, device, batch, steps, compiled)
+            achieved = flops * batch / seconds
+            memory = "-" if peak is None else f"{peak / 2**30:.1f} GiB"
+            print(
+                f"| {batch} | {'on' if compiled else 'off'} | {seconds * 1e3:.1f} | {batch / seconds:.1f} | "
+                f"{achieved / 1e12:.1f} | {achieved / reference:.1%} | {memory} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ def test_switches_are_spec_overrides():
         "inference.tile_size": 384,
     }
     assert output_size(384, depth=5, padding="same") == 384
+    assert ablation.switch_overrides(spec, "tta") == [("inference.tta", "none")]
 
 
 def test_plan_one_and_full_grids_and_the_baseline_is_the_spec_file(tmp_path):
@@ -160,3 +161,15 @@ def test_ablate_needs_a_switch(capsys):
     assert "--grid: unknown value 'half'" in capsys.readouterr().err
     assert main(["ablate", str(EM), "--no-elastic", "--seeds", "0"]) == 1
     assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_switch_that_changes_nothing_is_refused(tmp_path, capsys):
+    """--no-tta on a spec without test-time averaging would run the baseline twice under another name."""
+    quickstart = EM.parent / "quickstart.toml"
+    assert load_spec(quickstart).inference.tta == "none"
+    assert main(["ablate", str(quickstart), "--no-tta", "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert "--no-tta: the spec already has inference.tta = 'none'" in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists()
+    runs = ablation.plan(load_spec(EM), ["tta"], seeds=1, grid="one", out=tmp_path)
+    assert [r.spec.inference.tta for r in runs] == ["dihedral", "none"]

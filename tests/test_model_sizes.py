@@ -59,7 +59,7 @@ def test_memory_arithmetic_matches_the_network_layer_by_layer(depth, base, paddi
     outputs, encoded = [], []
     for encoder in net.encoders:
         encoder.register_forward_hook(lambda m, args, out: encoded.append(out[0].numel()))
-    leaves = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.Dropout2d)
+    leaves = (nn.Conv2d, nn.ConvTranspose2d, nn.MaxPool2d, nn.Dropout)
     for module in net.modules():
         if isinstance(module, leaves):
             module.register_forward_hook(lambda m, args, out: outputs.append(out[0].numel()))

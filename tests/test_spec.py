@@ -32,13 +32,14 @@ def test_em_spec_has_the_papers_settings():
     assert (spec.model.depth, spec.model.base_channels, spec.model.padding) == (5, 64, "valid")
     assert (spec.training.optimizer, spec.training.momentum, spec.training.batch_size) == ("sgd", 0.99, 1)
     assert spec.training.tile_size == 572
-    assert (spec.augmentation.elastic, spec.augmentation.elastic_grid, spec.augmentation.elastic_sigma) == (
+    augmentation = spec.augmentation
+    assert (augmentation.elastic, augmentation.elastic_spacing, augmentation.elastic_sigma) == (
         True,
-        3,
+        285.5,
         10.0,
     )
     assert (spec.weightmap.enabled, spec.weightmap.w0, spec.weightmap.sigma) == (True, 10.0, 5.0)
-    assert spec.inference.tiling == "overlap-tile"
+    assert (spec.inference.tiling, spec.inference.tta) == ("overlap-tile", "dihedral")  # Table 1: rotations
     # labelled evaluation on held-out training slices, disjoint from training
     assert set(spec.data.split.evaluation).isdisjoint(spec.data.split.train)
     assert (

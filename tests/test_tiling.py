@@ -69,3 +69,66 @@ def test_strategies_refuse_the_wrong_network(valid_net):
         overlap_tile_predict(valid_net, image, tile_size=90)
     out = predict_image(valid_net, image, InferenceSpec(tile_size=92, batch_size=2))
     assert out.shape == (2, 40, 40)
+
+
+# --- test-time averaging ----------------------------------------------------------------------------
+
+
+def test_transforms_are_the_dihedral_group_and_restore_inverts_them():
+    image = np.arange(12, dtype=np.float32).reshape(3, 4)
+    from unetbench.inference.tiling import TTA_VERSIONS, restore, transform
+
+    versions = [transform(image, v) for v in range(8)]
+    assert len({v.tobytes() + bytes(v.shape) for v in versions}) == 8  # eight different versions
+    for v in range(8):
+        np.testing.assert_array_equal(restore(transform(image, v), v), image)
+    flips = {transform(image, v).tobytes() for v in TTA_VERSIONS["flips"]}
+    assert flips == {a.tobytes() for a in (image, image[::-1], image[:, ::-1], image[::-1, ::-1])}
+
+
+@pytest.mark.parametrize("tta", ["flips", "dihedral"])
+@pytest.mark.parametrize("tiling", ["overlap-tile", "none"])
+def test_tta_is_the_mean_of_the_transformed_predicted_restored_maps(valid_net, tta, tiling):
+    """One batched pass over all versions' tiles equals predicting each version on its own, turning it
+    back and averaging."""
+    from unetbench.inference.tiling import TTA_VERSIONS
+
+    torch.manual_seed(1)
+    net = valid_net if tiling == "overlap-tile" else UNet(depth=3, base_channels=4, padding="same").eval()
+    size = 92 if tiling == "overlap-tile" else 32
+    image = np.random.default_rng(3).random((70, 110)).astype(np.float32)
+    single = overlap_tile_predict if tiling == "overlap-tile" else independent_tile_predict
+
+    def version_predicted(v):  # written out with numpy alone, not with the module's transform / restore
+        mirrored = image[:, ::-1] if v >= 4 else image
+        predicted = single(net, np.rot90(mirrored, v % 4).copy(), tile_size=size)
+        back = np.rot90(predicted, -(v % 4), axes=(1, 2))
+        return back[:, :, ::-1] if v >= 4 else back
+
+    expected = np.mean([version_predicted(v) for v in TTA_VERSIONS[tta]], axis=0)
+    spec = InferenceSpec(tiling=tiling, tile_size=size, batch_size=5, tta=tta)
+    averaged = predict_image(net, image, spec)
+    assert averaged.shape == (2, 70, 110)
+    np.testing.assert_allclose(averaged, expected, atol=1e-5)
+    np.testing.assert_allclose(averaged.sum(axis=0), 1.0, atol=1e-5)
+    assert np.abs(averaged - predict_image(net, image, spec, tta="none")).max() > 1e-4  # it does something
+
+
+def test_dihedral_tta_output_of_a_rotated_image_is_the_rotated_output(valid_net):
+    image = np.random.default_rng(4).random((84, 84)).astype(np.float32)
+    spec = InferenceSpec(tile_size=92, batch_size=8, tta="dihedral")
+    straight = predict_image(valid_net, image, spec)
+    for turns in (1, 2):
+        turned = predict_image(valid_net, np.rot90(image, turns).copy(), spec)
+        np.testing.assert_allclose(turned, np.rot90(straight, turns, axes=(1, 2)), atol=1e-5)
+    mirrored = predict_image(valid_net, image[:, ::-1].copy(), spec)
+    np.testing.assert_allclose(mirrored, straight[:, :, ::-1], atol=1e-5)
+    # without averaging the network is not rotation-equivariant: the test above has teeth
+    plain = InferenceSpec(tile_size=92, batch_size=8)
+    assert (
+        np.abs(
+            predict_image(valid_net, np.rot90(image).copy(), plain)
+            - np.rot90(predict_image(valid_net, image, plain), axes=(1, 2))
+        ).max()
+        > 1e-3
+    )

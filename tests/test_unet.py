@@ -31,12 +31,10 @@ def test_paper_network_parameters_depth_widths_and_dropout(paper_unet):
     assert len(convs) == 2 * 9 + 1 and all(c.padding == (0, 0) for c in convs)  # 18 unpadded 3x3 + the 1x1
     assert convs[-1].kernel_size == (1, 1) and convs[-1].out_channels == 2
     assert paper_unet.margin == 92
-    # drop-out sits at the end of the contracting path: between the bottom level and the first up-conv
-    order = [name for name, _ in paper_unet.named_children()]
-    assert isinstance(paper_unet.dropout, nn.Dropout2d) and paper_unet.dropout.p == 0.5
-    assert order.index("dropout") > order.index("encoders") and order.index("dropout") < order.index(
-        "upconvs"
-    )
+    # drop-out as released: element-wise p = 0.5 on the 512- and the 1024-channel levels
+    assert isinstance(paper_unet.dropout, nn.Dropout) and not isinstance(paper_unet.dropout, nn.Dropout2d)
+    assert paper_unet.dropout.p == 0.5
+    assert [paper_unet.encoders[level][0].out_channels for level in paper_unet.dropout_levels] == [512, 1024]
 
 
 @pytest.mark.slow
@@ -46,12 +44,33 @@ def test_paper_network_maps_572_to_388(paper_unet):
         assert paper_unet(torch.zeros(1, 1, 572, 572)).shape == (1, 2, 388, 388)
 
 
-def test_dropout_runs_where_the_paper_puts_it():
+def test_dropout_is_element_wise_where_the_release_puts_it():
+    """Two element-wise drop-outs: after the two deepest levels' convolutions, before the pooling and the
+    skip connection read the level's output; none when dropout = 0."""
+    torch.manual_seed(0)
     net = UNet(depth=3, base_channels=2, dropout=0.5)
-    seen = {}
-    net.dropout.register_forward_hook(lambda module, args, output: seen.update(shape=args[0].shape))
-    net(torch.zeros(1, 1, 44, 44))
-    assert seen["shape"][1] == net.encoders[-1][0].out_channels  # the bottom level's output
+    seen = []
+    net.dropout.register_forward_hook(lambda module, args, output: seen.append((args[0], output)))
+    skipped = []
+    net.pool.register_forward_hook(lambda module, args, output: skipped.append(args[0]))
+    net.train()
+    net(torch.rand(1, 1, 44, 44) + 1.0)
+    assert [inputs.shape[1] for inputs, _ in seen] == [4, 8]  # the middle and the bottom level
+    middle_in, middle_out = seen[0]
+    assert torch.equal(skipped[-1], middle_out)  # the pooling reads the dropped features
+    kept = middle_out != 0
+    # element-wise: within one channel some elements are dropped and others kept (scaled by 1 / (1 - p))
+    positive = middle_in > 0
+    for channel in range(middle_in.shape[1]):
+        mask = kept[0, channel][positive[0, channel]]
+        if positive[0, channel].sum() > 20:
+            assert 0 < mask.float().mean() < 1
+    assert torch.allclose(middle_out[kept], 2 * middle_in[kept])
+    net.eval()
+    seen.clear()
+    net(torch.rand(1, 1, 44, 44))
+    assert all(torch.equal(i, o) for i, o in seen)  # identity at inference
+    assert UNet(depth=3, base_channels=2, dropout=0.0).dropout_levels == ()
 
 
 def test_tiny_network_shapes_backward_and_invalid_size():

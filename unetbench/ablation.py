@@ -6,6 +6,8 @@ An ablation is the same run repeated over spec overrides and seeds (never subcla
   goes; the class balance w_c stays as the spec sets it, so the switch measures the border term alone
   (the trick the paper credits for separating touching cells), not class balancing.
 - ``--no-elastic``: ``augmentation.elastic = false``; shifts, rotations, flips and grey values unchanged.
+- ``--no-tta``: ``inference.tta = "none"``: one prediction of each image instead of the average over its
+  rotated or mirrored versions; the trained network is the baseline's (same seed, same training).
 - ``--no-tiling``: ``inference.tiling = "none"`` and ``model.padding = "same"``: a zero-padded network on
   non-overlapping tiles without context (see :mod:`unetbench.inference.tiling`). The tiles keep the
   output area of the baseline: training and inference tile = the valid network's output size for the
@@ -37,7 +39,7 @@ from unetbench.rundir import RunDir
 from unetbench.spec import ChallengeSpec, dump_spec
 
 MANIFEST = "ablation.json"
-SWITCHES = ("weightmap", "elastic", "tiling")
+SWITCHES = ("weightmap", "elastic", "tiling", "tta")
 
 
 def switch_overrides(spec: ChallengeSpec, switch: str) -> list[tuple[str, Any]]:
@@ -46,6 +48,8 @@ def switch_overrides(spec: ChallengeSpec, switch: str) -> list[tuple[str, Any]]:
         return [("weightmap.enabled", False)]
     if switch == "elastic":
         return [("augmentation.elastic", False)]
+    if switch == "tta":
+        return [("inference.tta", "none")]
     if switch == "tiling":
         factor = 2 ** (spec.model.depth - 1)
         m = spec.model
@@ -80,6 +84,17 @@ def plan(spec: ChallengeSpec, switches: list[str], *, seeds: int, grid: str, out
         raise UserError(f"--seeds must be >= 1, got {seeds}")
     if grid not in ("one", "full"):
         raise UserError(f"--grid: unknown value {grid!r}; valid choices: one, full")
+    for switch in switches:
+        unchanged = [
+            f"{key} = {value!r}"
+            for key, value in switch_overrides(spec, switch)
+            if _value(spec, key) == value
+        ]
+        if len(unchanged) == len(switch_overrides(spec, switch)):
+            raise UserError(
+                f"--no-{switch}: the spec already has {', '.join(unchanged)}, so this variant would repeat "
+                "the baseline; leave the switch out"
+            )
     runs = []
     for combo in variants(switches, grid):
         name = "+".join(f"no-{s}" for s in combo) or "baseline"
@@ -90,6 +105,11 @@ def plan(spec: ChallengeSpec, switches: list[str], *, seeds: int, grid: str, out
             digest = hashlib.sha256(dump_spec(resolved).encode()).hexdigest()[:8]
             runs.append(PlannedRun(name, k, resolved, out / f"{name}-seed{k}-{digest}"))
     return runs
+
+
+def _value(spec: ChallengeSpec, key: str) -> Any:
+    section, name = key.split(".")
+    return getattr(getattr(spec, section), name)
 
 
 def ablation_dir(spec: ChallengeSpec, switches: list[str], seeds: int, grid: str) -> Path:
@@ -118,7 +138,7 @@ def ablate(
     from unetbench.report.ablation import render_ablation_report
 
     if not switches:
-        raise UserError("name at least one switch: --no-weightmap, --no-elastic, --no-tiling")
+        raise UserError("name at least one switch: " + ", ".join(f"--no-{switch}" for switch in SWITCHES))
     directory = (out or ablation_dir(spec, switches, seeds, grid)).absolute()
     runs = plan(spec, switches, seeds=seeds, grid=grid, out=directory)
     reports = Path(spec.report.directory).absolute()

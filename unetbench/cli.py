@@ -304,6 +304,9 @@ def ablate_command(
     no_tiling: Annotated[
         bool, typer.Option("--no-tiling", help="Same-padded network on independent tiles.")
     ] = False,
+    no_tta: Annotated[
+        bool, typer.Option("--no-tta", help="One prediction per image, no test-time averaging.")
+    ] = False,
     seeds: Annotated[int, typer.Option(help="Runs per variant, with seeds spec seed + 0, 1, ...")] = 1,
     grid: Annotated[
         str, typer.Option(help="one: baseline + each switch alone; full: every combination.")
@@ -322,7 +325,9 @@ def ablate_command(
 
     spec = load_spec(spec_file)
     switches = [
-        name for name, on in zip(ablation.SWITCHES, (no_weightmap, no_elastic, no_tiling), strict=True) if on
+        name
+        for name, on in zip(ablation.SWITCHES, (no_weightmap, no_elastic, no_tiling, no_tta), strict=True)
+        if on
     ]
     path, summary = ablation.ablate(
         spec,

@@ -208,7 +208,8 @@ class TrainingSpec:
 @dataclass(frozen=True)
 class AugmentationSpec:
     elastic: bool = True
-    elastic_grid: int = 3  # coarse grid points per axis (paper: 3 x 3)
+    # px between control points, fixed whatever the tile: 285.5 = the paper's 3x3 grid over its 572 px tile
+    elastic_spacing: float = 285.5
     elastic_sigma: float = 10.0  # std of the coarse displacements in px (paper: 10 px)
     interpolation: Literal["cubic", "linear"] = "cubic"  # for the image; labels are always nearest
     shift: float = 0.0  # largest random shift in px
@@ -217,9 +218,7 @@ class AugmentationSpec:
     grey_values: float = 0.0  # largest relative change of brightness and contrast
 
     def __post_init__(self) -> None:
-        _require(
-            self.elastic_grid >= 2, "elastic_grid", f"must be >= 2 points per axis, got {self.elastic_grid}"
-        )
+        _require(self.elastic_spacing >= 8, "elastic_spacing", f"must be >= 8 px, got {self.elastic_spacing}")
         _require(self.elastic_sigma >= 0, "elastic_sigma", f"must be >= 0 px, got {self.elastic_sigma}")
         _require(self.shift >= 0, "shift", f"must be >= 0 px, got {self.shift}")
         _require(0 <= self.rotation <= 180, "rotation", f"must be in 0..180 degrees, got {self.rotation}")
@@ -248,6 +247,10 @@ class InferenceSpec:
     tiling: Literal["overlap-tile", "none"] = "overlap-tile"
     tile_size: int = 572  # input tile edge in px
     batch_size: int = 4  # tiles per forward pass
+    # Test-time averaging of the soft-max over versions of the image: none; flips (the original and its
+    # three mirror images, the release's cell protocol); dihedral (the 8 rotations and mirrors: the
+    # original and the paper's "7 rotated versions", Table 1). See unetbench.inference.tiling.predict_image.
+    tta: Literal["none", "flips", "dihedral"] = "none"
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,10 +52,26 @@ def _run_tiles(model, tiles: list[np.ndarray], batch_size: int, device) -> list[
     return results
 
 
-def overlap_tile_predict(
-    model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
-) -> np.ndarray:
-    """Class probabilities (K, H, W) of a whole image by overlap-tile prediction (module docstring).
+@dataclass(frozen=True)
+class TilePlan:
+    """The input tiles of one image and where their outputs go: ``assemble`` turns the tiles' (K, h, w)
+    probabilities, in order, into the image's (K, H, W)."""
+
+    tiles: list[np.ndarray]
+    origins: list[tuple[int, int]]
+    out: int  # output tile edge
+    covered: tuple[int, int]  # the tiled extent, at least the image
+    shape: tuple[int, int]  # the image
+
+    def assemble(self, probabilities: list[np.ndarray]) -> np.ndarray:
+        result = np.zeros((probabilities[0].shape[0], *self.covered), dtype=np.float32)
+        for (y, x), tile_probabilities in zip(self.origins, probabilities, strict=True):
+            result[:, y : y + self.out, x : x + self.out] = tile_probabilities  # overlaps hold equal values
+        return result[:, : self.shape[0], : self.shape[1]]
+
+
+def overlap_tile_plan(model, image: np.ndarray, *, tile_size: int) -> TilePlan:
+    """The overlap-tile input tiles of an image (module docstring).
 
     ``model`` must be a valid-padding U-Net (``model.depth``, ``model.padding == "valid"``); ``tile_size``
     is the input tile edge and must be valid for it.
@@ -84,18 +101,12 @@ def overlap_tile_predict(
     )
     origins = [(iy * stride, ix * stride) for iy in range(n_y) for ix in range(n_x)]
     tiles = [padded[:, y : y + tile_size, x : x + tile_size] for y, x in origins]
-    probabilities = _run_tiles(model, tiles, batch_size, device)
-    result = np.zeros((probabilities[0].shape[0], covered_y, covered_x), dtype=np.float32)
-    for (y, x), tile_probabilities in zip(origins, probabilities, strict=True):
-        result[:, y : y + out, x : x + out] = tile_probabilities  # overlaps hold identical values
-    return result[:, :height, :width]
+    return TilePlan(tiles, origins, out, (covered_y, covered_x), (height, width))
 
 
-def independent_tile_predict(
-    model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
-) -> np.ndarray:
-    """Class probabilities (K, H, W) with the ablation's strategy: non-overlapping tiles of a same-padded
-    network, zero padding at every tile and image border (module docstring)."""
+def independent_tile_plan(model, image: np.ndarray, *, tile_size: int) -> TilePlan:
+    """The ablation's tiles: non-overlapping tiles of a same-padded network, zero padding at every tile
+    and image border (module docstring)."""
     if getattr(model, "padding", "same") != "same":
         raise ValueError(
             "tiling = 'none' needs a same-padding network (the ablation sets model.padding = 'same')"
@@ -107,16 +118,76 @@ def independent_tile_predict(
     padded = np.pad(channels, ((0, 0), (0, n_y * tile_size - height), (0, n_x * tile_size - width)))
     origins = [(iy * tile_size, ix * tile_size) for iy in range(n_y) for ix in range(n_x)]
     tiles = [padded[:, y : y + tile_size, x : x + tile_size] for y, x in origins]
-    probabilities = _run_tiles(model, tiles, batch_size, device)
-    result = np.zeros((probabilities[0].shape[0], n_y * tile_size, n_x * tile_size), dtype=np.float32)
-    for (y, x), tile_probabilities in zip(origins, probabilities, strict=True):
-        result[:, y : y + tile_size, x : x + tile_size] = tile_probabilities
-    return result[:, :height, :width]
+    return TilePlan(tiles, origins, tile_size, (n_y * tile_size, n_x * tile_size), (height, width))
 
 
-def predict_image(model, image: np.ndarray, inference, device="cpu") -> np.ndarray:
-    """Dispatch on an :class:`~unetbench.spec.InferenceSpec`'s ``tiling``."""
-    predict = overlap_tile_predict if inference.tiling == "overlap-tile" else independent_tile_predict
-    return predict(
-        model, image, tile_size=inference.tile_size, batch_size=inference.batch_size, device=device
-    )
+def overlap_tile_predict(
+    model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
+) -> np.ndarray:
+    """Class probabilities (K, H, W) of a whole image by overlap-tile prediction (module docstring)."""
+    plan = overlap_tile_plan(model, image, tile_size=tile_size)
+    return plan.assemble(_run_tiles(model, plan.tiles, batch_size, device))
+
+
+def independent_tile_predict(
+    model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
+) -> np.ndarray:
+    """Class probabilities (K, H, W) with the ablation's strategy (module docstring)."""
+    plan = independent_tile_plan(model, image, tile_size=tile_size)
+    return plan.assemble(_run_tiles(model, plan.tiles, batch_size, device))
+
+
+# --------------------------------------------------------------------------------------------------
+# Test-time averaging
+
+#: The versions each setting averages, as indices into the dihedral group (see :func:`transform`).
+TTA_VERSIONS = {"none": (0,), "flips": (0, 4, 2, 6), "dihedral": tuple(range(8))}
+
+
+def transform(array: np.ndarray, version: int) -> np.ndarray:
+    """Version ``version`` (0..7) of an image (..., H, W): mirrored left-right if ``version >= 4``, then
+    rotated by ``version % 4`` quarter turns counter-clockwise. 0 is the image itself; 2 turns it by 180
+    degrees (= both mirrors), 4 mirrors it left-right and 6 top-bottom: (0, 4, 2, 6) are the four flips."""
+    if version >= 4:
+        array = array[..., ::-1]
+    return np.rot90(array, version % 4, axes=(-2, -1))
+
+
+def restore(array: np.ndarray, version: int) -> np.ndarray:
+    """The inverse of :func:`transform`: a prediction of version ``version`` back on the image's grid."""
+    array = np.rot90(array, -(version % 4), axes=(-2, -1))
+    return array[..., ::-1] if version >= 4 else array
+
+
+def predict_image(model, image: np.ndarray, inference, device="cpu", *, tta: str | None = None) -> np.ndarray:
+    """Class probabilities (K, H, W) of an image as an :class:`~unetbench.spec.InferenceSpec` says: its
+    ``tiling``, and test-time averaging over ``tta`` (default: the spec's ``tta``).
+
+    Test-time averaging: every version of the image (:data:`TTA_VERSIONS`) is tiled by the same strategy,
+    the tiles of all versions go through the network together in batches of ``inference.batch_size``
+    (8 versions cost one pass over 8x the tiles), each version's probabilities are turned back onto the
+    image's grid, and the soft-max probabilities are averaged.
+
+    ``dihedral`` averages the 8 symmetries of the square (4 rotations by quarter turns, each with and
+    without a mirror). The paper's EM result is "averaged over 7 rotated versions of the input data"
+    (Table 1); the paper does not list them. We read them as the 7 symmetries other than the identity,
+    applied to a network that already sees the original: 1 + 7 = 8 versions, the only set of rotations
+    and mirrors that map the pixel grid onto itself. ``flips`` averages the original and its mirror
+    images (left-right, top-bottom, both), as the authors' release does for the cell data
+    (``average_mirror`` in its segmentation script).
+    """
+    tta = inference.tta if tta is None else tta
+    if tta not in TTA_VERSIONS:
+        raise ValueError(f"tta must be one of {', '.join(TTA_VERSIONS)}, got {tta!r}")
+    plan = overlap_tile_plan if inference.tiling == "overlap-tile" else independent_tile_plan
+    channels = _as_channels(image)
+    versions = TTA_VERSIONS[tta]
+    plans = [plan(model, transform(channels, v), tile_size=inference.tile_size) for v in versions]
+    probabilities = _run_tiles(model, [t for p in plans for t in p.tiles], inference.batch_size, device)
+    total, start = None, 0
+    for version, version_plan in zip(versions, plans, strict=True):
+        count = len(version_plan.tiles)
+        restored = restore(version_plan.assemble(probabilities[start : start + count]), version)
+        total = restored.copy() if total is None else total + restored
+        start += count
+    return total / len(versions)

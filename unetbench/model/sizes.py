@@ -113,8 +113,8 @@ def feature_map_elements(
 ) -> tuple[list[int], list[int]]:
     """Elements per image of every layer output of one forward pass, and of the skip connections.
 
-    Counts each convolution's output (ReLU works in place), each pooling, the bottom drop-out, each
-    up-convolution and concatenation, and the 1x1 head; ``size`` must be valid for the network.
+    Counts each convolution's output (ReLU works in place), each pooling, the drop-out on the two deepest
+    levels, each up-convolution and concatenation, and the 1x1 head; ``size`` must be valid for the network.
     """
     output_size(size, depth=depth, padding=padding)
     loss = 0 if padding == "same" else 2  # per 3x3 convolution
@@ -125,11 +125,12 @@ def feature_map_elements(
         for _ in range(2):
             s -= loss
             maps.append(width * s * s)
+        if level >= depth - 2:
+            maps.append(maps[-1])  # drop-out, as released (unet.py)
         if level < depth - 1:
             skips.append(maps[-1])
             s //= 2
             maps.append(width * s * s)
-    maps.append(maps[-1])  # drop-out at the bottom
     for level in reversed(range(depth - 1)):
         width = base_channels * 2**level
         s *= 2

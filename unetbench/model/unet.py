@@ -2,8 +2,27 @@
 
 Default: 5 levels (4 poolings), 64 channels doubling to 1024, per level two unpadded 3x3 convolutions
 with ReLU, 2x2 max-pooling with stride 2, 2x2 up-convolutions halving the channels, crop-and-concatenate
-skip connections, a 1x1 convolution to the classes, drop-out at the end of the contracting path, He
-initialisation. A 572x572 input gives a 388x388 output and, for 2 classes, 31,030,658 parameters.
+skip connections, a 1x1 convolution to the classes, He initialisation. A 572x572 input gives a 388x388
+output and, for 2 classes, 31,030,658 parameters.
+
+**Drop-out as the authors released it.** The paper says only "drop-out layers at the end of the
+contracting path" (Sec. 3.1). The authors' 2015 release (u-net-release-2015-10-02, its Caffe model
+definition as parsed by independent ports in Chainer, MatConvNet and Keras) has two element-wise
+``Dropout(0.5)`` layers: one on the 512-channel level, after its two convolutions and ReLUs, so that
+both the max-pooling and the skip connection read the dropped features, and one on the 1024-channel
+level before its up-convolution. Here: ``nn.Dropout`` (element-wise, not whole channels) on the outputs
+of the two deepest levels, with the same placement for any depth.
+
+**Differences from the release that this network keeps** (each one follows the paper's Fig. 1 where the
+release departs from it):
+
+- No ReLU after the up-convolutions; the release applies one (``relu_u3a`` .. ``relu_u0a``). Fig. 1
+  and Sec. 2 describe the up-convolution as a linear 2x2 convolution followed by concatenation.
+- The last up-convolution halves the channels (128 -> 64); the release's ``upconv_u1d_u0a`` keeps
+  128, so its first top-level convolution reads 192 channels. Keeping Fig. 1's width gives the
+  paper's 31,030,658 parameters.
+- Concatenation order [cropped skip, up-sampled]; the release concatenates [up-sampled, skip]. This
+  only permutes the input channels of the next convolution and changes nothing a network can learn.
 
 ``padding="same"`` pads every convolution with zeros so the output keeps the input size (the ablation's
 network); ``batch_norm=True`` adds batch normalisation after each convolution (not in the paper).
@@ -54,7 +73,8 @@ class UNet(nn.Module):
     padding : "valid" or "same"
         Unpadded convolutions (paper) or zero-padded ones (ablation).
     dropout : float
-        Drop-out probability at the end of the contracting path (paper: present; 0.5 here by default).
+        Element-wise drop-out probability on the outputs of the two deepest levels (the release: 0.5 on
+        the 512- and the 1024-channel levels); 0 removes both layers.
     batch_norm : bool
         Batch normalisation after each convolution (not in the paper).
     """
@@ -84,7 +104,9 @@ class UNet(nn.Module):
             c_in = width
         self.pool = nn.MaxPool2d(2, stride=2)
         # "Drop-out layers at the end of the contracting path perform further implicit data augmentation"
-        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        # (Sec. 3.1); where and which kind as released (module docstring).
+        self.dropout_levels = tuple(range(max(0, depth - 2), depth)) if dropout > 0 else ()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.upconvs = nn.ModuleList()
         self.decoders = nn.ModuleList()
         for width in reversed(widths[:-1]):
@@ -133,10 +155,11 @@ class UNet(nn.Module):
         skips = []
         for level, encoder in enumerate(self.encoders):
             x = encoder(x)
+            if level in self.dropout_levels:
+                x = self.dropout(x)  # before the pooling and the skip connection read it
             if level < self.depth - 1:
                 skips.append(x)
                 x = self.pool(x)
-        x = self.dropout(x)  # end of the contracting path
         for upconv, decoder, skip in zip(self.upconvs, self.decoders, reversed(skips), strict=True):
             x = upconv(x)
             x = decoder(torch.cat([center_crop(skip, x.shape[-2], x.shape[-1]), x], dim=1))

@@ -1,7 +1,25 @@
 """Data augmentation (paper, Sec. 3.1): elastic deformation, shift, rotation, flips and grey values.
 
-Elastic deformation: random displacement vectors on a coarse 3x3 grid, drawn from a normal distribution
-with 10 px standard deviation, upsampled to a per-pixel displacement field by bicubic interpolation.
+Elastic deformation: random displacement vectors on a coarse grid, drawn from a normal distribution
+with 10 px standard deviation, upsampled to a per-pixel displacement field by bicubic interpolation
+(paper, Sec. 3.1: "a coarse 3 by 3 grid").
+
+**The control grid is fixed in pixels**, not stretched over the tile: its points lie ``elastic_spacing``
+px apart, one of them at the tile centre, and the lattice reaches two points beyond the tile on every
+side, so every pixel's bicubic interpolation reads four real control points. The field at a given offset
+from the tile centre is then the same random variable whatever the tile size, and a smaller training
+tile (the CPU spec's 252 px, the ablation's 160 px) gets the same deformation per pixel as the paper's
+572 px tile, instead of a 2-4x stronger one. The default spacing, 285.5 px, is what the paper's 3x3 grid
+over its 572 px tile gives ((572 - 1) / 2, corner to centre); on a 572 px tile the control points at
+the corners and the centre are exactly the paper's nine. The field near the tile border differs from a
+3x3 grid whose bicubic taps are clamped at the border: here the taps beyond are drawn too.
+
+The authors' 2015 release does not state its grid; their Caffe ``CreateDeformation`` layer (the same lab's
+2019 ImageJ U-Net plugin, ``ModelDefinitionEditor``) takes ``random_elastic_grid_spacing`` in pixels,
+150 px by default, with ``random_elastic_deform_magnitude`` 10 px and cubic B-spline interpolation of the
+field. We keep the paper's words (3x3 over 572 px, bicubic) as the default; ``elastic_spacing = 150``
+gives the plugin's spacing.
+
 One draw (:class:`Deformation`) gives one sampling grid: for tile pixel p (relative to the tile centre),
 
     source(p) = centre + R(angle) F(p) + shift + field(p)
@@ -33,7 +51,8 @@ _A = -0.75  # the cubic convolution parameter of torch's bicubic modes
 class Deformation:
     """One random draw of the augmentation of one tile."""
 
-    coarse: np.ndarray  # (2, g, g) displacements (dy, dx) in px on the coarse grid
+    coarse: np.ndarray  # (2, n, n) displacements (dy, dx) in px at the control points, centre in the middle
+    spacing: float = 285.5  # px between neighbouring control points
     angle: float = 0.0  # radians
     shift: tuple[float, float] = (0.0, 0.0)  # px (dy, dx)
     flip_y: bool = False
@@ -42,15 +61,22 @@ class Deformation:
     brightness: float = 0.0
 
     @staticmethod
-    def identity(grid: int = 3) -> Deformation:
-        return Deformation(coarse=np.zeros((2, grid, grid)))
+    def identity() -> Deformation:
+        return Deformation(coarse=np.zeros((2, 1, 1)))
 
 
-def draw_deformation(rng: np.random.Generator, augmentation) -> Deformation:
-    """Draw a :class:`Deformation` as an :class:`~unetbench.spec.AugmentationSpec` says."""
-    g = augmentation.elastic_grid
+def control_points(tile: int, spacing: float) -> int:
+    """Control points per axis of the lattice for a ``tile`` px tile: the centre point and K on either side,
+    K = ceil((tile - 1) / (2 spacing)) + 2, so that every pixel's four bicubic taps are lattice points."""
+    return 2 * (math.ceil((tile - 1) / (2 * spacing)) + 2) + 1
+
+
+def draw_deformation(rng: np.random.Generator, augmentation, tile: int) -> Deformation:
+    """Draw a :class:`Deformation` for a ``tile`` px tile as an ``AugmentationSpec`` says."""
+    spacing = augmentation.elastic_spacing
+    n = control_points(tile, spacing)
     sigma = augmentation.elastic_sigma if augmentation.elastic else 0.0
-    coarse = rng.normal(0.0, sigma, (2, g, g)) if sigma > 0 else np.zeros((2, g, g))
+    coarse = rng.normal(0.0, sigma, (2, n, n)) if sigma > 0 else np.zeros((2, n, n))
     angle = (
         math.radians(rng.uniform(-augmentation.rotation, augmentation.rotation))
         if augmentation.rotation
@@ -63,7 +89,7 @@ def draw_deformation(rng: np.random.Generator, augmentation) -> Deformation:
     g_v = augmentation.grey_values
     contrast = 1.0 + rng.uniform(-g_v, g_v) if g_v else 1.0
     brightness = rng.uniform(-g_v, g_v) if g_v else 0.0
-    return Deformation(coarse, angle, shift, flip_y, flip_x, contrast, brightness)
+    return Deformation(coarse, spacing, angle, shift, flip_y, flip_x, contrast, brightness)
 
 
 def _cubic_weights(t):
@@ -79,24 +105,30 @@ def _cubic_weights(t):
     return (w_m1, w_0, w_1, w_2)
 
 
-def bicubic_matrix(n_out: int, n_in: int) -> np.ndarray:
-    """(n_out, n_in) matrix of bicubic upsampling with ``align_corners=True`` and clamped taps, the same as
-    ``torch.nn.functional.interpolate(mode="bicubic", align_corners=True)``."""
-    matrix = np.zeros((n_out, n_in))
-    scale = (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
-    for i in range(n_out):
-        u = i * scale
-        i0 = math.floor(u)
-        weights = _cubic_weights(u - i0)
-        for k, w in zip(range(-1, 3), weights, strict=True):
-            matrix[i, min(max(i0 + k, 0), n_in - 1)] += w
+def lattice_matrix(n_out: int, points: int, spacing: float) -> np.ndarray:
+    """(n_out, points) bicubic weights (cubic convolution, a = -0.75) of the control points for each of
+    ``n_out`` pixels; the middle control point sits at the middle pixel, the others ``spacing`` px apart.
+
+    Raises ValueError when a pixel's taps would fall outside the lattice (too few control points)."""
+    offsets = (np.arange(n_out) - (n_out - 1) / 2) / spacing + (points - 1) / 2  # in lattice units
+    base = np.floor(offsets).astype(int)
+    if n_out and (base.min() - 1 < 0 or base.max() + 2 > points - 1):
+        raise ValueError(f"{points} control points {spacing} px apart do not cover {n_out} px")
+    matrix = np.zeros((n_out, points))
+    rows = np.arange(n_out)
+    for k, weight in zip(range(-1, 3), _cubic_weights(offsets - base), strict=True):
+        matrix[rows, base + k] = weight
     return matrix
 
 
-def dense_field(coarse: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """(2, H, W) per-pixel displacements: the coarse grid spread over the tile by bicubic interpolation."""
-    rows, cols = bicubic_matrix(shape[0], coarse.shape[1]), bicubic_matrix(shape[1], coarse.shape[2])
-    return np.stack([rows @ c @ cols.T for c in coarse])
+def dense_field(deformation: Deformation, shape: tuple[int, int]) -> np.ndarray:
+    """(2, H, W) per-pixel displacements: the control points spread over the tile by bicubic interpolation."""
+    n = deformation.coarse.shape[1]
+    if not deformation.coarse.any():
+        return np.zeros((2, *shape))
+    rows = lattice_matrix(shape[0], n, deformation.spacing)
+    cols = lattice_matrix(shape[1], n, deformation.spacing)
+    return np.stack([rows @ c @ cols.T for c in deformation.coarse])
 
 
 def sampling_grid(
@@ -110,7 +142,7 @@ def sampling_grid(
     if deformation.flip_x:
         px = -px
     c, s = math.cos(deformation.angle), math.sin(deformation.angle)
-    field = dense_field(deformation.coarse, shape)
+    field = dense_field(deformation, shape)
     y = centre[0] + c * py - s * px + deformation.shift[0] + field[0]
     x = centre[1] + s * py + c * px + deformation.shift[1] + field[1]
     return np.stack([y, x])
@@ -182,9 +214,8 @@ def sample_torch(tensor, coords, mode: Interpolation):
 
 
 def sampling_grid_torch(deformation: Deformation, shape: tuple[int, int], centre, device=None, dtype=None):
-    """:func:`sampling_grid` computed with torch on ``device`` (bicubic field via ``F.interpolate``)."""
+    """:func:`sampling_grid` computed with torch on ``device`` (the same lattice weights, as matrices)."""
     import torch
-    import torch.nn.functional as F
 
     dtype = dtype or torch.float32
     h, w = shape
@@ -195,8 +226,14 @@ def sampling_grid_torch(deformation: Deformation, shape: tuple[int, int], centre
         py = -py
     if deformation.flip_x:
         px = -px
-    coarse = torch.as_tensor(deformation.coarse, device=device, dtype=dtype)[None]
-    field = F.interpolate(coarse, size=shape, mode="bicubic", align_corners=True)[0]
+    if deformation.coarse.any():
+        n = deformation.coarse.shape[1]
+        coarse = torch.as_tensor(deformation.coarse, device=device, dtype=dtype)
+        rows = torch.as_tensor(lattice_matrix(h, n, deformation.spacing), device=device, dtype=dtype)
+        cols = torch.as_tensor(lattice_matrix(w, n, deformation.spacing), device=device, dtype=dtype)
+        field = rows @ coarse @ cols.T
+    else:
+        field = torch.zeros((2, h, w), device=device, dtype=dtype)
     c, s = math.cos(deformation.angle), math.sin(deformation.angle)
     y = centre[0] + c * py - s * px + deformation.shift[0] + field[0]
     x = centre[1] + s * py + c * px + deformation.shift[1] + field[1]

@@ -180,7 +180,7 @@ class Trainer:
         for _ in range(self.training.batch_size):
             image, target, weight = self.data[int(self.rng.integers(len(self.data)))]
             origin = random_output_origin(self.rng, tuple(image.shape), self.out)
-            deformation = draw_deformation(self.rng, self.spec.augmentation)
+            deformation = draw_deformation(self.rng, self.spec.augmentation, self.tile)
             tile = sample_tile_torch(
                 image,
                 target,

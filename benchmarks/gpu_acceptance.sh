@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The project on a GPU machine without internet, in about 8 minutes on one H100:
+#
+#     bash benchmarks/gpu_acceptance.sh DATA_DIR OUT_DIR [ITERATIONS]
+#
+# DATA_DIR holds the ISBI 2012 stacks (train-volume.tif, train-labels.tif, test-volume.tif). The machine
+# needs torch with CUDA and the project's dependencies, not the project: it is installed here without
+# dependencies. What it does, with every log, record and report written under OUT_DIR:
+#
+#   1. installs the project (pip install --no-deps --no-build-isolation -e .) and imports the stacks;
+#   2. runs the CUDA-marked tests (pytest -m cuda);
+#   3. measures training throughput of the paper's network at batch 1, 4, 8 and 16 without compilation;
+#   4. runs challenges/em.toml on the GPU for ITERATIONS iterations (default 3000) with its test-time
+#      averaging, scoring and report, and packs the report and the run folder (without checkpoints and
+#      predictions) into OUT_DIR/em-run.tar.gz;
+#   5. measures the throughput again with torch.compile, while the budget lasts.
+#
+# Set PYTHON to choose the interpreter (default python3) and BUDGET_S the seconds the whole script may
+# take (default 480): the compiled measurement gets what is left of it.
+set -uo pipefail
+
+if [ $# -lt 2 ]; then
+    echo "usage: bash benchmarks/gpu_acceptance.sh DATA_DIR OUT_DIR [ITERATIONS]" >&2
+    exit 2
+fi
+DATA=$(cd "$1" && pwd) || { echo "DATA_DIR $1: not a folder" >&2; exit 2; }
+mkdir -p "$2" && OUT=$(cd "$2" && pwd)
+ITERATIONS=${3:-3000}
+PY=${PYTHON:-python3}
+END=$(( $(date +%s) + ${BUDGET_S:-480} ))
+WORK=$(mktemp -d)
+export PYTHONUNBUFFERED=1
+exec > >(tee "$OUT/log.txt") 2>&1
+failed=0
+step() { echo; echo "=== $* ($(date -u +%H:%M:%S))"; }
+
+step "machine"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+$PY -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
+git rev-parse HEAD 2>/dev/null || true
+
+step "install"
+$PY -m pip install -q --no-deps --no-build-isolation -e . || exit 1
+$PY -m unetbench data import isbi2012 "$DATA" --data-root "$WORK/data" || exit 1
+
+step "CUDA tests"
+$PY -m pytest -q -m cuda -p no:cacheprovider
+code=$?
+if [ $code -ne 0 ] && [ $code -ne 5 ]; then failed=1; fi  # 5: no CUDA-marked test collected
+
+step "training throughput, eager"
+timeout 150 $PY benchmarks/train_throughput.py --device cuda --batch 1 4 8 16 --compile off \
+    | tee "$OUT/throughput-eager.md" || failed=1
+
+step "em.toml on the GPU, $ITERATIONS iterations"
+$PY -m unetbench run challenges/em.toml --device cuda --iterations "$ITERATIONS" \
+    --out "$WORK/runs/em-cuda-${ITERATIONS}it-$(date -u +%Y%m%d)" --reports "$WORK/reports" --data-root "$WORK/data" --no-progress || failed=1
+tar -czf "$OUT/em-run.tar.gz" -C "$WORK" --exclude=checkpoints --exclude=predictions.h5 runs reports \
+    || failed=1
+
+left=$(( END - $(date +%s) ))
+step "training throughput, torch.compile (${left} s left)"
+if [ "$left" -gt 40 ]; then
+    timeout "$left" $PY benchmarks/train_throughput.py --device cuda --batch 1 4 8 16 --compile on \
+        | tee "$OUT/throughput-compiled.md" || failed=1
+else
+    echo "skipped: too little time left"
+fi
+
+step "done, failed=$failed"
+exit $failed
