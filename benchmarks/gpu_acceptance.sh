@@ -52,9 +52,21 @@ step "training throughput, eager"
 timeout 150 $PY benchmarks/train_throughput.py --device cuda --batch 1 4 8 16 --compile off \
     | tee "$OUT/throughput-eager.md" || failed=1
 
-step "em.toml on the GPU, $ITERATIONS iterations"
-$PY -m unetbench run challenges/em.toml --device cuda --iterations "$ITERATIONS" \
-    --out "$WORK/runs/em-cuda-${ITERATIONS}it-$(date -u +%Y%m%d)" --reports "$WORK/reports" --data-root "$WORK/data" --no-progress || failed=1
+RUN="$WORK/runs/em-cuda-$(date -u +%Y%m%d-%H%M)"
+left=$(( END - $(date +%s) - 150 ))  # keep time for prediction, scoring and the report
+step "em.toml on the GPU, $ITERATIONS iterations, training stopped after at most ${left} s"
+# Ctrl-C at the time limit: the runner finishes the step, checkpoints and exits with 130
+timeout -s INT "$left" $PY -m unetbench run challenges/em.toml --device cuda --iterations "$ITERATIONS" \
+    --out "$RUN" --reports "$WORK/reports" --data-root "$WORK/data" --no-progress
+code=$?
+if [ $code -eq 130 ] || [ $code -eq 124 ]; then
+    trained=$($PY -c "import sys; from unetbench.rundir import RunDir; print(RunDir(sys.argv[1]).read_sessions()[-1].last_iteration)" "$RUN")
+    step "the time limit stopped training at iteration $trained: prediction, scoring and report from there"
+    $PY -m unetbench run "$RUN/spec.toml" --resume "$RUN" --iterations "$trained" --reports "$WORK/reports" \
+        --data-root "$WORK/data" --no-progress || failed=1
+elif [ $code -ne 0 ]; then
+    failed=1
+fi
 tar -czf "$OUT/em-run.tar.gz" -C "$WORK" --exclude=checkpoints --exclude=predictions.h5 runs reports \
     || failed=1
 
