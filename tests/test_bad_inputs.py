@@ -279,3 +279,22 @@ def test_an_isbi_hdf5_file_with_slices_still_imports(tmp_path, capsys):
         main(["data", "import", "isbi2012", str(tmp_path / "good.h5"), "--data-root", str(tmp_path / "d")])
         == 0
     )
+
+
+def test_a_diverging_run_stops_with_one_line_and_keeps_its_finite_checkpoint(tmp_path, capsys):
+    """A learning rate far too high drives the loss to NaN or infinity: the run says so at the next log
+    point, names the learning rate and the checkpoint it keeps, and the session ends as failed."""
+    spec = tiny_spec(iterations=40, **{"training.learning_rate": 1e8, "training.checkpoint_every": 100})
+    spec_file = write_spec(tmp_path / "tiny.toml", spec)
+    out = tmp_path / "run"
+    code = main(
+        ["run", str(spec_file), "--out", str(out), "--reports", str(tmp_path / "reports"), "--no-progress"]
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "training diverged: the mean loss of iterations" in err and "learning rate 100000000.0" in err
+    assert "the checkpoint of iteration 0 is kept" in err and "Lower training.learning_rate" in err
+    assert RunDir(out).read_sessions()[-1].outcome == "failed"
+    weights = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.isfinite(v).all() for v in weights.values())
+    assert not (tmp_path / "reports").exists()

@@ -249,10 +249,13 @@ class Trainer:
             self._pending = self._pending + self.step()
             self._pending_steps += 1
             if self.iteration % log_every == 0 or self.iteration == iterations:
+                mean = float(self._pending) / self._pending_steps  # host sync: log points only
+                if not math.isfinite(mean):
+                    self._diverged(mean)
                 self.log.curve.append(
                     {
                         "iteration": self.iteration,
-                        "loss": float(self._pending) / self._pending_steps,  # host sync: log points only
+                        "loss": mean,
                         "lr": learning_rate(self.training, self.iteration - 1),
                     }
                 )
@@ -273,6 +276,17 @@ class Trainer:
             progress.update(self.iteration, loss, (self.iteration - first) / max(now - started, 1e-9))
         self.save()
         return self.log
+
+    def _diverged(self, mean: float) -> None:
+        """Stop a run whose loss is no longer a number, keeping the checkpoint on disk (its weights are
+        finite); scoring NaN weights would only fail later with a less useful message."""
+        first = self.iteration - self._pending_steps + 1
+        raise UserError(
+            f"training diverged: the mean loss of iterations {first}-{self.iteration} is {mean} "
+            f"(learning rate {learning_rate(self.training, self.iteration - 1)}, {self.training.optimizer}); "
+            f"the checkpoint of iteration {self.saved_iteration} is kept, its weights untouched. Lower "
+            "training.learning_rate and start a new run"
+        )
 
     def _validate(self) -> None:
         from unetbench.metrics import METRICS
