@@ -65,7 +65,7 @@ BAD = [
     (r"^iterations = 10000.*$", 'iterations = "many"', "training.iterations", "must be an integer"),
     (r"^iterations = 10000.*$", "iterations = true", "training.iterations", "must be an integer"),
     (r"^iterations = 10000.*$", "iterations = 0", "training.iterations", "must be >= 1"),
-    (r"^learning_rate = 0.01$", "learning_rate = nan", "training.learning_rate", "finite"),
+    (r"^learning_rate = 0.001.*$", "learning_rate = nan", "training.learning_rate", "finite"),
     (r'^dataset = "isbi2012"$', 'dataset = "isbi"', "data.dataset", "valid choices: "),
     (r'^primary = "rand_error"$', 'primary = "seg"', "evaluation.primary", "must be one of the metrics"),
     (
