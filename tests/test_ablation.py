@@ -173,3 +173,10 @@ def test_a_switch_that_changes_nothing_is_refused(tmp_path, capsys):
     assert not (tmp_path / "a").exists()
     runs = ablation.plan(load_spec(EM), ["tta"], seeds=1, grid="one", out=tmp_path)
     assert [r.spec.inference.tta for r in runs] == ["dihedral", "none"]
+
+
+def test_ablate_overrides_apply_to_every_run_and_are_checked(capsys):
+    assert main(["ablate", str(EM), "--no-elastic", "--set", "training.bogus=1"]) == 1
+    assert "training.bogus" in capsys.readouterr().err
+    assert main(["ablate", str(EM), "--no-elastic", "--iterations", "0"]) == 1
+    assert "training.iterations" in capsys.readouterr().err

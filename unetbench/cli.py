@@ -308,6 +308,13 @@ def ablate_command(
         bool, typer.Option("--no-tta", help="One prediction per image, no test-time averaging.")
     ] = False,
     seeds: Annotated[int, typer.Option(help="Runs per variant, with seeds spec seed + 0, 1, ...")] = 1,
+    iterations: Annotated[
+        int | None, typer.Option(help="Training iterations of every run (default: the spec's).")
+    ] = None,
+    overrides: Annotated[
+        list[str],
+        typer.Option("--set", help="Override a spec key for every run, e.g. --set training.batch_size=2."),
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
     grid: Annotated[
         str, typer.Option(help="one: baseline + each switch alone; full: every combination.")
     ] = "one",
@@ -324,6 +331,11 @@ def ablate_command(
     from unetbench.report.ablation import CAPTION, table_rows
 
     spec = load_spec(spec_file)
+    changes = [parse_override(o) for o in overrides]
+    if iterations is not None:
+        changes.append(("training.iterations", iterations))
+    if changes:  # the baseline is the spec with these; the switches apply on top
+        spec = apply_overrides(spec, changes, source="command line")
     switches = [
         name
         for name, on in zip(ablation.SWITCHES, (no_weightmap, no_elastic, no_tiling, no_tta), strict=True)
