@@ -87,6 +87,11 @@ def test_scale_turns_8_bit_maps_into_probabilities(tmp_path, capsys):
         ),
         (
             lambda labels: (labels / 255).astype(np.float32),
+            ("--metrics", "iou"),
+            "'iou' is now 'foreground_iou'",
+        ),
+        (
+            lambda labels: (labels / 255).astype(np.float32),
             ("--scale", "0"),
             "--scale must be a finite number > 0",
         ),
@@ -150,7 +155,7 @@ def test_ctc_results_round_trip_and_score(tmp_path, capsys):
         == 0
     )
     metrics = json.loads((tmp_path / "c.json").read_text())["metrics"]
-    assert metrics["seg"]["value"] == 1.0 and metrics["iou"]["value"] == 1.0
+    assert metrics["seg"]["value"] == 1.0 and metrics["foreground_iou"]["value"] == 1.0
     # a worse result: every mask shifted by 2 px
     for seq, masks in results.items():
         ctc.write_results(tmp_path / "shifted", seq, {f: np.roll(m, 2, axis=1) for f, m in masks.items()})

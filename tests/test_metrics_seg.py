@@ -78,7 +78,14 @@ def test_foreground_iou_and_detection_hand_case():
     assert scores["f1"] == pytest.approx(2 / 5)
     # IoU 0.75 > t for t = 0.5 .. 0.7 (5 thresholds): TP 1 -> 1 / (1 + 2 + 1); else 0 / (0 + 3 + 2)
     assert scores["average_precision"] == pytest.approx(5 * 0.25 / 10)
-    assert set(instance_scores(ref, res)) == {"seg", "iou", "precision", "recall", "f1", "average_precision"}
+    assert set(instance_scores(ref, res)) == {
+        "seg",
+        "foreground_iou",
+        "precision",
+        "recall",
+        "f1",
+        "average_precision",
+    }
 
 
 def test_instance_inputs_are_checked():

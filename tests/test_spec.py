@@ -74,6 +74,13 @@ BAD = [
         "evaluation.metrics",
         "does not apply to isbi2012",
     ),
+    (
+        r"^metrics = \[.*\]\nprimary = .*$",
+        'metrics = ["iou"]\nprimary = "iou"',
+        "evaluation.metrics",
+        "'iou' is now 'foreground_iou' (the pooled foreground-pixel IoU); the paper's Table 2 'IoU' is the "
+        "challenge's SEG measure, 'seg'",
+    ),
     (r"^validation = \[20, ", "validation = [19, 20, ", "data.split.validation", "also in train"),
     (r'^method = "indices"$', 'method = "sequence"', "data.split.train", "takes sequence names"),
     (r'^method = "indices"$', 'method = "kfold"', "data.split.train", "not used with method = 'kfold'"),
@@ -117,7 +124,7 @@ def test_sequence_split_on_data_without_sequences_is_refused(tmp_path):
 
 def test_missing_required_table(tmp_path):
     path = tmp_path / "spec.toml"
-    path.write_text('name = "x"\n[evaluation]\nmetrics = ["iou"]\nprimary = "iou"\n')
+    path.write_text('name = "x"\n[evaluation]\nmetrics = ["seg"]\nprimary = "seg"\n')
     with pytest.raises(SpecError, match=r"spec.toml: data: missing; this key is required"):
         load_spec(path)
 

@@ -32,6 +32,8 @@ spec_app = typer.Typer(help="Check and show challenge specs.", no_args_is_help=T
 data_app = typer.Typer(help="Fetch, import, generate and list data sets.", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
 app.add_typer(data_app, name="data")
+export_app = typer.Typer(help="Write challenge submissions from a finished run.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 DataRoot = Annotated[
     Path | None,
@@ -417,6 +419,77 @@ def evaluate(
     if json_out is not None:
         atomic_write_json(json_out, result.to_json())
         typer.echo(f"wrote {json_out.absolute()}")
+
+
+# ---------------------------------------------------------------------------------------------- predict
+
+
+@app.command("predict")
+def predict_command(
+    trained: Annotated[Path, typer.Argument(help="A run folder, or the checkpoint inside one.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Images, TIFF stacks, folders of slices (a CTC sequence), file.h5:dataset, .npy."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder for the outputs (created; existing files are kept).")],
+    tta: Annotated[
+        str | None, typer.Option(help="none, flips or dihedral (default: the run's inference.tta).")
+    ] = None,
+    instances: Annotated[
+        bool,
+        typer.Option(
+            "--instances", help="Also write 16-bit cell instance masks (by the run's postprocess table)."
+        ),
+    ] = False,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default: the run's).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Apply a trained network: float32 P(cell) TIFFs (1 = cell / non-membrane), one per input."""
+    from unetbench.apply import load_trained, predict_files
+    from unetbench.progress import Reporter
+
+    network = load_trained(trained, device)
+    typer.echo(
+        f"network: {network.source} (iteration {network.iteration}), spec {network.spec.name}, "
+        f"tiling {network.spec.inference.tiling}, test-time averaging {tta or network.spec.inference.tta}, "
+        f"device {network.device}"
+    )
+    reporter = Reporter(log=typer.echo, bars=progress)
+    for path in predict_files(network, inputs, out, tta=tta, instances=instances, reporter=reporter):
+        typer.echo(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------- export
+
+
+@export_app.command("isbi2012")
+def export_isbi2012_command(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run on isbi2012.")],
+    out: Annotated[Path, typer.Option(help="The submission file, e.g. submission.tif.")],
+) -> None:
+    """The 30 test slices as the organisers ask: one 32-bit TIFF stack, P(cell) in [0, 1], 0 = membrane."""
+    from unetbench.apply import export_isbi2012
+
+    typer.echo(f"wrote {export_isbi2012(run_dir, out)}")
+
+
+@export_app.command("ctc")
+def export_ctc_command(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run on a Cell Tracking Challenge set.")],
+    out: Annotated[Path, typer.Option(help="Folder for NN_RES/maskNNN.tif.")],
+    data_root: DataRoot = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Segmentation results of every frame of the evaluated sequences, in the CTC layout (16-bit masks)."""
+    from unetbench.apply import export_ctc
+    from unetbench.progress import Reporter
+
+    for folder in export_ctc(
+        run_dir, out, data_root=data_root, reporter=Reporter(log=typer.echo, bars=progress)
+    ):
+        typer.echo(f"wrote {folder}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from unetbench import __version__
 from unetbench.datasets import ctc
 from unetbench.datasets.images import IMAGE_SUFFIXES, image_files, read_image
 from unetbench.errors import DataError, UserError
-from unetbench.metrics import METRICS, instance_scores, isbi2012_scores
+from unetbench.metrics import METRICS, instance_scores, isbi2012_scores, metric_hint
 
 _HDF5 = re.compile(r"^(?P<file>.+\.(?:h5|hdf5|hdf)):(?P<key>.+)$", re.IGNORECASE)
 
@@ -115,6 +115,7 @@ def _check_metrics(metrics: list[str] | None, kind: str) -> list[str]:
         if name not in valid:
             raise UserError(
                 f"--metrics: {name!r} does not apply to {kind} data; valid choices: {', '.join(valid)}"
+                + metric_hint(name)
             )
     return metrics
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from unetbench.datasets import DATASETS
 from unetbench.errors import SpecError
-from unetbench.metrics import METRICS
+from unetbench.metrics import METRICS, metric_hint
 from unetbench.model.sizes import format_bytes, inference_bytes, training_step_bytes
 from unetbench.spec import ChallengeSpec, SyntheticSpec, read_spec, with_overrides
 
@@ -112,7 +112,7 @@ def check_spec(spec: ChallengeSpec, *, source: str) -> ChallengeSpec:
                 source,
                 "evaluation.metrics",
                 f"{metric!r} does not apply to {data.dataset} ({adapter.kind} data); "
-                f"valid choices: {', '.join(valid)}",
+                f"valid choices: {', '.join(valid)}{metric_hint(metric)}",
             )
     if data.split.method == "sequence" and not adapter.sequences:
         raise SpecError(

@@ -27,12 +27,12 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from skimage.measure import label as connected_components
 
 from unetbench.atomic import atomic_path, check_folder
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import Split, split_collection
 from unetbench.errors import RunInterrupted, UserError
+from unetbench.inference.postprocess import cell_instances
 from unetbench.inference.tiling import predict_image
 from unetbench.interrupts import Interrupts
 from unetbench.loader import load_spec, memory_problem
@@ -460,7 +460,8 @@ def score_maps(spec: ChallengeSpec, samples, maps: list[np.ndarray], *, names=No
     """The spec's metrics of probability maps: the whole split's scores and each image's.
 
     EM: the ISBI 2012 metrics against the target (cell = 1), the stack and every slice from one pass.
-    Cells: instances are the 4-connected components of P > 0.5, scored against the reference instances.
+    Cells: instances as the release makes them (:mod:`unetbench.inference.postprocess`, the spec's
+    ``[postprocess]``), scored against the reference instances.
     """
     metrics = list(spec.evaluation.metrics)
     names = names or [s.key for s in samples]
@@ -470,7 +471,7 @@ def score_maps(spec: ChallengeSpec, samples, maps: list[np.ndarray], *, names=No
             return Scores(isbi2012_scores(truth, np.stack(maps), metrics), {})
         aggregate, slices = isbi2012_scores_per_slice(truth, np.stack(maps), metrics)
         return Scores(aggregate, dict(zip(names, slices, strict=True)))
-    results = [connected_components(m > 0.5, connectivity=1) for m in maps]
+    results = [cell_instances(m, spec.postprocess) for m in maps]
     aggregate = instance_scores([s.instances for s in samples], results, metrics)
     per = {}
     if per_image:

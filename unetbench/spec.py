@@ -257,6 +257,18 @@ class InferenceSpec:
 
 
 @dataclass(frozen=True)
+class PostprocessSpec:
+    """Cell instances from P(cell), as the authors' release makes them (unetbench.inference.postprocess)."""
+
+    connectivity: Literal[4, 8] = 8  # the release: MATLAB bwconncomp's default, 8-connected
+    remove_small: int = 0  # px: segments of at most this many pixels are removed (release, PhC-U373: 500)
+    fill_holes: bool = False  # fill background enclosed by a segment (the release does not)
+
+    def __post_init__(self) -> None:
+        _require(self.remove_small >= 0, "remove_small", f"must be >= 0 px, got {self.remove_small}")
+
+
+@dataclass(frozen=True)
 class EvaluationSpec:
     metrics: tuple[str, ...] = ()
     primary: str = ""  # the metric that picks the best checkpoint
@@ -292,6 +304,7 @@ class ChallengeSpec:
     augmentation: AugmentationSpec = field(default_factory=AugmentationSpec)
     weightmap: WeightmapSpec = field(default_factory=WeightmapSpec)
     inference: InferenceSpec = field(default_factory=InferenceSpec)
+    postprocess: PostprocessSpec = field(default_factory=PostprocessSpec)
     report: ReportSpec = field(default_factory=ReportSpec)
     # Set by with_overrides, never by the file: "key=value" in the order they were applied.
     overrides: tuple[str, ...] = field(default=(), metadata={"in_file": False})

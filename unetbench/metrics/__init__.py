@@ -43,12 +43,24 @@ METRICS: dict[str, MetricInfo] = {
     "v_info": MetricInfo("em", True, "V_info (after thinning)"),
     "classic_warping_error": MetricInfo("em", False, "classic warping error (all mismatches)"),
     "seg": MetricInfo("cells", True, "CTC SEG"),
-    "iou": MetricInfo("cells", True, "foreground IoU"),
+    "foreground_iou": MetricInfo("cells", True, "foreground IoU (pixels pooled)"),
     "precision": MetricInfo("cells", True, "detection precision at IoU 0.5"),
     "recall": MetricInfo("cells", True, "detection recall at IoU 0.5"),
     "f1": MetricInfo("cells", True, "detection F1 at IoU 0.5"),
     "average_precision": MetricInfo("cells", True, "average precision, IoU 0.5:0.95"),
 }
+
+
+# Names that changed, with what to use instead: a spec or command with the old name is told so.
+RENAMED = {
+    "iou": "'iou' is now 'foreground_iou' (the pooled foreground-pixel IoU); the paper's Table 2 'IoU' is "
+    "the challenge's SEG measure, 'seg'",
+}
+
+
+def metric_hint(name: str) -> str:
+    """'; <what to use instead>' for a renamed metric, else ''."""
+    return f"; {RENAMED[name]}" if name in RENAMED else ""
 
 
 def isbi2012_scores(ground_truth, proposal, metrics=None) -> dict[str, float]:
@@ -79,8 +91,8 @@ def instance_scores(reference, result, metrics=None) -> dict[str, float]:
     scores: dict[str, float] = {}
     if "seg" in wanted:
         scores["seg"] = seg(reference, result)
-    if "iou" in wanted:
-        scores["iou"] = foreground_iou(reference, result)
+    if "foreground_iou" in wanted:
+        scores["foreground_iou"] = foreground_iou(reference, result)
     if set(wanted) & {"precision", "recall", "f1", "average_precision"}:
         detection = detection_scores(reference, result)
         scores.update({k: v for k, v in detection.items() if k in wanted})
@@ -90,12 +102,14 @@ def instance_scores(reference, result, metrics=None) -> dict[str, float]:
 __all__ = [
     "METRICS",
     "MetricInfo",
+    "RENAMED",
     "classic_warping_error",
     "detection_scores",
     "foreground_iou",
     "instance_scores",
     "isbi2012_scores",
     "isbi2012_scores_per_slice",
+    "metric_hint",
     "official_thresholds",
     "pixel_error",
     "rand_error",

@@ -16,11 +16,16 @@ from unetbench.metrics import METRICS
 from unetbench.results import RunRecord
 from unetbench.rundir import RunDir
 
+_TABLE_2 = (
+    'Table 2, whose "IOU" column is the challenge\'s SEG measure (the mean Jaccard index of each '
+    "reference cell with the segment that covers more than half of it), the quantity the organisers ranked "
+    "by; it is compared with this run's SEG, not with the pooled foreground IoU"
+)
 # The paper's numbers (Ronneberger, Fischer & Brox 2015), on the challenges' hidden test sets.
 PAPER = {
     "isbi2012": ({"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}, "Table 1"),
-    "phc-u373": ({"seg": 0.9203}, "Table 2, reported as IoU (the challenge's segmentation measure)"),
-    "dic-hela": ({"seg": 0.7756}, "Table 2, reported as IoU (the challenge's segmentation measure)"),
+    "phc-u373": ({"seg": 0.9203}, _TABLE_2),
+    "dic-hela": ({"seg": 0.7756}, _TABLE_2),
 }
 CURVE = "training-curve.png"
 
@@ -132,9 +137,17 @@ def _data_differences(record: RunRecord) -> list[str]:
             f"{trained_on} slices (the paper: all 30)."
         ]
     if dataset in ("phc-u373", "dic-hela"):
+        post = record.resolved_spec().postprocess
+        removed = (
+            f"segments of at most {post.remove_small} px removed" if post.remove_small else "no size filter"
+        )
         return [
             "Data: scored on the annotated frames of the held-out sequence, not on the challenge's hidden "
-            "test sequences."
+            "test sequences.",
+            f"Instances: P(cell) > 0.5 (the arg-max), {post.connectivity}-connected components, {removed}"
+            f"{', holes filled' if post.fill_holes else ''}; the release: arg-max, 8-connected, segments of "
+            "at most 500 px removed (PhC-U373), and a field-of-interest rule at the border that is not "
+            "applied here.",
         ]
     return [f"Data: `{dataset}` is synthetic; these numbers show the pipeline works, the paper has none."]
 

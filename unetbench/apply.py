@@ -1,0 +1,297 @@
+"""Applying a trained network outside ``unetbench run``: ``unetbench predict`` and ``unetbench export``.
+
+A trained network is a run folder (or its ``checkpoints/last.pt``): the run's ``spec.toml`` decides the
+network, the tiling, the test-time averaging and the cell post-processing; the checkpoint gives the
+weights the run scored (the best validation's, else the last). Everything is checked before anything is
+written, and every file is written atomically, so a bad input leaves no output behind.
+
+Inputs (:func:`read_inputs`): a 2D image (TIFF or PNG), a multi-page TIFF stack, a folder of slices (a
+CTC sequence folder ``01/`` with ``tNNN.tif`` is one), an HDF5 dataset ``file.h5:dataset`` or a ``.npy``
+array; integer images are scaled by the maximum of their type, float images must lie in [0, 1] (the
+project's one scaling rule, :func:`unetbench.datasets.images.to_unit_float`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unetbench.atomic import atomic_path, check_folder
+from unetbench.errors import DataError, UserError
+from unetbench.inference.postprocess import cell_instances
+from unetbench.inference.tiling import TTA_VERSIONS, predict_image
+from unetbench.spec import ChallengeSpec
+
+
+@dataclass
+class TrainedNetwork:
+    spec: ChallengeSpec
+    model: object  # the UNet, in eval mode, on ``device``
+    iteration: int  # the iteration whose weights these are
+    source: Path  # the checkpoint
+    device: str
+
+
+def load_trained(path: Path, device: str | None = None) -> TrainedNetwork:
+    """The network of a run folder or of a checkpoint inside one (``<run>/checkpoints/last.pt``)."""
+    from unetbench.loader import load_spec
+    from unetbench.model.unet import unet_from_spec
+    from unetbench.runner import resolve_device
+    from unetbench.training.checkpoint import load_checkpoint
+
+    path = Path(path)
+    if path.is_dir():
+        run, checkpoint = path, path / "checkpoints" / "last.pt"
+    elif path.is_file():
+        run, checkpoint = path.parent.parent, path
+    else:
+        raise UserError(f"{path}: no such run folder or checkpoint")
+    spec_file = run / "spec.toml"
+    if not spec_file.is_file():
+        raise UserError(
+            f"{path}: not a run folder or a checkpoint inside one ({spec_file} is missing); give the folder "
+            "`unetbench run` wrote"
+        )
+    if not checkpoint.is_file():
+        raise UserError(f"{run}: has no checkpoint ({checkpoint} is missing); the run never started training")
+    spec = load_spec(spec_file)
+    device = resolve_device(device or spec.training.device)
+    state = load_checkpoint(checkpoint)
+    best = (state.get("log") or {}).get("best")
+    weights, iteration = state["model"], int(state["iteration"])
+    if best is not None and state.get("best_model") is not None:
+        weights, iteration = state["best_model"], int(best["iteration"])
+    model = unet_from_spec(spec.model)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise UserError(
+            f"{checkpoint}: does not fit the network of {spec_file} ({str(err).splitlines()[0]})"
+        ) from None
+    return TrainedNetwork(spec, model.to(device).eval(), iteration, checkpoint, device)
+
+
+@dataclass
+class PredictionInput:
+    source: str  # as given
+    name: str  # the output's file stem
+    images: np.ndarray  # (N, H, W) float32 in [0, 1]
+    stack: bool  # False: one 2D image, written as one
+
+
+def _stem(source: str) -> str:
+    match = re.match(r"^(?P<file>.+\.(?:h5|hdf5|hdf)):(?P<key>.+)$", source, re.IGNORECASE)
+    if match:
+        return f"{Path(match['file']).stem}-{match['key'].strip('/').replace('/', '-')}"
+    path = Path(source.rstrip("/"))
+    return path.name if path.is_dir() else path.stem
+
+
+def read_inputs(sources: list[str]) -> list[PredictionInput]:
+    """Read and check every input before anything is predicted (module docstring)."""
+    from unetbench.datasets.images import to_unit_float
+    from unetbench.evaluation import read_array
+
+    if not sources:
+        raise UserError("name at least one input image, stack, folder or file.h5:dataset")
+    inputs, names = [], {}
+    for source in sources:
+        array = read_array(source)
+        if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
+            raise DataError(f"{source}: looks like a colour image ({array.shape}); give a single channel")
+        if array.ndim not in (2, 3) or min(array.shape[-2:]) < 1:
+            raise DataError(f"{source}: expected a 2D image or a stack of 2D slices, got shape {array.shape}")
+        images = to_unit_float(array, source=source)
+        name = _stem(source)
+        if name in names:
+            raise UserError(f"{source} and {names[name]} would both write {name}.tif; rename one of them")
+        names[name] = source
+        inputs.append(
+            PredictionInput(source, name, images[None] if images.ndim == 2 else images, images.ndim == 2)
+        )
+    return inputs
+
+
+def probability_maps(
+    trained: TrainedNetwork,
+    images: np.ndarray,
+    *,
+    tta: str | None = None,
+    advance: Callable[[], None] = lambda: None,
+) -> np.ndarray:
+    """(N, H, W) float32 P(cell) of (N, H, W) images, by the run's tiling and ``tta`` (default: the run's)."""
+    maps = np.empty(images.shape, dtype=np.float32)
+    for index, image in enumerate(images):
+        maps[index] = predict_image(
+            trained.model, image, trained.spec.inference, device=trained.device, tta=tta
+        )[1]
+        advance()
+    return maps
+
+
+def instance_masks(trained: TrainedNetwork, maps: np.ndarray, source: str) -> np.ndarray:
+    """(N, H, W) uint16 instance labels of P(cell) maps, by the run's ``[postprocess]``."""
+    labels = np.stack([cell_instances(m, trained.spec.postprocess) for m in maps])
+    if labels.max() > 65535:
+        raise UserError(f"{source}: {labels.max()} cells in one slice do not fit a 16-bit mask")
+    return labels.astype(np.uint16)
+
+
+def predict_files(
+    trained: TrainedNetwork,
+    sources: list[str],
+    out: Path,
+    *,
+    tta: str | None = None,
+    instances: bool = False,
+    reporter=None,
+) -> list[Path]:
+    """``unetbench predict``: ``<out>/<name>.tif`` (float32 P(cell), 1 = cell / non-membrane) per input, and
+    with ``instances`` ``<out>/<name>-instances.tif`` (uint16 labels). Returns the files written."""
+    from unetbench.datasets.images import write_tiff
+    from unetbench.progress import Reporter
+
+    if tta is not None and tta not in TTA_VERSIONS:
+        raise UserError(f"--tta: unknown value {tta!r}; valid choices: {', '.join(TTA_VERSIONS)}")
+    check_folder(out, what="--out")
+    inputs = read_inputs(sources)
+    reporter = reporter or Reporter(bars=False)
+    planned = [out / f"{i.name}.tif" for i in inputs]
+    planned += [out / f"{i.name}-instances.tif" for i in inputs] if instances else []
+    taken = [p for p in planned if p.exists()]
+    if taken:
+        raise UserError(f"{taken[0]}: exists already; choose another --out folder or remove it")
+    total = sum(len(i.images) for i in inputs)
+    written: list[Path] = []
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with reporter.items(f"predicting {total} image{'s' if total != 1 else ''}", total) as advance:
+            for item in inputs:
+                maps = probability_maps(trained, item.images, tta=tta, advance=advance)
+                arrays = [(out / f"{item.name}.tif", maps)]
+                if instances:
+                    arrays.append(
+                        (out / f"{item.name}-instances.tif", instance_masks(trained, maps, item.source))
+                    )
+                for path, array in arrays:
+                    with atomic_path(path) as temporary:
+                        write_tiff(temporary, array[0] if item.stack else array)
+                    written.append(path)
+    except BaseException:
+        for path in written:  # all or nothing
+            path.unlink(missing_ok=True)
+        if created and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    return written
+
+
+# --------------------------------------------------------------------------------------------------
+# Challenge submissions
+
+
+def export_isbi2012(run: Path, out: Path) -> Path:
+    """The ISBI 2012 submission of a finished run: its predictions of the 30 test slices as one 32-bit
+    float TIFF stack (30 x 512 x 512), values in [0, 1], 1 = cell (non-membrane), 0 = membrane.
+
+    The convention is the one the challenge's official evaluation reads: its Fiji script (Trainable Weka
+    Segmentation's ``Utils`` metrics, which the organisers published with the challenge) compares the
+    proposal with the labels (255 = cell, 0 = membrane) after thresholding the proposal's 32-bit values
+    at thresholds in [0, 1], so a proposal is P(non-membrane), as in ``../shared/metrics-facts.md`` and this
+    project's predictions. The slices are the run's own predictions (``predictions.h5``, ``test/00`` ..
+    ``test/29``), made with the run's tiling and test-time averaging.
+    """
+    import h5py
+
+    from unetbench.datasets.images import write_tiff
+    from unetbench.rundir import RunDir
+
+    record = RunDir(run).read_record()
+    if record.data.dataset != "isbi2012":
+        raise UserError(f"{run}: a run on {record.data.dataset}, not isbi2012; use `unetbench export ctc`")
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise UserError(f"--out {out}: the submission is one TIFF stack; give a file name ending in .tif")
+    names = record.data.split.get("test", [])
+    path = RunDir(run).predictions
+    if len(names) != 30 or not path.is_file():
+        raise UserError(
+            f"{run}: the run predicted {len(names)} test slices (the challenge has 30)"
+            + ("" if path.is_file() else f" and {path} is missing")
+            + "; run it on the imported isbi2012 data with its test-volume.tif"
+        )
+    with h5py.File(path, "r") as f:
+        missing = [n for n in names if n not in f]
+        if missing:
+            raise UserError(f"{path}: has no prediction {missing[0]}; the run folder is damaged")
+        stack = np.stack([np.asarray(f[n], dtype=np.float32) for n in names])
+    if stack.shape != (30, 512, 512) or not (
+        np.isfinite(stack).all() and stack.min() >= 0 and stack.max() <= 1
+    ):
+        raise UserError(f"{path}: the test predictions are not 30 slices of P(cell) in [0, 1] of 512 x 512")
+    with atomic_path(out) as temporary:
+        write_tiff(temporary, stack)
+    return out
+
+
+def export_ctc(run: Path, out: Path, *, data_root: Path | None = None, reporter=None) -> list[Path]:
+    """A Cell Tracking Challenge segmentation result of a finished run: every frame of the sequences the
+    run evaluated on, predicted with the run's network, tiling and test-time averaging, turned into
+    instances by its ``[postprocess]``, as ``<out>/<NN>_RES/mask<T>.tif`` (16-bit, T with as many digits
+    as the data set's frame names: 3, or 4 for sequences of 1000 frames or more), the layout the
+    organisers' evaluation tools read. The frames are read from where the run read its data (or from
+    ``data_root``, if the data set has moved)."""
+    from unetbench.datasets import ctc
+    from unetbench.datasets.images import read_image, to_unit_float, write_tiff
+    from unetbench.progress import Reporter
+    from unetbench.rundir import RunDir
+
+    record = RunDir(run).read_record()
+    if record.data.dataset in ("isbi2012", "synthetic-em"):
+        raise UserError(f"{run}: a run on {record.data.dataset}; use `unetbench export isbi2012`")
+    location = Path(data_root) / record.data.dataset if data_root else Path(record.data.location)
+    if not location.is_dir():
+        raise UserError(
+            f"{location}: no such folder; the run read its data there. Give --data-root where the data set "
+            "lives now (or write a generated one with `unetbench data synth`)"
+        )
+    wanted = sorted({name.split("/")[1] for name in record.data.split[record.data.scored]})
+    sequences = {s.name: s for s in ctc.scan(location)}
+    missing = [w for w in wanted if w not in sequences]
+    if missing:
+        raise UserError(f"{location}: has no sequence {missing[0]}, which the run evaluated on")
+    taken = [out / f"{w}_RES" for w in wanted if (out / f"{w}_RES").exists()]
+    if taken:
+        raise UserError(f"{taken[0]}: exists already; choose another --out folder or remove it")
+    check_folder(out, what="--out")
+    trained = load_trained(run)
+    reporter = reporter or Reporter(bars=False)
+    total = sum(len(sequences[w].frames) for w in wanted)
+    written: list[Path] = []
+    try:
+        with reporter.items(f"segmenting {total} frames", total) as advance:
+            for name in wanted:
+                frames = sequences[name].frames
+                digits = max(len(re.sub(r"\D", "", p.stem)) for p in frames.values())
+                folder = out / f"{name}_RES"
+                folder.mkdir(parents=True, exist_ok=True)
+                written.append(folder)
+                for index, frame in sorted(frames.items()):
+                    image = to_unit_float(read_image(frame), source=str(frame))
+                    maps = probability_maps(trained, image[None])
+                    mask = instance_masks(trained, maps, str(frame))[0]
+                    path = folder / f"mask{index:0{digits}d}.tif"
+                    with atomic_path(path) as temporary:
+                        write_tiff(temporary, mask)
+                    advance()
+    except BaseException:
+        import shutil
+
+        for folder in written:  # all or nothing
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return written
