@@ -200,11 +200,13 @@ def export_isbi2012(run: Path, out: Path) -> Path:
     float TIFF stack (30 x 512 x 512), values in [0, 1], 1 = cell (non-membrane), 0 = membrane.
 
     The convention is the one the challenge's official evaluation reads: its Fiji script (Trainable Weka
-    Segmentation's ``Utils`` metrics, which the organisers published with the challenge) compares the
-    proposal with the labels (255 = cell, 0 = membrane) after thresholding the proposal's 32-bit values
-    at thresholds in [0, 1], so a proposal is P(non-membrane), as in ``../shared/metrics-facts.md`` and this
-    project's predictions. The slices are the run's own predictions (``predictions.h5``, ``test/00`` ..
-    ``test/29``), made with the run's tiling and test-time averaging.
+    Segmentation's metrics, which the organisers published with the challenge) thresholds the proposal's
+    32-bit values at thresholds in [0, 1] and compares the result with the labels (255 = cell, 0 =
+    membrane), so a proposal is P(non-membrane), the convention :mod:`unetbench.metrics` reproduces from
+    running that implementation. The challenge's submission page
+    (brainiac2.mit.edu/isbi_challenge) could not be read from the machines this was written on, so the
+    citation is the evaluation code, not the page. The slices are the run's own predictions
+    (``predictions.h5``, ``test/00`` .. ``test/29``), made with the run's tiling and test-time averaging.
     """
     import h5py
 
