@@ -469,7 +469,7 @@ def export_isbi2012_command(
     run_dir: Annotated[Path, typer.Argument(help="A finished run on isbi2012.")],
     out: Annotated[Path, typer.Option(help="The submission file, e.g. submission.tif.")],
 ) -> None:
-    """The 30 test slices as the organisers ask: one 32-bit TIFF stack, P(cell) in [0, 1], 0 = membrane."""
+    """The 30 test slices as the official evaluation reads them: one 32-bit TIFF stack, P(cell) in [0, 1]."""
     from unetbench.apply import export_isbi2012
 
     typer.echo(f"wrote {export_isbi2012(run_dir, out)}")
