@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: the median wall time of a call, after a burn-in call."""
+"""Shared by the benchmarks: the median wall time of a call, after a burn-in call; the device and its name."""
 
 from __future__ import annotations
 
@@ -17,3 +17,16 @@ def median_seconds(fn: Callable[[], object], repeats: int, *, burn_in: bool = Tr
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def device_and_name(requested: str):
+    """The torch device for ``auto``/``cpu``/``cuda`` (as ``unetbench run`` resolves it) and the words that
+    name it beside a figure: the GPU's name, or the processor and its cores."""
+    import torch
+
+    from unetbench.results import hardware
+    from unetbench.runner import resolve_device
+
+    device = resolve_device(requested)
+    machine = hardware(device)
+    return torch.device(device), machine.gpu or f"{machine.processor}, {machine.cpu_cores} cores"

@@ -14,13 +14,12 @@ depend on them.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _timing import device_and_name  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.inference.tiling import TTA_VERSIONS, overlap_tile_plan, predict_image, restore, transform
 from unetbench.model.unet import UNet
@@ -73,12 +72,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, nargs="+", default=[4], help="tiles per forward pass")
     parser.add_argument("--data", type=Path, default=None, help="folder with the ISBI 2012 test-volume.tif")
     args = parser.parse_args()
-    device = torch.device(
-        "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
-    )
+    device, name = device_and_name(args.device)
     cuda = device.type == "cuda"
     count = args.slices or (30 if cuda else 1)
-    name = torch.cuda.get_device_name(0) if cuda else f"{platform.machine()} CPU, {os.cpu_count()} cores"
     images = slices(args.data, count)
     print(f"device: {name}; torch {torch.__version__}; {'bf16 autocast' if cuda else 'float32'}")
     source = "real ISBI 2012" if args.data else "random"

@@ -14,11 +14,10 @@ so the ratio needs no vendor peak figure.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
 import torch
+from _timing import device_and_name  # noqa: I001 - the benchmarks folder is on sys.path
 from torch import nn
 
 from unetbench.model.unet import UNet
@@ -108,12 +107,9 @@ def main() -> None:
         "--compile", default="off", choices=["off", "on", "both"], help="torch.compile the model"
     )
     args = parser.parse_args()
-    device = torch.device(
-        "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
-    )
+    device, name = device_and_name(args.device)
     cuda = device.type == "cuda"
     steps = args.steps or (30 if cuda else 3)
-    name = torch.cuda.get_device_name(0) if cuda else f"{platform.machine()} CPU, {os.cpu_count()} cores"
     print(
         f"device: {name}; torch {torch.__version__}; {'bf16 autocast, channels_last' if cuda else 'float32'}"
     )

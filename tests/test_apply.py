@@ -95,6 +95,23 @@ def test_predict_refuses_bad_input_with_one_line_and_writes_nothing(tiny_run, tm
     assert not (tmp_path / "o").exists()
 
 
+def test_export_refuses_the_wrong_run_or_file_with_one_line(tiny_run, tmp_path, capsys):
+    cases = [
+        (
+            ["isbi2012", str(tiny_run), "--out", str(tmp_path / "s.tif")],
+            "a run on synthetic-em, not isbi2012",
+        ),
+        (["ctc", str(tiny_run), "--out", str(tmp_path / "c")], "use `unetbench export isbi2012`"),
+        (["isbi2012", str(tmp_path / "nothing"), "--out", str(tmp_path / "s.tif")], "no record.json"),
+        (["isbi2012", str(tiny_run), "--out", str(tmp_path / "s.png")], "give a file name ending in .tif"),
+    ]
+    for argv, fragment in cases:
+        assert main(["export", *argv]) == 1
+        err = capsys.readouterr().err
+        assert fragment in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_predict_and_export_on_the_real_isbi_test_volume(tmp_path, real_isbi, capsys):
     """A quickstart-size network trained for a few steps on the real slices: `predict` on test-volume.tif

@@ -81,6 +81,19 @@ BAD = [
         "'iou' is now 'foreground_iou' (the pooled foreground-pixel IoU); the paper's Table 2 'IoU' is the "
         "challenge's SEG measure, 'seg'",
     ),
+    (
+        r'^tta = "dihedral".*$',
+        'tta = "rotations"',
+        "inference.tta",
+        "valid choices: 'none', 'flips', 'dihedral'",
+    ),
+    (r"^elastic_spacing = .*$", "elastic_spacing = 4.0", "augmentation.elastic_spacing", "must be >= 8 px"),
+    (
+        r"^elastic_spacing = .*$",
+        'elastic_spacing = "wide"',
+        "augmentation.elastic_spacing",
+        "must be a number",
+    ),
     (r"^validation = \[20, ", "validation = [19, 20, ", "data.split.validation", "also in train"),
     (r'^method = "indices"$', 'method = "sequence"', "data.split.train", "takes sequence names"),
     (r'^method = "indices"$', 'method = "kfold"', "data.split.train", "not used with method = 'kfold'"),

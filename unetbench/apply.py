@@ -84,7 +84,9 @@ class PredictionInput:
 
 
 def _stem(source: str) -> str:
-    match = re.match(r"^(?P<file>.+\.(?:h5|hdf5|hdf)):(?P<key>.+)$", source, re.IGNORECASE)
+    from unetbench.evaluation import HDF5_SOURCE
+
+    match = HDF5_SOURCE.match(source)
     if match:
         return f"{Path(match['file']).stem}-{match['key'].strip('/').replace('/', '-')}"
     path = Path(source.rstrip("/"))
@@ -213,11 +215,11 @@ def export_isbi2012(run: Path, out: Path) -> Path:
     from unetbench.datasets.images import write_tiff
     from unetbench.rundir import RunDir
 
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise UserError(f"--out {out}: the submission is one TIFF stack; give a file name ending in .tif")
     record = RunDir(run).read_record()
     if record.data.dataset != "isbi2012":
         raise UserError(f"{run}: a run on {record.data.dataset}, not isbi2012; use `unetbench export ctc`")
-    if out.suffix.lower() not in (".tif", ".tiff"):
-        raise UserError(f"--out {out}: the submission is one TIFF stack; give a file name ending in .tif")
     names = record.data.split.get("test", [])
     path = RunDir(run).predictions
     if len(names) != 30 or not path.is_file():

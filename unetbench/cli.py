@@ -244,6 +244,16 @@ def data_info(data_root: DataRoot = None) -> None:
 # ---------------------------------------------------------------------------------------------- run
 
 
+def _with_command_line(spec, overrides: list[str], *, device=None, iterations=None):
+    """The spec with ``--set KEY=VALUE``, ``--device`` and ``--iterations`` applied and recorded."""
+    changes = [parse_override(o) for o in overrides]
+    if device is not None:
+        changes.append(("training.device", device))
+    if iterations is not None:
+        changes.append(("training.iterations", iterations))
+    return apply_overrides(spec, changes, source="command line") if changes else spec
+
+
 @app.command("run")
 def run_command(
     spec_file: Annotated[Path, typer.Argument(help="A challenge spec, e.g. challenges/quickstart.toml.")],
@@ -269,13 +279,7 @@ def run_command(
         check_folder(reports, what="--reports folder")
     if out is not None and resume is not None:
         raise UserError("give --out for a new run or --resume for an existing one, not both")
-    changes = [parse_override(o) for o in overrides]
-    if device is not None:
-        changes.append(("training.device", device))
-    if iterations is not None:
-        changes.append(("training.iterations", iterations))
-    if changes:
-        spec = apply_overrides(spec, changes, source="command line")
+    spec = _with_command_line(spec, overrides, device=device, iterations=iterations)
     run(spec, data_root=data_root, out=out, resume=resume, reports=reports, progress=progress, log=typer.echo)
 
 
@@ -333,11 +337,7 @@ def ablate_command(
     from unetbench.report.ablation import CAPTION, table_rows
 
     spec = load_spec(spec_file)
-    changes = [parse_override(o) for o in overrides]
-    if iterations is not None:
-        changes.append(("training.iterations", iterations))
-    if changes:  # the baseline is the spec with these; the switches apply on top
-        spec = apply_overrides(spec, changes, source="command line")
+    spec = _with_command_line(spec, overrides, iterations=iterations)  # the baseline; switches go on top
     switches = [
         name
         for name, on in zip(ablation.SWITCHES, (no_weightmap, no_elastic, no_tiling, no_tta), strict=True)

@@ -24,13 +24,14 @@ from unetbench.datasets.images import IMAGE_SUFFIXES, image_files, read_image
 from unetbench.errors import DataError, UserError
 from unetbench.metrics import METRICS, instance_scores, isbi2012_scores, metric_hint
 
-_HDF5 = re.compile(r"^(?P<file>.+\.(?:h5|hdf5|hdf)):(?P<key>.+)$", re.IGNORECASE)
+# "file.h5:dataset": a dataset inside an HDF5 file, as every command that reads arrays takes it
+HDF5_SOURCE = re.compile(r"^(?P<file>.+\.(?:h5|hdf5|hdf)):(?P<key>.+)$", re.IGNORECASE)
 
 
 def read_array(source: str | Path) -> np.ndarray:
     """Read an image or a stack from any supported input (see the module docstring)."""
     text = str(source)
-    match = _HDF5.match(text)
+    match = HDF5_SOURCE.match(text)
     if match:
         path, key = Path(match["file"]), match["key"]
         if not path.is_file():

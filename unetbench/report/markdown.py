@@ -61,7 +61,7 @@ def scored_on(record: RunRecord) -> str:
 def _differences(record: RunRecord) -> list[str]:
     """Every way this run's setting differs from the paper's, one line each."""
     spec = record.resolved_spec()
-    notes = _data_differences(record)
+    notes = _data_differences(record, spec)
     model = spec.model
     if (model.depth, model.base_channels, model.padding) != (5, 64, "valid"):
         notes.append(
@@ -127,7 +127,7 @@ def _differences(record: RunRecord) -> list[str]:
     return notes
 
 
-def _data_differences(record: RunRecord) -> list[str]:
+def _data_differences(record: RunRecord, spec) -> list[str]:
     dataset = record.data.dataset
     trained_on = len(record.data.split.get("train", []))
     if dataset == "isbi2012":
@@ -137,7 +137,7 @@ def _data_differences(record: RunRecord) -> list[str]:
             f"{trained_on} slices (the paper: all 30)."
         ]
     if dataset in ("phc-u373", "dic-hela"):
-        post = record.resolved_spec().postprocess
+        post = spec.postprocess
         removed = (
             f"segments of at most {post.remove_small} px removed" if post.remove_small else "no size filter"
         )
