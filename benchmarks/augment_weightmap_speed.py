@@ -1,5 +1,7 @@
 """Per-slice weight-map time against the naive reference, and elastic deformation time per 572x572 tile
-for the numpy and the torch implementations (on the GPU too when there is one), in one run.
+for the numpy and the torch implementations (on the GPU too when there is one), one tile at a time and
+a batch of 8 at once as the trainer cuts them (``TileBatcher``: draws, grids and one ``grid_sample`` per
+tensor kind for the whole batch), in one run.
 
     python benchmarks/augment_weightmap_speed.py [--repeats 5]
 
@@ -13,6 +15,7 @@ import argparse
 import os
 import platform
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import tifffile
@@ -22,7 +25,7 @@ from _timing import median_seconds  # noqa: I001 - the benchmarks folder is on s
 from unetbench.datasets import synthetic
 from unetbench.spec import AugmentationSpec
 from unetbench.training.augment import draw_deformation
-from unetbench.training.sampler import sample_tile, sample_tile_torch
+from unetbench.training.sampler import TileBatcher, sample_tile
 from unetbench.training.weightmap import border_weight_map, border_weight_map_naive, class_balance_weights
 
 LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012" / "train-labels.tif"
@@ -60,23 +63,29 @@ def main() -> None:
     target = (rng.random((512, 512)) > 0.2).astype(np.int64)
     weights = rng.random((512, 512)).astype(np.float32)
     spec = AugmentationSpec(rotation=180.0, grey_values=0.1)
-    deformation = draw_deformation(rng, spec, 572)
+    deformation = draw_deformation(rng, spec, 572)  # the numpy reference's draw
     args_tile = dict(tile=572, out=388, origin=(62, 62), deformation=deformation, interpolation="cubic")
     cpu = median_seconds(lambda: sample_tile(image, target, weights, **args_tile), args.repeats)
     print("elastic deformation + rotation + flips + grey values, one 572x572 tile (image, labels, weights):")
     print(f"  numpy (CPU):        {cpu * 1e3:8.1f} ms/tile   (reference)")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
-        tensors = [torch.from_numpy(a).to(device) for a in (image, target, weights)]
+        sample = SimpleNamespace(key="0", image=image, target=target)
+        batcher = TileBatcher([sample], {"0": weights}, tile=572, out=388, augmentation=spec, device=device)
+        generator = torch.Generator(device=device).manual_seed(0)
+        for size in (1, 8):
 
-        def run(tensors=tensors, device=device):
-            sample_tile_torch(*tensors, **args_tile)
-            if device == "cuda":
-                torch.cuda.synchronize()
+            def batch(batcher=batcher, generator=generator, device=device, size=size):
+                batcher.cut(batcher.draw(generator, size))
+                if device == "cuda":
+                    torch.cuda.synchronize()
 
-        seconds = median_seconds(run, args.repeats)
-        speedup = cpu / seconds
-        print(f"  torch ({device:<4}):       {seconds * 1e3:8.1f} ms/tile   {speedup:5.1f}x the numpy speed")
+            seconds = median_seconds(batch, args.repeats) / size
+            speedup = cpu / seconds
+            print(
+                f"  torch ({device:<4}), {size} per batch: {seconds * 1e3:6.1f} ms/tile   "
+                f"{speedup:5.1f}x the numpy speed"
+            )
     if len(devices) == 1:
         print("  torch (cuda): no GPU on this machine")
 

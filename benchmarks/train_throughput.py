@@ -1,27 +1,43 @@
-"""Training throughput of the paper's full U-Net: 572x572 tiles per second and FLOP utilisation.
+"""Training throughput of the paper's full U-Net: 572x572 tiles per second, FLOP utilisation and the
+training step's overhead.
 
-One training step = one 572x572 tile (the paper's batch), forward and backward, weighted soft-max
-cross-entropy, SGD with momentum 0.99; bf16 autocast and channels_last on CUDA, float32 on the CPU.
-The FLOP count per tile is computed here from the network's layers (2 FLOPs per multiply-add; backward =
-2 x forward) and printed next to the 902.6 GFLOP the issue states. Utilisation is given against a dense
-matrix multiplication measured in the same run on the same device (bf16 on CUDA, float32 on the CPU),
-so the ratio needs no vendor peak figure.
+A step is ``Trainer.step`` as ``unetbench run`` takes it with ``challenges/em.toml``'s settings: the batch's
+tiles drawn, elastically deformed and cut on the device from 512x512 slices resident there, forward and
+backward under the precision asked for, weighted soft-max cross-entropy in float32, SGD with momentum
+0.99. The FLOP count per tile is computed from the network's layers (2 FLOPs per multiply-add; backward =
+2 x forward) and printed next to the 902.6 GFLOP the issue states. Utilisation is against a dense matrix
+multiplication of the same precision measured in the same run on the same device, so the ratio needs no
+vendor peak figure.
+
+**Overhead**: the step's time against a forward + backward of the same network, precision, layout and
+compilation on a batch made beforehand (no tile sampling, no optimiser step), measured in the same run:
+(step - forward and backward) / forward and backward. It is what the step adds around the network's
+arithmetic: drawing and cutting the tiles, the loss bookkeeping and the SGD update.
 
     python benchmarks/train_throughput.py [--steps N] [--device auto|cpu|cuda] [--batch 1 4 8 16]
-                                          [--compile off|on|both]
+                                          [--precision auto fp32 bf16] [--compile off|on|both]
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 from _timing import device_and_name  # noqa: I001 - the benchmarks folder is on sys.path
 from torch import nn
 
+from unetbench import execution
+from unetbench.loader import apply_overrides, load_spec
 from unetbench.model.unet import UNet
 from unetbench.training.loss import weighted_cross_entropy
+from unetbench.training.trainer import Trainer
+
+SPEC = Path(__file__).resolve().parents[1] / "challenges" / "em.toml"
 
 STATED_GFLOP = 902.6
 
@@ -64,36 +80,68 @@ def matmul_rate(device: torch.device, dtype: torch.dtype, n: int, repeats: int) 
     return 2.0 * n**3 * repeats / (time.perf_counter() - start)
 
 
-def measure(model, optimizer, device, batch: int, steps: int, compiled: bool):
-    """Seconds per training step at ``batch`` tiles and the peak memory (bytes; None on the CPU)."""
-    cuda = device.type == "cuda"
-    run = torch.compile(model) if compiled else model
-    image = torch.rand(batch, 1, 572, 572, device=device)
-    if cuda:
-        image = image.contiguous(memory_format=torch.channels_last)
-    target = torch.randint(0, 2, (batch, 388, 388), device=device)
-    weights = torch.rand(batch, 388, 388, device=device) * 10
-
-    def step():
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=cuda):
-            logits = run(image)
-        loss = weighted_cross_entropy(logits.float(), target, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(3 if compiled else 2):  # burn-in: compilation, allocator, kernel selection
-        step()
-    if cuda:
+def synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
         torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
+
+
+def timed(step, device, steps: int, burn_in: int) -> float:
+    """Seconds per call of ``step`` after ``burn_in`` untimed calls."""
+    for _ in range(burn_in):  # compilation, allocator, kernel selection
+        step()
+    synchronise(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronise(device)
+    return (time.perf_counter() - start) / steps
+
+
+def trainer_for(device, batch: int, precision: str, compiled: bool, folder: Path) -> Trainer:
+    """A trainer of the paper's network with em.toml's augmentation on 30 random 512x512 slices."""
+    spec = apply_overrides(
+        load_spec(SPEC),
+        {
+            "training.batch_size": batch,
+            "training.precision": precision,
+            "training.compile": compiled,
+            "inference.precision": precision,
+        },
+    )
+    rng = np.random.default_rng(0)
+    samples = [
+        SimpleNamespace(
+            key=str(i), image=rng.random((512, 512), dtype=np.float32), target=rng.random((512, 512)) > 0.5
+        )
+        for i in range(30)
+    ]
+    weight_maps = {s.key: (1 + 9 * rng.random((512, 512))).astype(np.float32) for s in samples}
+    torch.manual_seed(0)
+    model = UNet(in_channels=1, classes=2)
+    return Trainer(spec, model, samples, weight_maps, device=device, checkpoint=folder / "unused.pt")
+
+
+def measure(trainer: Trainer, steps: int):
+    """Seconds per training step, seconds per forward + backward on a pre-made batch, peak memory."""
+    device, cuda = trainer.device, trainer.device.type == "cuda"
+    burn_in = 3 if trainer.training.compile else 2
     if cuda:
-        torch.cuda.synchronize()
-    seconds = (time.perf_counter() - start) / steps
-    return seconds, (torch.cuda.max_memory_allocated() if cuda else None)
+        torch.cuda.reset_peak_memory_stats()
+    step_seconds = timed(trainer.step, device, steps, burn_in)
+    peak = torch.cuda.max_memory_allocated() if cuda else None
+    images, targets, weights = trainer.batch(0)
+    images = images.contiguous(memory_format=trainer.memory_format)
+
+    def forward_backward():
+        with execution.autocast(trainer.training.precision, device):
+            logits = trainer.forward(images)
+        loss = weighted_cross_entropy(logits.float(), targets, weights)
+        loss.backward()
+
+    trainer.model.train()
+    network_seconds = timed(forward_backward, device, steps, burn_in)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    return step_seconds, network_seconds, peak
 
 
 def main() -> None:
@@ -104,44 +152,56 @@ def main() -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1], help="tiles per step, e.g. 1 4 8 16")
     parser.add_argument(
-        "--compile", default="off", choices=["off", "on", "both"], help="torch.compile the model"
+        "--precision",
+        nargs="+",
+        default=["auto"],
+        choices=["auto", "fp32", "bf16"],
+        help="training.precision (auto: bf16 on CUDA, fp32 on the CPU)",
     )
+    parser.add_argument("--compile", default="off", choices=["off", "on", "both"], help="training.compile")
     args = parser.parse_args()
     device, name = device_and_name(args.device)
     cuda = device.type == "cuda"
     steps = args.steps or (30 if cuda else 3)
-    print(
-        f"device: {name}; torch {torch.__version__}; {'bf16 autocast, channels_last' if cuda else 'float32'}"
-    )
-
-    torch.manual_seed(0)
-    model = UNet(in_channels=1, classes=2)
-    flops = 3.0 * forward_flops(model, 572)  # forward + backward (2 x forward)
+    print(f"device: {name}; torch {torch.__version__}; tiles and settings of {SPEC.name}, random slices")
+    flops = 3.0 * forward_flops(UNet(in_channels=1, classes=2), 572)  # forward + backward (2 x forward)
     print(
         f"FLOP per 572x572 training tile (forward + backward): {flops / 1e9:.1f} G (stated: {STATED_GFLOP} G)"
     )
-    model.to(device)
-    if cuda:
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99)
-    reference = matmul_rate(
-        device, torch.bfloat16 if cuda else torch.float32, 8192 if cuda else 2048, 20 if cuda else 5
-    )
-    print(f"reference: dense matmul on the same device {reference / 1e12:.3f} TFLOP/s")
+    references = {}
+    for precision in dict.fromkeys(execution.precision(p, device) for p in args.precision):
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        references[precision] = matmul_rate(device, dtype, 8192 if cuda else 2048, 20 if cuda else 5)
+        print(
+            f"reference: dense {precision} matmul on the same device "
+            f"{references[precision] / 1e12:.3f} TFLOP/s"
+        )
     print()
-    print("| batch | compile | ms/step | tiles/s | TFLOP/s | utilisation vs matmul | peak memory |")
-    print("|---:|---|---:|---:|---:|---:|---:|")
+    print(
+        "| batch | precision | compile | ms/step | tiles/s | TFLOP/s | utilisation vs matmul | peak memory "
+        "| forward + backward ms | overhead |"
+    )
+    print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
     modes = {"off": [False], "on": [True], "both": [False, True]}[args.compile]
-    for compiled in modes:
-        for batch in args.batch:
-            seconds, peak = measure(model, optimizer, device, batch, steps, compiled)
-            achieved = flops * batch / seconds
-            memory = "-" if peak is None else f"{peak / 2**30:.1f} GiB"
-            print(
-                f"| {batch} | {'on' if compiled else 'off'} | {seconds * 1e3:.1f} | {batch / seconds:.1f} | "
-                f"{achieved / 1e12:.1f} | {achieved / reference:.1%} | {memory} |",
-                flush=True,
-            )
+    with tempfile.TemporaryDirectory() as folder:
+        for precision in args.precision:
+            for compiled in modes:
+                for batch in args.batch:
+                    trainer = trainer_for(device, batch, precision, compiled, Path(folder))
+                    seconds, network, peak = measure(trainer, steps)
+                    achieved = flops * batch / seconds
+                    resolved = execution.precision(precision, device)
+                    memory = "-" if peak is None else f"{peak / 2**30:.1f} GiB"
+                    utilisation = achieved / references[resolved]
+                    print(
+                        f"| {batch} | {resolved} | {'on' if compiled else 'off'} | {seconds * 1e3:.1f} | "
+                        f"{batch / seconds:.1f} | {achieved / 1e12:.2f} | {utilisation:.1%} "
+                        f"| {memory} | {network * 1e3:.1f} | {(seconds - network) / network:+.1%} |",
+                        flush=True,
+                    )
+                    del trainer
+                    if cuda:
+                        torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
-"""Elastic deformation and the tile sampler: the paper's parameters, label safety, CPU = torch."""
+"""Elastic deformation and the tile sampler: the paper's parameters, label safety. (The batched torch
+sampler the trainer uses is compared with these, tile by tile, in test_fast_path.py.)"""
 
 import math
 
 import numpy as np
 import pytest
-import torch
 
 from unetbench.spec import AugmentationSpec
 from unetbench.training.augment import (
@@ -12,11 +12,9 @@ from unetbench.training.augment import (
     dense_field,
     draw_deformation,
     sample_numpy,
-    sample_torch,
     sampling_grid,
-    sampling_grid_torch,
 )
-from unetbench.training.sampler import random_output_origin, sample_tile, sample_tile_torch
+from unetbench.training.sampler import random_output_origin, sample_tile
 
 
 def test_coarse_displacements_have_the_configured_spread():
@@ -92,35 +90,6 @@ def test_labels_keep_their_values_under_deformation():
         assert set(np.unique(warped)) <= {0, 7, 255} and warped.dtype == labels.dtype
 
 
-def test_cpu_and_torch_implementations_agree():
-    rng = np.random.default_rng(4)
-    image = rng.random((120, 100))
-    labels = rng.integers(0, 4, (120, 100))
-    spec = AugmentationSpec(rotation=30.0, shift=4.0, flip=True)
-    for _ in range(3):
-        deformation = draw_deformation(rng, spec, 110)
-        grid = sampling_grid(deformation, (90, 110), (60.0, 50.0))
-        grid_t = sampling_grid_torch(deformation, (90, 110), (60.0, 50.0), dtype=torch.float64)
-        np.testing.assert_allclose(grid_t.numpy(), grid, atol=1e-9)
-        for mode in ("cubic", "linear"):  # float64: the same arithmetic, to rounding
-            ours = sample_numpy(image, grid, mode)
-            theirs = sample_torch(torch.from_numpy(image), grid_t, mode).numpy()
-            np.testing.assert_allclose(theirs, ours, atol=1e-6)
-        np.testing.assert_array_equal(
-            sample_torch(torch.from_numpy(labels), grid_t, "nearest").numpy(),
-            sample_numpy(labels, grid, "nearest"),
-        )
-        # float32 on the device, as in training: within 1e-3 of the float64 CPU result
-        grid_32 = sampling_grid_torch(deformation, (90, 110), (60.0, 50.0))
-        image_32 = torch.from_numpy(image.astype(np.float32))
-        assert (
-            np.abs(
-                sample_torch(image_32, grid_32, "cubic").numpy() - sample_numpy(image, grid, "cubic")
-            ).max()
-            < 1e-3
-        )
-
-
 def test_tile_sampler_aligns_target_and_weights_with_the_valid_output():
     rng = np.random.default_rng(5)
     image = rng.random((70, 80)).astype(np.float32)
@@ -144,19 +113,3 @@ def test_tile_sampler_aligns_target_and_weights_with_the_valid_output():
     for _ in range(50):  # an output window that fits lies inside the image, on both axes
         y0, x0 = random_output_origin(rng, (500, 600), 388)
         assert 0 <= y0 <= 112 and 0 <= x0 <= 212
-
-
-def test_tile_sampler_cpu_and_torch_agree_under_augmentation():
-    rng = np.random.default_rng(6)
-    image = rng.random((90, 90))
-    target = rng.integers(0, 2, (90, 90))
-    weights = rng.random((90, 90))
-    deformation = draw_deformation(rng, AugmentationSpec(rotation=20.0, grey_values=0.1), 124)
-    args = dict(tile=124, out=84, origin=(3, 4), deformation=deformation, interpolation="linear")
-    cpu = sample_tile(image, target, weights, **args)
-    gpu_like = sample_tile_torch(
-        torch.from_numpy(image), torch.from_numpy(target), torch.from_numpy(weights), **args
-    )
-    np.testing.assert_allclose(gpu_like.image.numpy(), cpu.image, atol=1e-4)
-    assert (gpu_like.target.numpy() != cpu.target).mean() < 1e-3
-    np.testing.assert_allclose(gpu_like.weights.numpy(), cpu.weights, atol=1e-4)

@@ -42,7 +42,7 @@ def test_bad_spec_exits_non_zero_with_one_line_and_no_traceback(tmp_path):
         f"error: {bad}: training.momentun: unknown key (did you mean 'training.momentum'?); valid keys here: "
         "optimizer, learning_rate, momentum, weight_decay, lr_schedule, lr_step_every, lr_step_factor, "
         "iterations, tile_size, batch_size, seed, device, checkpoint_every, checkpoint_minutes, "
-        "validate_every"
+        "validate_every, precision, memory_format, compile"
     ]
     assert "ok " in result.stdout  # the good file is still checked
 

@@ -7,7 +7,6 @@ import torch
 from unetbench.inference.tiling import predict_image
 from unetbench.model.unet import UNet
 from unetbench.spec import InferenceSpec
-from unetbench.training.loss import weighted_cross_entropy
 
 pytestmark = [
     pytest.mark.cuda,
@@ -17,23 +16,81 @@ pytestmark = [
 ]
 
 
-def test_training_steps_in_bf16_with_channels_last_are_finite_and_decrease():
+def test_the_paper_network_trains_in_bf16_compiled_with_finite_decreasing_loss(tmp_path):
+    """The trainer's own step on the GPU: tiles cut on the device, bf16 autocast, channels_last and
+    torch.compile from the spec, the paper's full network at its 572 px tile."""
+    from types import SimpleNamespace
+
+    from unetbench.loader import apply_overrides, load_spec
+    from unetbench.training.trainer import Trainer
+
+    from .helpers import REPO
+
+    spec = apply_overrides(
+        load_spec(REPO / "challenges" / "em.toml"),
+        {"training.precision": "bf16", "training.compile": True, "training.batch_size": 2},
+    )
+    rng = np.random.default_rng(0)
+    image = rng.random((512, 512), dtype=np.float32)
+    samples = [SimpleNamespace(key="0", image=image, target=image > 0.5)]  # a learnable target
     torch.manual_seed(0)
-    net = UNet(depth=3, base_channels=8).cuda().to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.99)
-    image = torch.rand(2, 1, 124, 124, device="cuda").contiguous(memory_format=torch.channels_last)
-    target = (image[:, 0, 20:104, 20:104] > 0.5).long()
-    weights = torch.ones(2, 84, 84, device="cuda")
-    losses = []
-    for _ in range(30):
-        with torch.autocast(device_type="cuda", dtype=torch.bfloat16):
-            logits = net(image)
-        loss = weighted_cross_entropy(logits.float(), target, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss))
+    model = UNet()
+    trainer = Trainer(
+        spec,
+        model,
+        samples,
+        {"0": np.ones((512, 512), np.float32)},
+        device="cuda",
+        checkpoint=tmp_path / "c.pt",
+    )
+    conv = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    losses = [float(trainer.step()) for _ in range(30)]
     assert all(np.isfinite(losses)) and np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def test_a_training_step_never_waits_for_the_host(tmp_path):
+    """torch's sync debug mode turns every host synchronisation into an error: drawing and cutting the
+    tiles, the forward and backward pass, the loss and the SGD update of a step must not cause one."""
+    from types import SimpleNamespace
+
+    from unetbench.training.trainer import Trainer
+
+    from .helpers import tiny_spec
+
+    spec = tiny_spec(**{"augmentation.rotation": 20.0, "augmentation.grey_values": 0.1})
+    rng = np.random.default_rng(0)
+    shapes = [(64, 64), (64, 64), (70, 66)]  # two shapes: the per-shape stacks are merged on the device
+    samples = [
+        SimpleNamespace(key=str(i), image=rng.random(shape, dtype=np.float32), target=rng.random(shape) > 0.5)
+        for i, shape in enumerate(shapes)
+    ]
+    weights = {s.key: np.ones(s.image.shape, np.float32) for s in samples}
+    model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
+    trainer = Trainer(spec, model, samples, weights, device="cuda", checkpoint=tmp_path / "c.pt")
+    total = trainer.step()  # the first step initialises lazily (cuDNN, the optimiser state)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            total = total + trainer.step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert np.isfinite(float(total))
+
+
+def test_overlap_tile_on_cuda_equals_one_pass_over_the_mirrored_image(monkeypatch):
+    from .test_tiling import _whole_image_pass
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # float32 convolutions, both sides
+    torch.manual_seed(0)
+    net = UNet(depth=3, base_channels=8, dropout=0.0).eval()
+    image = np.random.default_rng(0).random((173, 251)).astype(np.float32)
+    spec = InferenceSpec(tile_size=92, batch_size=4, precision="fp32", memory_format="channels_last")
+    on_gpu = predict_image(net.cuda(), image, spec, device="cuda")
+    whole = _whole_image_pass(net.cpu(), image)
+    assert on_gpu.shape == whole.shape == (2, 173, 251)
+    np.testing.assert_allclose(on_gpu, whole, atol=1e-4)  # other convolution kernels, float32 rounding
 
 
 @pytest.mark.parametrize("tta", ["none", "dihedral"])

@@ -136,7 +136,7 @@ def test_a_checkpoint_round_trips_plain_values(tmp_path):
         "iteration": 3,
         "model": {"w": torch.arange(4.0)},
         "optimizer": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0]}]},
-        "numpy_rng": {"bit_generator": "PCG64", "state": {"state": 2**100 + 1, "inc": 7}},
+        "extra": {"bit_generator": "PCG64", "state": {"state": 2**100 + 1, "inc": 7}},
         "torch_rng": torch.get_rng_state(),
         "log": {"curve": [], "best": None},
         "pending_loss": torch.tensor(1.5),
@@ -145,7 +145,7 @@ def test_a_checkpoint_round_trips_plain_values(tmp_path):
     save_checkpoint(tmp_path / "last.pt", state)
     loaded = load_checkpoint(tmp_path / "last.pt")
     assert loaded["iteration"] == 3 and torch.equal(loaded["model"]["w"], torch.arange(4.0))
-    assert loaded["numpy_rng"]["state"]["state"] == 2**100 + 1
+    assert loaded["extra"]["state"]["state"] == 2**100 + 1
 
 
 def test_foreign_files_are_not_checkpoints(tmp_path):

@@ -107,10 +107,23 @@ def test_checkpoints_come_every_n_iterations_or_every_m_minutes(tmp_path, monkey
     assert saved == [0, 1, 2, 3, 4, 5, 5]
 
 
-def test_resume_gives_the_same_weights_and_scores_as_a_straight_run(tmp_path):
-    straight = run(tiny_spec(iterations=8), out=tmp_path / "straight", **quiet(tmp_path))
-    half = run(tiny_spec(iterations=4), out=tmp_path / "halves", **quiet(tmp_path))
-    resumed = run(tiny_spec(iterations=8), resume=half, **quiet(tmp_path))
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {},
+        {
+            "training.precision": "bf16",
+            "training.memory_format": "channels_last",
+            "inference.precision": "bf16",
+            "inference.memory_format": "channels_last",
+        },
+    ],
+    ids=["fp32", "bf16-channels_last"],
+)
+def test_resume_gives_the_same_weights_and_scores_as_a_straight_run(tmp_path, settings):
+    straight = run(tiny_spec(iterations=8, **settings), out=tmp_path / "straight", **quiet(tmp_path))
+    half = run(tiny_spec(iterations=4, **settings), out=tmp_path / "halves", **quiet(tmp_path))
+    resumed = run(tiny_spec(iterations=8, **settings), resume=half, **quiet(tmp_path))
     assert resumed == half
     assert same_weights(weights(straight), weights(resumed))
     a, b = _record(straight), _record(resumed)

@@ -28,6 +28,7 @@ import h5py
 import numpy as np
 import torch
 
+from unetbench import execution
 from unetbench.atomic import atomic_path, check_folder
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import Split, split_collection
@@ -160,8 +161,10 @@ def prepare(
     run_dir = _open_run_dir(spec, out, resume)
     resume_command = _resume_command(run_dir, data_root, reports)
     with _released_unless_prepared(run_dir, resume_command, interrupts):
+        training = spec.training
+        how = execution.describe(training.precision, training.memory_format, device, training.compile)
         reporter.line(
-            f"run folder: {run_dir.path}  (device {device}; {len(split.train)} training, "
+            f"run folder: {run_dir.path}  (device {device}, training in {how}; {len(split.train)} training, "
             f"{len(split.validation)} validation, {len(split.evaluation)} evaluation images from {location})"
         )
         tick = time.perf_counter()

@@ -5,8 +5,14 @@ output-sized tiles; each is predicted from its input tile, which includes the co
 ((572 - 388) / 2 = 92 px for the paper's network); beyond the image border the input is extrapolated by
 mirroring. Tiles are placed at a stride that is a multiple of the pooling factor 2^(depth-1) (384 for
 the paper's 388 px output), so every tile sees the same pooling grid as a single pass over the whole
-mirror-extended image would: the result equals that pass to float rounding ("seamless"). Tiles are
-batched, run under ``torch.no_grad()``, and under bf16 autocast on CUDA.
+mirror-extended image would: the result equals that pass to float rounding ("seamless").
+
+**On the device.** The image is copied to the device once; mirroring, cutting the tiles, the test-time
+averaging transforms, assembling the output and averaging happen there, and one probability map per
+image comes back to the host. Tiles go through the network ``inference.batch_size`` at a time under
+``torch.no_grad()``, with the spec's ``inference.precision`` and ``memory_format``
+(:mod:`unetbench.execution`; ``auto``: bf16 autocast and channels_last on CUDA, float32 on the CPU); the
+soft-max is taken in float32.
 
 **No tiling** (``tiling = "none"``, the ablation's baseline): a same-padded network is run on
 non-overlapping tiles of the inference tile size, each tile on its own with zero padding in every
@@ -19,59 +25,66 @@ the optimisation stay the same.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
+from unetbench import execution
 from unetbench.model.sizes import context_margin, output_size
 
 
-def _as_channels(image: np.ndarray) -> np.ndarray:
-    """(H, W) or (C, H, W) -> (C, H, W) float32."""
-    array = np.asarray(image, dtype=np.float32)
-    return array[None] if array.ndim == 2 else array
+def _as_channels(image, device="cpu") -> torch.Tensor:
+    """(H, W) or (C, H, W) array or tensor -> (C, H, W) float32 tensor on ``device``."""
+    tensor = torch.as_tensor(np.asarray(image, dtype=np.float32) if not torch.is_tensor(image) else image)
+    tensor = tensor.to(device=device, dtype=torch.float32)
+    return tensor[None] if tensor.dim() == 2 else tensor
 
 
-def _run_tiles(model, tiles: list[np.ndarray], batch_size: int, device) -> list[np.ndarray]:
-    """Soft-max probabilities (K, h, w) of each (C, H, W) input tile, in batches."""
+def _run_tiles(model, tiles: list[torch.Tensor], inference, device) -> list[torch.Tensor]:
+    """Soft-max probabilities (K, h, w) of each (C, H, W) input tile, in batches, left on the device."""
     results = []
-    device = torch.device(device)
-    autocast = (
-        torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-        if device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    with torch.no_grad(), autocast:
-        for start in range(0, len(tiles), batch_size):
-            batch = torch.from_numpy(np.stack(tiles[start : start + batch_size])).to(device)
-            probabilities = torch.softmax(model(batch).float(), dim=1)  # (B, K, h, w)
-            results.extend(probabilities.cpu().numpy())
+    layout = execution.memory_format(getattr(inference, "memory_format", "auto"), device)
+    with torch.no_grad(), execution.autocast(getattr(inference, "precision", "auto"), device):
+        for start in range(0, len(tiles), inference.batch_size):
+            batch = torch.stack(tiles[start : start + inference.batch_size]).contiguous(memory_format=layout)
+            probabilities = torch.softmax(model(batch).float(), dim=1)  # (B, K, h, w), float32
+            results.extend(probabilities.unbind(0))
     return results
 
 
 @dataclass(frozen=True)
 class TilePlan:
     """The input tiles of one image and where their outputs go: ``assemble`` turns the tiles' (K, h, w)
-    probabilities, in order, into the image's (K, H, W)."""
+    probabilities, in order, into the image's (K, H, W). Tiles are views of one padded tensor."""
 
-    tiles: list[np.ndarray]
+    tiles: list[torch.Tensor]
     origins: list[tuple[int, int]]
     out: int  # output tile edge
     covered: tuple[int, int]  # the tiled extent, at least the image
     shape: tuple[int, int]  # the image
 
-    def assemble(self, probabilities: list[np.ndarray]) -> np.ndarray:
-        result = np.zeros((probabilities[0].shape[0], *self.covered), dtype=np.float32)
+    def assemble(self, probabilities: list[torch.Tensor]) -> torch.Tensor:
+        first = probabilities[0]
+        result = first.new_zeros((first.shape[0], *self.covered))
         for (y, x), tile_probabilities in zip(self.origins, probabilities, strict=True):
             result[:, y : y + self.out, x : x + self.out] = tile_probabilities  # overlaps hold equal values
         return result[:, : self.shape[0], : self.shape[1]]
 
 
-def overlap_tile_plan(model, image: np.ndarray, *, tile_size: int) -> TilePlan:
-    """The overlap-tile input tiles of an image (module docstring).
+def _mirrored(channels: torch.Tensor, pad_y: tuple[int, int], pad_x: tuple[int, int]) -> torch.Tensor:
+    """``channels`` (C, H, W) mirrored beyond its border by ``pad_y`` / ``pad_x`` px (before, after), as
+    ``np.pad(mode="reflect")``: about the edge pixels, repeated when a margin exceeds the image."""
+    _, height, width = channels.shape
+    rows = torch.from_numpy(np.pad(np.arange(height), pad_y, mode="reflect")).to(channels.device)
+    cols = torch.from_numpy(np.pad(np.arange(width), pad_x, mode="reflect")).to(channels.device)
+    return channels[:, rows][:, :, cols]
+
+
+def overlap_tile_plan(model, image, *, tile_size: int, device="cpu") -> TilePlan:
+    """The overlap-tile input tiles of an image (module docstring), on ``device``.
 
     ``model`` must be a valid-padding U-Net (``model.depth``, ``model.padding == "valid"``); ``tile_size``
     is the input tile edge and must be valid for it.
@@ -89,22 +102,18 @@ def overlap_tile_plan(model, image: np.ndarray, *, tile_size: int) -> TilePlan:
         raise ValueError(
             f"tile size {tile_size} gives a {out} px output, smaller than the pooling factor {factor}"
         )
-    channels = _as_channels(image)
+    channels = _as_channels(image, device)
     _, height, width = channels.shape
     n_y, n_x = max(1, math.ceil((height - out) / stride) + 1), max(1, math.ceil((width - out) / stride) + 1)
     covered_y, covered_x = (n_y - 1) * stride + out, (n_x - 1) * stride + out
     # mirror the image: margin on top/left, margin + the uncovered rest on bottom/right
-    padded = np.pad(
-        channels,
-        ((0, 0), (margin, margin + covered_y - height), (margin, margin + covered_x - width)),
-        mode="reflect",
-    )
+    padded = _mirrored(channels, (margin, margin + covered_y - height), (margin, margin + covered_x - width))
     origins = [(iy * stride, ix * stride) for iy in range(n_y) for ix in range(n_x)]
     tiles = [padded[:, y : y + tile_size, x : x + tile_size] for y, x in origins]
     return TilePlan(tiles, origins, out, (covered_y, covered_x), (height, width))
 
 
-def independent_tile_plan(model, image: np.ndarray, *, tile_size: int) -> TilePlan:
+def independent_tile_plan(model, image, *, tile_size: int, device="cpu") -> TilePlan:
     """The ablation's tiles: non-overlapping tiles of a same-padded network, zero padding at every tile
     and image border (module docstring)."""
     if getattr(model, "padding", "same") != "same":
@@ -112,29 +121,33 @@ def independent_tile_plan(model, image: np.ndarray, *, tile_size: int) -> TilePl
             "tiling = 'none' needs a same-padding network (the ablation sets model.padding = 'same')"
         )
     output_size(tile_size, depth=model.depth, padding="same")  # ValueError for a size the network cannot take
-    channels = _as_channels(image)
+    channels = _as_channels(image, device)
     _, height, width = channels.shape
     n_y, n_x = math.ceil(height / tile_size), math.ceil(width / tile_size)
-    padded = np.pad(channels, ((0, 0), (0, n_y * tile_size - height), (0, n_x * tile_size - width)))
+    padded = torch.nn.functional.pad(channels, (0, n_x * tile_size - width, 0, n_y * tile_size - height))
     origins = [(iy * tile_size, ix * tile_size) for iy in range(n_y) for ix in range(n_x)]
     tiles = [padded[:, y : y + tile_size, x : x + tile_size] for y, x in origins]
     return TilePlan(tiles, origins, tile_size, (n_y * tile_size, n_x * tile_size), (height, width))
+
+
+def _plain(tile_size: int, batch_size: int) -> SimpleNamespace:
+    return SimpleNamespace(tile_size=tile_size, batch_size=batch_size, precision="auto", memory_format="auto")
 
 
 def overlap_tile_predict(
     model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
 ) -> np.ndarray:
     """Class probabilities (K, H, W) of a whole image by overlap-tile prediction (module docstring)."""
-    plan = overlap_tile_plan(model, image, tile_size=tile_size)
-    return plan.assemble(_run_tiles(model, plan.tiles, batch_size, device))
+    plan = overlap_tile_plan(model, image, tile_size=tile_size, device=device)
+    return plan.assemble(_run_tiles(model, plan.tiles, _plain(tile_size, batch_size), device)).cpu().numpy()
 
 
 def independent_tile_predict(
     model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
 ) -> np.ndarray:
     """Class probabilities (K, H, W) with the ablation's strategy (module docstring)."""
-    plan = independent_tile_plan(model, image, tile_size=tile_size)
-    return plan.assemble(_run_tiles(model, plan.tiles, batch_size, device))
+    plan = independent_tile_plan(model, image, tile_size=tile_size, device=device)
+    return plan.assemble(_run_tiles(model, plan.tiles, _plain(tile_size, batch_size), device)).cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -144,17 +157,24 @@ def independent_tile_predict(
 TTA_VERSIONS = {"none": (0,), "flips": (0, 4, 2, 6), "dihedral": tuple(range(8))}
 
 
-def transform(array: np.ndarray, version: int) -> np.ndarray:
-    """Version ``version`` (0..7) of an image (..., H, W): mirrored left-right if ``version >= 4``, then
-    rotated by ``version % 4`` quarter turns counter-clockwise. 0 is the image itself; 2 turns it by 180
-    degrees (= both mirrors), 4 mirrors it left-right and 6 top-bottom: (0, 4, 2, 6) are the four flips."""
+def transform(array, version: int):
+    """Version ``version`` (0..7) of an image (..., H, W), a numpy array or a torch tensor: mirrored
+    left-right if ``version >= 4``, then rotated by ``version % 4`` quarter turns counter-clockwise. 0 is
+    the image itself; 2 turns it by 180 degrees (= both mirrors), 4 mirrors it left-right and 6
+    top-bottom: (0, 4, 2, 6) are the four flips."""
+    if torch.is_tensor(array):
+        array = array.flip(-1) if version >= 4 else array
+        return torch.rot90(array, version % 4, dims=(-2, -1))
     if version >= 4:
         array = array[..., ::-1]
     return np.rot90(array, version % 4, axes=(-2, -1))
 
 
-def restore(array: np.ndarray, version: int) -> np.ndarray:
+def restore(array, version: int):
     """The inverse of :func:`transform`: a prediction of version ``version`` back on the image's grid."""
+    if torch.is_tensor(array):
+        array = torch.rot90(array, -(version % 4), dims=(-2, -1))
+        return array.flip(-1) if version >= 4 else array
     array = np.rot90(array, -(version % 4), axes=(-2, -1))
     return array[..., ::-1] if version >= 4 else array
 
@@ -180,14 +200,16 @@ def predict_image(model, image: np.ndarray, inference, device="cpu", *, tta: str
     if tta not in TTA_VERSIONS:
         raise ValueError(f"tta must be one of {', '.join(TTA_VERSIONS)}, got {tta!r}")
     plan = overlap_tile_plan if inference.tiling == "overlap-tile" else independent_tile_plan
-    channels = _as_channels(image)
+    channels = _as_channels(image, device)
     versions = TTA_VERSIONS[tta]
-    plans = [plan(model, transform(channels, v), tile_size=inference.tile_size) for v in versions]
-    probabilities = _run_tiles(model, [t for p in plans for t in p.tiles], inference.batch_size, device)
+    plans = [
+        plan(model, transform(channels, v), tile_size=inference.tile_size, device=device) for v in versions
+    ]
+    probabilities = _run_tiles(model, [t for p in plans for t in p.tiles], inference, device)
     total, start = None, 0
     for version, version_plan in zip(versions, plans, strict=True):
         count = len(version_plan.tiles)
         restored = restore(version_plan.assemble(probabilities[start : start + count]), version)
-        total = restored.copy() if total is None else total + restored
+        total = restored.clone() if total is None else total + restored
         start += count
-    return total / len(versions)
+    return (total / len(versions)).cpu().numpy()

@@ -115,16 +115,28 @@ def _differences(record: RunRecord) -> list[str]:
     if inference.tiling != "overlap-tile":
         notes.append("Prediction: independent zero-padded tiles without context (paper: overlap-tile).")
     notes.append(_tta_difference(spec))
-    device = record.provenance.hardware.device
-    notes.append(
-        "Precision: bf16 autocast for the network on the GPU, loss and soft-max in float32 (the paper's "
-        "Caffe computed in float32)."
-        if device.startswith("cuda")
-        else "Precision: float32 throughout, as in the paper."
-    )
+    notes.append(_precision_difference(spec, record.provenance.hardware.device))
     if record.overrides:
         notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in record.overrides) + ".")
     return notes
+
+
+def _precision_difference(spec, device: str) -> str:
+    from unetbench import execution  # torch: imported when a report is written, not when it is read
+
+    kind = "cuda" if device.startswith("cuda") else "cpu"
+    training = spec.training
+    if {
+        execution.precision(training.precision, kind),
+        execution.precision(spec.inference.precision, kind),
+    } == {"fp32"} and not training.compile:
+        return "Precision: float32 throughout, as in the paper."
+    trained = execution.describe(training.precision, training.memory_format, kind, training.compile)
+    predicted = execution.describe(spec.inference.precision, spec.inference.memory_format, kind)
+    return (
+        f"Precision: training {trained}; prediction {predicted}; loss and soft-max in float32 (the paper's "
+        "Caffe computed in float32)."
+    )
 
 
 def _data_differences(record: RunRecord, spec) -> list[str]:

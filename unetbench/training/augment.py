@@ -28,11 +28,12 @@ with F the optional flips. The image is then read at the source coordinates with
 interpolation, labels with nearest neighbour (no new label values), weight maps linearly; beyond the
 image border the data is mirrored (reflection about the edge pixels).
 
-Two implementations with the same meaning: numpy on the CPU (:func:`sample_numpy`) and torch
-``grid_sample`` (:func:`sample_torch`), which runs wherever its tensors live, so the augmentation can run
-on the GPU. Both use the same arithmetic: bicubic = cubic convolution with a = -0.75 (as
-``F.interpolate`` / ``grid_sample`` in torch), taps reflected one by one, ``align_corners=True``; the
-tests show they agree to float32 rounding.
+Two implementations with the same meaning: this module's numpy one (:func:`sampling_grid`,
+:func:`sample_numpy`), the reference, one tile at a time; and the trainer's, a batch of tiles at once
+with torch ``grid_sample`` on the data's device (:class:`unetbench.training.sampler.TileBatcher`). Both
+use the same arithmetic: bicubic = cubic convolution with a = -0.75 (as ``grid_sample`` in torch), taps
+reflected one by one, ``align_corners=True``; the tests show they agree to float64 rounding, and to
+float32 rounding in the precision training uses.
 """
 
 from __future__ import annotations
@@ -189,52 +190,3 @@ def sample_numpy(array: np.ndarray, coords: np.ndarray, mode: Interpolation) -> 
             row += data[ty, _reflect(x0 + j, w).astype(np.intp)] * weight_x
         out += row * weight_y
     return out.astype(np.float32)
-
-
-def sample_torch(tensor, coords, mode: Interpolation):
-    """The same as :func:`sample_numpy` with ``torch.nn.functional.grid_sample`` on the tensor's device.
-
-    ``tensor``: (H, W) or (C, H, W); ``coords``: (2, h, w) tensor of (y, x). Returns (h, w) or (C, h, w).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    squeeze = tensor.dim() == 2
-    data = tensor[None, None] if squeeze else tensor[None]
-    h, w = data.shape[-2:]
-    # normalise to [-1, 1] with align_corners=True: -1 is the centre of the first pixel
-    grid = torch.stack([coords[1] / max(w - 1, 1) * 2 - 1, coords[0] / max(h - 1, 1) * 2 - 1], dim=-1)[None]
-    torch_mode = {"cubic": "bicubic", "linear": "bilinear", "nearest": "nearest"}[mode]
-    values = data if data.is_floating_point() else data.to(torch.float64)
-    out = F.grid_sample(
-        values, grid.to(values.dtype), mode=torch_mode, padding_mode="reflection", align_corners=True
-    )
-    out = out.to(data.dtype) if not data.is_floating_point() else out
-    return out[0, 0] if squeeze else out[0]
-
-
-def sampling_grid_torch(deformation: Deformation, shape: tuple[int, int], centre, device=None, dtype=None):
-    """:func:`sampling_grid` computed with torch on ``device`` (the same lattice weights, as matrices)."""
-    import torch
-
-    dtype = dtype or torch.float32
-    h, w = shape
-    py = torch.arange(h, device=device, dtype=dtype) - (h - 1) / 2
-    px = torch.arange(w, device=device, dtype=dtype) - (w - 1) / 2
-    py, px = torch.meshgrid(py, px, indexing="ij")
-    if deformation.flip_y:
-        py = -py
-    if deformation.flip_x:
-        px = -px
-    if deformation.coarse.any():
-        n = deformation.coarse.shape[1]
-        coarse = torch.as_tensor(deformation.coarse, device=device, dtype=dtype)
-        rows = torch.as_tensor(lattice_matrix(h, n, deformation.spacing), device=device, dtype=dtype)
-        cols = torch.as_tensor(lattice_matrix(w, n, deformation.spacing), device=device, dtype=dtype)
-        field = rows @ coarse @ cols.T
-    else:
-        field = torch.zeros((2, h, w), device=device, dtype=dtype)
-    c, s = math.cos(deformation.angle), math.sin(deformation.angle)
-    y = centre[0] + c * py - s * px + deformation.shift[0] + field[0]
-    x = centre[1] + s * py + c * px + deformation.shift[1] + field[1]
-    return torch.stack([y, x])

@@ -6,7 +6,7 @@ tensor or a built-in container: a crafted file (a pickle that calls ``os.system`
 with one line naming it, before anything in it runs. A truncated or foreign file is refused the same way.
 
 What a checkpoint holds (see :meth:`unetbench.training.trainer.Trainer.state`): the iteration, the
-weights, the optimiser state, the numpy and torch random states, the training log (loss curve,
+weights, the optimiser state, the torch random states, the training log (loss curve,
 validation history, the best validation and the losses since the last curve point), and the weights of
 the best validation. The log and the best weights are in the same file, written in one rename, so they
 cannot disagree.
@@ -24,14 +24,16 @@ from unetbench.atomic import atomic_file
 from unetbench.errors import UserError
 
 FORMAT = "unetbench-checkpoint"
-VERSION = 1
+# 2: training tiles drawn on the device per step (no numpy random state). Version 1 files are still read
+# for their weights (predict, export); the trainer refuses to continue them.
+VERSION = 2
+READABLE = (1, 2)
 _REQUIRED = {
     "format": str,
     "version": int,
     "iteration": int,
     "model": dict,
     "optimizer": dict,
-    "numpy_rng": dict,
     "torch_rng": torch.Tensor,
     "log": dict,
     "pending_loss": torch.Tensor,
@@ -65,9 +67,10 @@ def load_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> 
         raise UserError(f"{path}: damaged or not a checkpoint ({_detail(err)}); {what}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise UserError(f"{path}: not a unetbench checkpoint; {what}")
-    if state.get("version") != VERSION:
+    if state.get("version") not in READABLE:
         raise UserError(
-            f"{path}: checkpoint version {state.get('version')!r}; this unetbench reads version {VERSION}"
+            f"{path}: checkpoint version {state.get('version')!r}; this unetbench reads versions "
+            f"{', '.join(map(str, READABLE))}"
         )
     for key, kind in _REQUIRED.items():
         if not isinstance(state.get(key), kind):

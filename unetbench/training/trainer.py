@@ -1,10 +1,22 @@
 """The training loop: one large tile per step by default, SGD with momentum 0.99 (paper, Sec. 3).
 
 Read it top to bottom: :meth:`Trainer.fit` takes optimiser steps, logs the loss, validates now and then,
-and checkpoints. A checkpoint holds everything a step depends on (weights, optimiser state, the numpy and
-torch random states, the iteration, the losses since the last curve point) and the training log with the
-best validation's weights, so a resumed run continues exactly where it stopped: interrupted + resumed
-gives the same weights as straight through, bit for bit on the CPU.
+and checkpoints. A checkpoint holds everything a step depends on (weights, optimiser state, the torch
+random states that drop-out draws from, the iteration, the losses since the last curve point) and the
+training log with the best validation's weights, so a resumed run continues exactly where it stopped:
+interrupted + resumed gives the same weights as straight through, bit for bit on the CPU, in every
+precision.
+
+**A step without host synchronisation.** The tiles of a batch are drawn, deformed and cut together on
+the device (:class:`~unetbench.training.sampler.TileBatcher`) from a ``torch.Generator`` on the device,
+seeded for each step from the run's seed and the iteration (:func:`~unetbench.training.sampler.step_seed`):
+the tiles of step k are the same whether the run went straight through or was resumed, and no random
+state has to travel between devices. The losses are summed on the device and read back at log points
+only; validation and checkpoints are the other places where the host waits for the device.
+
+**Precision, layout, compilation** come from the spec (``training.precision``, ``memory_format``,
+``compile``; :mod:`unetbench.execution`) and run the same lines on the CPU as on a GPU. The compiled
+network serves the training steps; validation and the saved weights use the network itself.
 
 Interrupts are honoured between steps only: ``fit`` asks ``stop()`` before each step, and when it says
 so, writes a checkpoint of the state after the last complete step and raises :class:`TrainingStopped`.
@@ -20,14 +32,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from unetbench import execution
 from unetbench.errors import UserError
-from unetbench.training.augment import draw_deformation
-from unetbench.training.checkpoint import load_checkpoint, save_checkpoint
+from unetbench.training.checkpoint import VERSION, load_checkpoint, save_checkpoint
 from unetbench.training.loss import weighted_cross_entropy
-from unetbench.training.sampler import random_output_origin, sample_tile_torch
+from unetbench.training.sampler import TileBatcher, step_seed
 
 
 class TrainingStopped(Exception):
@@ -92,21 +103,22 @@ class Trainer:
         self.validate = validate
         self.tile = spec.training.tile_size
         self.out = model.output_size(self.tile)
-        self.model.to(self.device)
-        if self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
+        self.memory_format = execution.memory_format(self.training.memory_format, self.device)
+        self.model.to(self.device, memory_format=self.memory_format)
+        # compiled for the steps only: the state dict, validation and prediction use the network itself
+        self.forward = torch.compile(self.model) if self.training.compile else self.model
         # training images, targets and weights live on the device once, so tiles are cut there
-        self.data = [
-            (
-                torch.from_numpy(s.image).to(self.device),
-                torch.from_numpy(s.target.astype(np.int64)).to(self.device),
-                torch.from_numpy(weight_maps[s.key]).to(self.device),
-            )
-            for s in samples
-        ]
+        self.tiles = TileBatcher(
+            samples,
+            weight_maps,
+            tile=self.tile,
+            out=self.out,
+            augmentation=spec.augmentation,
+            device=self.device,
+        )
+        self.generator = torch.Generator(device=self.device)
         self.optimizer = make_optimizer(model, self.training)
-        self.rng = np.random.default_rng(self.training.seed)
-        torch.manual_seed(self.training.seed)
+        torch.manual_seed(self.training.seed)  # drop-out's random numbers
         self.iteration = 0
         self.saved_iteration = 0  # the iteration of the checkpoint on disk
         self.log = TrainingLog()
@@ -124,7 +136,6 @@ class Trainer:
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
             "log": asdict(self.log),
@@ -145,10 +156,15 @@ class Trainer:
     def load(self) -> None:
         """Continue from the checkpoint file; a damaged, unsafe or mismatched one is a :class:`UserError`."""
         state = load_checkpoint(self.checkpoint, map_location=self.device)
+        if state["version"] != VERSION:
+            raise UserError(
+                f"{self.checkpoint}: written by an earlier unetbench that drew its training tiles "
+                f"differently (checkpoint version {state['version']}); its weights can be applied (unetbench "
+                "predict, export) but the run cannot continue exactly; start a new run"
+            )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            self.rng.bit_generator.state = state["numpy_rng"]
             self.log = TrainingLog(**state["log"])
             if state.get("best_model") is not None:
                 self.best_weights = {k: v.cpu() for k, v in state["best_model"].items()}
@@ -175,47 +191,22 @@ class Trainer:
 
     # --- one step --------------------------------------------------------------------------------
 
-    def _batch(self):
-        images, targets, weights = [], [], []
-        for _ in range(self.training.batch_size):
-            image, target, weight = self.data[int(self.rng.integers(len(self.data)))]
-            origin = random_output_origin(self.rng, tuple(image.shape), self.out)
-            deformation = draw_deformation(self.rng, self.spec.augmentation, self.tile)
-            tile = sample_tile_torch(
-                image,
-                target,
-                weight,
-                tile=self.tile,
-                out=self.out,
-                origin=origin,
-                deformation=deformation,
-                interpolation=self.spec.augmentation.interpolation,
-            )
-            images.append(tile.image)
-            targets.append(tile.target)
-            weights.append(tile.weights)
-        return (
-            torch.stack(images)[:, None],
-            torch.stack(targets),
-            torch.stack(weights),
-        )  # (B,1,T,T) (B,O,O) (B,O,O)
+    def batch(self, iteration: int):
+        """The tiles of step ``iteration``: images (B, 1, T, T), targets (B, O, O), weights (B, O, O)."""
+        self.generator.manual_seed(step_seed(self.training.seed, iteration))
+        draws = self.tiles.draw(self.generator, self.training.batch_size)
+        return self.tiles.cut(draws)
 
     def step(self) -> torch.Tensor:
         """One optimiser step; returns the loss as a tensor on the device (no host synchronisation)."""
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.training, self.iteration)
-        images, targets, weights = self._batch()
-        autocast = (
-            torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-            if self.device.type == "cuda"
-            else contextlib.nullcontext()
-        )
-        if self.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
-        with autocast:
-            logits = self.model(images)
-        loss = weighted_cross_entropy(logits.float(), targets, weights)
+        images, targets, weights = self.batch(self.iteration)
+        images = images.contiguous(memory_format=self.memory_format)
+        with execution.autocast(self.training.precision, self.device):
+            logits = self.forward(images)
+        loss = weighted_cross_entropy(logits.float(), targets, weights)  # float32 soft-max and loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
