@@ -13,11 +13,12 @@
 #   4. runs challenges/em.toml on the GPU for ITERATIONS iterations (default 3000) with its test-time
 #      averaging, scoring and report, and packs the report and the run folder (without checkpoints and
 #      predictions) into OUT_DIR/em-run.tar.gz;
-#   5. measures the throughput again with torch.compile, while the budget lasts.
+#   5. measures prediction throughput on the 30 real test slices, with and without 8-fold averaging;
+#   6. measures the training throughput again with torch.compile, while the budget lasts.
 #
 # Set PYTHON to choose the interpreter (default python3), BUDGET_S the seconds the whole script may
 # take (default 480; the compiled measurement gets what is left of it) and SKIP_THROUGHPUT=1 to leave
-# out steps 3 and 5.
+# out steps 3, 5 and 6.
 set -uo pipefail
 
 if [ $# -lt 2 ]; then
@@ -54,7 +55,7 @@ step "training throughput, eager"
     | tee "$OUT/throughput-eager.md" || failed=1
 
 RUN="$WORK/runs/em-cuda-$(date -u +%Y%m%d-%H%M)"
-left=$(( END - $(date +%s) - 150 ))  # keep time for prediction, scoring and the report
+left=$(( END - $(date +%s) - 240 ))  # keep time for prediction, scoring, the report and step 5
 step "em.toml on the GPU, $ITERATIONS iterations, training stopped after at most ${left} s"
 # Ctrl-C at the time limit: the runner finishes the step, checkpoints and exits with 130
 timeout -s INT "$left" $PY -m unetbench run challenges/em.toml --device cuda --iterations "$ITERATIONS" \
@@ -70,6 +71,10 @@ elif [ $code -ne 0 ]; then
 fi
 tar -czf "$OUT/em-run.tar.gz" -C "$WORK" --exclude=checkpoints --exclude=predictions.h5 runs reports \
     || failed=1
+
+step "prediction throughput"
+[ -n "${SKIP_THROUGHPUT:-}" ] && echo "skipped: SKIP_THROUGHPUT is set" || timeout 90 $PY benchmarks/predict_throughput.py --device cuda --slices 30 --batch 8 16 \
+    --data "$DATA" | tee "$OUT/predict-throughput.md" || failed=1
 
 left=$(( END - $(date +%s) ))
 step "training throughput, torch.compile (${left} s left)"

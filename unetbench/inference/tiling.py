@@ -46,8 +46,8 @@ def _as_channels(image, device="cpu") -> torch.Tensor:
 def _run_tiles(model, tiles: list[torch.Tensor], inference, device) -> list[torch.Tensor]:
     """Soft-max probabilities (K, h, w) of each (C, H, W) input tile, in batches, left on the device."""
     results = []
-    layout = execution.memory_format(getattr(inference, "memory_format", "auto"), device)
-    with torch.no_grad(), execution.autocast(getattr(inference, "precision", "auto"), device):
+    layout = execution.memory_format(inference.memory_format, device)
+    with torch.no_grad(), execution.autocast(inference.precision, device):
         for start in range(0, len(tiles), inference.batch_size):
             batch = torch.stack(tiles[start : start + inference.batch_size]).contiguous(memory_format=layout)
             probabilities = torch.softmax(model(batch).float(), dim=1)  # (B, K, h, w), float32
