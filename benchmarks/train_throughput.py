@@ -10,9 +10,9 @@ multiplication of the same precision measured in the same run on the same device
 vendor peak figure.
 
 **Overhead**: the step's time against a forward + backward of the same network, precision, layout and
-compilation on a batch made beforehand (no tile sampling, no optimiser step), measured in the same run:
-(step - forward and backward) / forward and backward. It is what the step adds around the network's
-arithmetic: drawing and cutting the tiles, the loss bookkeeping and the SGD update.
+compilation on a batch made beforehand (no tile sampling, no optimiser step), measured in the same run
+and alternately with it: (step - forward and backward) / forward and backward. It is what the step adds
+around the network's arithmetic: drawing and cutting the tiles, the loss bookkeeping and the SGD update.
 
     python benchmarks/train_throughput.py [--steps N] [--device auto|cpu|cuda] [--batch 1 4 8 16]
                                           [--precision auto fp32 bf16] [--compile off|on|both]
@@ -21,6 +21,7 @@ arithmetic: drawing and cutting the tiles, the loss bookkeeping and the SGD upda
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -85,16 +86,14 @@ def synchronise(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(step, device, steps: int, burn_in: int) -> float:
-    """Seconds per call of ``step`` after ``burn_in`` untimed calls."""
-    for _ in range(burn_in):  # compilation, allocator, kernel selection
-        step()
+def timed(call, device, count: int) -> float:
+    """Seconds for ``count`` calls of ``call``, the device's queue drained before and after."""
     synchronise(device)
     start = time.perf_counter()
-    for _ in range(steps):
-        step()
+    for _ in range(count):
+        call()
     synchronise(device)
-    return (time.perf_counter() - start) / steps
+    return time.perf_counter() - start
 
 
 def trainer_for(device, batch: int, precision: str, compiled: bool, folder: Path) -> Trainer:
@@ -122,32 +121,41 @@ def trainer_for(device, batch: int, precision: str, compiled: bool, folder: Path
 
 
 def measure(trainer: Trainer, steps: int):
-    """Seconds per training step, seconds per forward + backward on a pre-made batch, peak memory."""
+    """Seconds per training step, seconds per forward + backward on a pre-made batch, peak memory.
+
+    The two are timed alternately, in rounds (one call each on the CPU, blocks of 10 on a GPU), and each
+    is the median over rounds: a machine whose speed drifts affects both alike.
+    """
     device, cuda = trainer.device, trainer.device.type == "cuda"
-    burn_in = 3 if trainer.training.compile else 2
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    step_seconds = timed(trainer.step, device, steps, burn_in)
-    peak = torch.cuda.max_memory_allocated() if cuda else None
     images, targets, weights = trainer.batch(0)
     images = images.contiguous(memory_format=trainer.memory_format)
 
     def forward_backward():
         with execution.autocast(trainer.training.precision, device):
             logits = trainer.forward(images)
-        loss = weighted_cross_entropy(logits.float(), targets, weights)
-        loss.backward()
+        weighted_cross_entropy(logits.float(), targets, weights).backward()
 
-    trainer.model.train()
-    network_seconds = timed(forward_backward, device, steps, burn_in)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    return step_seconds, network_seconds, peak
+    for _ in range(3 if trainer.training.compile else 2):  # compilation, allocator, kernel selection
+        trainer.step()
+        forward_backward()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    block = 10 if cuda else 1
+    rounds = max(1, steps // block)
+    step_times, network_times = [], []
+    for _ in range(rounds):
+        step_times.append(timed(trainer.step, device, block) / block)
+        trainer.model.train()
+        trainer.optimizer.zero_grad(set_to_none=True)  # as the step does, outside the timing
+        network_times.append(timed(forward_backward, device, block) / block)
+    peak = torch.cuda.max_memory_allocated() if cuda else None
+    return statistics.median(step_times), statistics.median(network_times), peak
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--steps", type=int, default=None, help="measured steps (default: 3 on CPU, 30 on CUDA)"
+        "--steps", type=int, default=None, help="measured steps of each kind (default: 5 on CPU, 30 on CUDA)"
     )
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1], help="tiles per step, e.g. 1 4 8 16")
@@ -162,7 +170,7 @@ def main() -> None:
     args = parser.parse_args()
     device, name = device_and_name(args.device)
     cuda = device.type == "cuda"
-    steps = args.steps or (30 if cuda else 3)
+    steps = args.steps or (30 if cuda else 5)
     print(f"device: {name}; torch {torch.__version__}; tiles and settings of {SPEC.name}, random slices")
     flops = 3.0 * forward_flops(UNet(in_channels=1, classes=2), 572)  # forward + backward (2 x forward)
     print(
