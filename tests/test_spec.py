@@ -184,6 +184,15 @@ def test_no_overrides_gives_back_the_spec_file():
         ("model.padding", "same", "'overlap-tile' needs model.padding = 'valid'"),
         ("training.checkpoint_minutes", 0, "training.checkpoint_minutes: must be > 0 minutes, got 0.0"),
         ("training.checkpoint_minutes", "often", "training.checkpoint_minutes: must be a number"),
+        (
+            "training.precision",
+            "fp16",
+            "training.precision: got a string \"fp16\"; valid choices: 'auto', 'fp32', 'bf16'",
+        ),
+        ("inference.precision", "half", 'inference.precision: got a string "half"; valid choices'),
+        ("training.memory_format", "nhwc", "valid choices: 'auto', 'channels_last', 'contiguous'"),
+        ("inference.memory_format", "nhwc", "inference.memory_format"),
+        ("training.compile", "yes", "training.compile: must be true or false"),
     ],
 )
 def test_bad_override_is_a_spec_error_naming_the_key(key, value, fragment):

@@ -27,19 +27,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from unetbench import execution
 from unetbench.model.sizes import context_margin, output_size
+from unetbench.spec import InferenceSpec
 
 
 def _as_channels(image, device="cpu") -> torch.Tensor:
     """(H, W) or (C, H, W) array or tensor -> (C, H, W) float32 tensor on ``device``."""
-    tensor = torch.as_tensor(np.asarray(image, dtype=np.float32) if not torch.is_tensor(image) else image)
-    tensor = tensor.to(device=device, dtype=torch.float32)
+    tensor = torch.as_tensor(image, dtype=torch.float32, device=device)
     return tensor[None] if tensor.dim() == 2 else tensor
 
 
@@ -130,16 +129,18 @@ def independent_tile_plan(model, image, *, tile_size: int, device="cpu") -> Tile
     return TilePlan(tiles, origins, tile_size, (n_y * tile_size, n_x * tile_size), (height, width))
 
 
-def _plain(tile_size: int, batch_size: int) -> SimpleNamespace:
-    return SimpleNamespace(tile_size=tile_size, batch_size=batch_size, precision="auto", memory_format="auto")
-
-
 def overlap_tile_predict(
     model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
 ) -> np.ndarray:
     """Class probabilities (K, H, W) of a whole image by overlap-tile prediction (module docstring)."""
     plan = overlap_tile_plan(model, image, tile_size=tile_size, device=device)
-    return plan.assemble(_run_tiles(model, plan.tiles, _plain(tile_size, batch_size), device)).cpu().numpy()
+    return (
+        plan.assemble(
+            _run_tiles(model, plan.tiles, InferenceSpec(tile_size=tile_size, batch_size=batch_size), device)
+        )
+        .cpu()
+        .numpy()
+    )
 
 
 def independent_tile_predict(
@@ -147,7 +148,13 @@ def independent_tile_predict(
 ) -> np.ndarray:
     """Class probabilities (K, H, W) with the ablation's strategy (module docstring)."""
     plan = independent_tile_plan(model, image, tile_size=tile_size, device=device)
-    return plan.assemble(_run_tiles(model, plan.tiles, _plain(tile_size, batch_size), device)).cpu().numpy()
+    return (
+        plan.assemble(
+            _run_tiles(model, plan.tiles, InferenceSpec(tile_size=tile_size, batch_size=batch_size), device)
+        )
+        .cpu()
+        .numpy()
+    )
 
 
 # --------------------------------------------------------------------------------------------------
