@@ -130,7 +130,7 @@ def test_the_table_means_and_their_difference_are_on_one_basis(tmp_path):
     ablation.write_manifest(
         out, spec, runs, spec_file=tmp_path / "x.toml", switches=["weightmap"], seeds=2, grid="one"
     )
-    ablation.run_all(runs, spec_file=tmp_path / "x.toml", data_root=None, progress=False, log=lambda *_: None)
+    ablation.run_all(runs, data_root=None, progress=False, log=lambda *_: None)
     _, collected = collect(out)
     summary = summarise(collected)
     # overrides are listed whole, even those holding ", " (a list value), and without the seed

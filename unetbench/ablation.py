@@ -24,9 +24,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,28 +123,55 @@ def ablate(
     grid: str,
     out: Path | None,
     data_root: Path | None,
-    gpus: int,
     progress: bool,
     log,
+    executor: str = "local",
+    ray_address: str | None = None,
+    retries: int = 2,
+    cpus_per_run: int = 1,
 ):
     """Plan the runs, write the manifest, finish every run (skip, resume or start), render the table.
 
-    Returns the report's path and the summary table (:func:`unetbench.report.ablation.summarise`).
+    ``executor``: ``local`` runs one after another in this process; ``ray`` makes each run a Ray task
+    (:mod:`unetbench.ray_executor`) on the cluster at ``ray_address`` (default: a local instance on
+    this machine), retried up to ``retries`` times, each asking for a GPU (on a cluster with GPUs) or
+    ``cpus_per_run`` CPUs. Returns the report's path and the summary table
+    (:func:`unetbench.report.ablation.summarise`).
     """
     from unetbench.atomic import check_folder
     from unetbench.report.ablation import render_ablation_report
 
     if not switches:
         raise UserError("name at least one switch: " + ", ".join(f"--no-{switch}" for switch in SWITCHES))
+    if executor not in EXECUTORS:
+        raise UserError(f"--executor: unknown value {executor!r}; valid choices: {', '.join(EXECUTORS)}")
+    if executor != "ray" and ray_address is not None:
+        raise UserError("--ray-address goes with --executor ray")
+    if executor == "ray" and (out is None or not out.is_absolute()):
+        raise UserError(
+            f"--out: with --executor ray give an absolute folder that every node of the cluster sees "
+            f"(a shared file system), e.g. --out /shared/ablations/{spec.name}; got "
+            f"{str(out) if out is not None else 'none'}"
+        )
     directory = (out or ablation_dir(spec, switches, seeds, grid)).absolute()
     runs = plan(spec, switches, seeds=seeds, grid=grid, out=directory)
     reports = Path(spec.report.directory).absolute()
     check_folder(directory, what="--out")
     check_folder(reports, what="report.directory")
+    pool = None
+    if executor == "ray":
+        from unetbench.ray_executor import RayExecutor
+
+        # connects first: an unreachable cluster leaves nothing behind
+        pool = RayExecutor(address=ray_address, retries=retries, cpus_per_run=cpus_per_run)
     write_manifest(directory, spec, runs, spec_file=spec_file, switches=switches, seeds=seeds, grid=grid)
     log(f"ablation: {len(runs)} runs in {directory}")
     try:
-        run_all(runs, spec_file=spec_file, data_root=data_root, progress=progress, log=log, gpus=gpus)
+        if pool is None:
+            run_all(runs, data_root=data_root, progress=progress, log=log)
+        else:
+            with pool:
+                pool.run_all(runs, data_root=data_root, progress=progress, log=log)
     except RunInterrupted as stopped:
         raise RunInterrupted(
             f"{stopped}\nThe ablation continues where it stopped when you run the same command again: "
@@ -157,13 +181,27 @@ def ablate(
     return render_ablation_report(directory, reports)
 
 
-def run_one(planned: PlannedRun, *, data_root, progress: bool, log) -> str:
-    """Finish one planned run: skip it when it is finished, resume it when it was started, or start it."""
+EXECUTORS = ("local", "ray")
+
+
+def run_one(planned: PlannedRun, *, data_root, progress: bool, log, watch=None, command=None) -> str:
+    """Finish one planned run: skip it when it is finished, resume it when it was started, or start it.
+
+    ``watch(iteration, total)`` hears of the training steps, ``command`` is what the run's session records
+    (see :func:`unetbench.runner.run`).
+    """
     from unetbench.runner import run
 
     directory = planned.directory
     # Each run's own report stays beside the runs; the ablation's table is the report that goes to reports/.
-    common = dict(data_root=data_root, reports=directory.parent / "reports", progress=progress, log=log)
+    common = dict(
+        data_root=data_root,
+        reports=directory.parent / "reports",
+        progress=progress,
+        log=log,
+        watch=watch,
+        command=command,
+    )
     state = RunDir.state(directory)
     if state == "finished":
         return "done before"
@@ -174,58 +212,21 @@ def run_one(planned: PlannedRun, *, data_root, progress: bool, log) -> str:
     return "ran"
 
 
-def run_all(
-    runs: list[PlannedRun], *, spec_file: Path, data_root, progress: bool, log, gpus: int = 0
-) -> None:
-    """One after another; with several GPUs, side by side, one ``unetbench run`` process per GPU."""
+def pending_runs(runs: list[PlannedRun], log) -> list[PlannedRun]:
+    """The runs without a record; the others are said to be skipped."""
     pending = [r for r in runs if RunDir.state(r.directory) != "finished"]
     for r in runs:
         if r not in pending:
             log(f"{r.directory.name}: done before, skipped")
-    if gpus > 1 and pending:
-        _run_on_gpus(pending, spec_file=spec_file, data_root=data_root, gpus=gpus, log=log)
-        return
+    return pending
+
+
+def run_all(runs: list[PlannedRun], *, data_root, progress: bool, log) -> None:
+    """The ``local`` executor: one run after another, in this process."""
+    pending = pending_runs(runs, log)
     for index, r in enumerate(pending, start=1):
         log(f"[{index}/{len(pending)}] {r.variant}, seed {r.seed_index}: {r.directory}")
         log(f"  {run_one(r, data_root=data_root, progress=progress, log=log)}")
-
-
-def _command(r: PlannedRun, spec_file: Path, data_root) -> list[str]:
-    """``unetbench run`` for one planned run, with its overrides as --set flags (so its record names them)."""
-    command = [sys.executable, "-m", "unetbench", "run", str(spec_file), "--no-progress", "--device", "cuda"]
-    command += ["--reports", str(r.directory.parent / "reports")]
-    for override in r.spec.overrides:
-        command += ["--set", override]
-    if data_root:
-        command += ["--data-root", str(data_root)]
-    if RunDir.state(r.directory) == "started":
-        return [*command, "--resume", str(r.directory)]
-    return [*command, "--out", str(r.directory)]
-
-
-def _run_on_gpus(pending: list[PlannedRun], *, spec_file: Path, data_root, gpus: int, log) -> None:
-    import time
-
-    queue = list(pending)
-    active: dict[int, tuple[subprocess.Popen, PlannedRun]] = {}
-    failures = []
-    while queue or active:
-        for gpu in range(gpus):
-            if gpu not in active and queue:
-                r = queue.pop(0)
-                log(f"GPU {gpu}: {r.variant}, seed {r.seed_index}: {r.directory}")
-                env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(gpu)}
-                active[gpu] = (subprocess.Popen(_command(r, spec_file, data_root), env=env), r)
-        time.sleep(1)
-        for gpu, (process, r) in list(active.items()):
-            if process.poll() is not None:
-                del active[gpu]
-                if process.returncode != 0:
-                    failures.append(r.directory.name)
-    if failures:
-        raise UserError(
-            f"{len(failures)} ablation run(s) failed: {', '.join(failures)}; run the command again to retry"
-        )
 
 
 def write_manifest(

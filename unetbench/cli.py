@@ -16,7 +16,7 @@ from rich.table import Table
 from unetbench import __version__
 from unetbench.datasets import DATASETS, dataset_location, get_adapter, resolve_data_root, synthetic
 from unetbench.datasets.download import staged_directory
-from unetbench.errors import RunInterrupted, UserError
+from unetbench.errors import PeerExit, RunInterrupted, UserError
 from unetbench.loader import apply_overrides, load_spec, memory_estimates
 from unetbench.model.sizes import format_bytes, output_size
 from unetbench.spec import MAX_GENERATED_PIXELS, dump_spec, parse_override
@@ -269,6 +269,14 @@ def run_command(
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
     data_root: DataRoot = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            help="Train on N GPUs of this machine: N processes through torchrun, data-parallel "
+            "(effective batch N x training.batch_size; the learning rate is not scaled).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train U-Net as the spec says, predict with overlap-tile, evaluate, and write the report."""
     from unetbench.atomic import check_folder
@@ -280,7 +288,54 @@ def run_command(
     if out is not None and resume is not None:
         raise UserError("give --out for a new run or --resume for an existing one, not both")
     spec = _with_command_line(spec, overrides, device=device, iterations=iterations)
+    if gpus is not None and gpus != 1:
+        from unetbench import distributed
+
+        _check_gpus(gpus, spec)
+        argv = ["run", str(spec_file), *(f"--set={o}" for o in overrides)]
+        for option, value in (
+            ("--device", device),
+            ("--iterations", iterations),
+            ("--out", out),
+            ("--resume", resume),
+            ("--reports", reports),
+            ("--data-root", data_root),
+        ):
+            if value is not None:
+                argv.append(f"{option}={value}")
+        if not progress:
+            argv.append("--no-progress")
+        raise typer.Exit(distributed.launch(gpus, argv))
+    if gpus == 1:
+        _check_gpus(gpus, spec)
     run(spec, data_root=data_root, out=out, resume=resume, reports=reports, progress=progress, log=typer.echo)
+
+
+def _check_gpus(gpus: int, spec) -> None:
+    """``--gpus N``: refused, in one line and before anything starts, unless this machine has N GPUs."""
+    import torch
+
+    from unetbench import distributed
+
+    if gpus < 1:
+        raise UserError(f"--gpus must be at least 1, got {gpus}")
+    if distributed.launched():
+        raise UserError("--gpus: this process was started by torchrun already; give one or the other")
+    if spec.training.device == "cpu":
+        raise UserError(
+            "--gpus: the spec trains on the CPU (training.device = 'cpu'); add --device cuda, or start "
+            "processes on the CPU with torchrun --nproc-per-node N -m unetbench run ..."
+        )
+    if not torch.cuda.is_available():
+        raise UserError(
+            f"--gpus {gpus}: torch sees no GPU on this machine; run without --gpus (or on the CPU with "
+            f"torchrun --nproc-per-node {gpus} -m unetbench run ... --device cpu)"
+        )
+    count = torch.cuda.device_count()
+    if gpus > count:
+        raise UserError(
+            f"--gpus {gpus}: this machine has {count} GPU(s) that torch sees; give at most {count}"
+        )
 
 
 @app.command("report")
@@ -325,14 +380,33 @@ def ablate_command(
         str, typer.Option(help="one: baseline + each switch alone; full: every combination.")
     ] = "one",
     out: Annotated[
-        Path | None, typer.Option(help="Ablation directory (default: runs/<name>/ablation-<id>).")
+        Path | None,
+        typer.Option(
+            help="Ablation directory (default: runs/<name>/ablation-<id>; with --executor ray: required, "
+            "absolute, on a file system every node sees)."
+        ),
     ] = None,
     data_root: DataRoot = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    executor: Annotated[
+        str, typer.Option(help="local: one run after another here; ray: each run a Ray task (see README).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            help="With --executor ray: the cluster's head, host:port (default: a local Ray instance on "
+            "127.0.0.1).",
+            show_default=False,
+        ),
+    ] = None,
+    retries: Annotated[
+        int, typer.Option(help="With --executor ray: retries of a failed run (it resumes its checkpoint).")
+    ] = 2,
+    cpus_per_run: Annotated[
+        int, typer.Option(min=1, help="With --executor ray, runs on the CPU: CPUs (and threads) per run.")
+    ] = 1,
 ) -> None:
     """Measure what each trick is worth: the same run over spec overrides and seeds, as a table."""
-    import torch
-
     from unetbench import ablation
     from unetbench.report.ablation import CAPTION, table_rows
 
@@ -351,9 +425,12 @@ def ablate_command(
         grid=grid,
         out=out,
         data_root=data_root,
-        gpus=torch.cuda.device_count() if spec.training.device != "cpu" else 0,
         progress=progress,
         log=typer.echo,
+        executor=executor,
+        ray_address=ray_address,
+        retries=retries,
+        cpus_per_run=cpus_per_run,
     )
     header, rows = table_rows(summary)
     table = Table(
@@ -501,6 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    except PeerExit as peer:  # another process of the same torchrun run has said why
+        return peer.status
     except RunInterrupted as stopped:
         print(str(stopped), file=sys.stderr)
         return exit_status(stopped.signal_name)

@@ -34,3 +34,12 @@ class RunInterrupted(Exception):
     def __init__(self, message: str, signal_name: str | None):
         super().__init__(message)
         self.signal_name = signal_name
+
+
+class PeerExit(Exception):
+    """Exit quietly with ``status``: another process of the same run (rank 0 of a torchrun run) says
+    why, so the user reads one line, not one per process."""
+
+    def __init__(self, status: int):
+        super().__init__(f"exit status {status}")
+        self.status = status

@@ -21,8 +21,12 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupts:
-    def __init__(self) -> None:
+    """``patient``: further signals while deferring wait too (under torchrun, which passes the terminal's
+    Ctrl-C on to processes that received it already)."""
+
+    def __init__(self, *, patient: bool = False) -> None:
         self.requested: str | None = None  # "SIGINT" or "SIGTERM" once one arrived while deferring
+        self.patient = patient
         self._deferring = False
         self._previous: dict[int, object] = {}
 
@@ -51,7 +55,7 @@ class Interrupts:
 
     def _handle(self, number: int, frame) -> None:
         name = signal.Signals(number).name
-        if self._deferring and self.requested is None:
+        if self._deferring and (self.requested is None or self.patient):
             self.requested = name
             return
         self.requested = self.requested or name

@@ -16,9 +16,19 @@ from unetbench.training.trainer import TrainingProgress
 
 
 class Reporter:
-    def __init__(self, *, log: Callable[[str], None] = print, bars: bool = True):
+    """``watch(iteration, total)``, when given, hears of every training step (an ablation executor's
+    table of runs); it should return at once."""
+
+    def __init__(
+        self,
+        *,
+        log: Callable[[str], None] = print,
+        bars: bool = True,
+        watch: Callable[[int, int], None] | None = None,
+    ):
         self._log = log
         self.bars = bars
+        self.watch = watch
         self._live: Progress | None = None
 
     def line(self, text: str) -> None:
@@ -63,7 +73,11 @@ class Reporter:
                 yield
 
         if not self.bars:
-            yield TrainingProgress(validating=validating)
+            watch = self.watch
+            if watch is None:
+                yield TrainingProgress(validating=validating)
+            else:
+                yield TrainingProgress(update=lambda i, loss, speed: watch(i, total), validating=validating)
             return
         columns = (
             TextColumn("training"),

@@ -66,6 +66,7 @@ class Session:
     last_iteration: int
     overrides: list[str]  # the overrides of the spec this session was given
     outcome: str  # "finished", "interrupted", "killed" (found so by the next session), "running"
+    processes: int = 1  # data-parallel processes (torchrun); 1 in records written before there were any
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class TrainingSummary:
     validation: list[ValidationPoint]
     best: Best | None  # the best validation, whose weights were scored; None: no validation
     scored_iteration: int  # the iteration whose weights were scored
+    processes: int = 1  # data-parallel processes, each with its own tiles; averaged gradients
+    effective_batch: int | None = None  # tiles per optimiser step: processes x training.batch_size
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ What a kill can lose: a checkpoint is written before the first step and then eve
 after a SIGKILL repeats at most that much training (and the prediction and scoring, if it was in those).
 Ctrl-C and SIGTERM lose nothing: the step in flight completes, a checkpoint is written, and the process
 exits with the resume command.
+
+Under torchrun (several processes, :mod:`unetbench.distributed`) rank 0 runs every stage; the other
+ranks run :func:`follow`: the same data and network, the same checkpoint, and the training steps. The
+ranks meet at three agreements before training (device and data; run folder; network and untrained
+scores), so a user error on any rank stops every rank with one line from rank 0.
 """
 
 from __future__ import annotations
@@ -28,14 +33,15 @@ import h5py
 import numpy as np
 import torch
 
-from unetbench import execution
+from unetbench import distributed, execution
 from unetbench.atomic import atomic_path, check_folder
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import Split, split_collection
-from unetbench.errors import RunInterrupted, UserError
+from unetbench.distributed import Group
+from unetbench.errors import PeerExit, RunInterrupted, UserError
 from unetbench.inference.postprocess import cell_instances
 from unetbench.inference.tiling import predict_image
-from unetbench.interrupts import Interrupts
+from unetbench.interrupts import Interrupts, exit_status
 from unetbench.loader import load_spec, memory_problem
 from unetbench.metrics import (
     METRICS,
@@ -75,6 +81,7 @@ class RunContext:
 
     spec: ChallengeSpec
     device: str
+    group: Group
     location: str  # where the data came from
     split: Split
     run_dir: RunDir
@@ -99,29 +106,83 @@ def run(
     reports: Path | None = None,
     progress: bool = True,
     log=print,
-) -> Path:
-    """Train, predict, score, record and report; returns the run folder.
+    watch=None,
+    command: str | None = None,
+) -> Path | None:
+    """Train, predict, score, record and report; returns the run folder (None on the ranks > 0 of a
+    data-parallel run, which train only).
 
-    ``reports``: the reports folder (default: the spec's ``report.directory``, from the current folder).
+    ``reports``: the reports folder (default: the spec's ``report.directory``, from the current folder);
+    ``watch(iteration, total)``: told of every training step (see :class:`~unetbench.progress.Reporter`);
+    ``command``: the command this session records (default: this process's command line).
     """
-    reporter = Reporter(log=log, bars=progress)
-    with Interrupts() as interrupts:
-        context = prepare(
-            spec,
-            data_root=data_root,
-            out=out,
-            resume=resume,
-            reports=reports,
-            reporter=reporter,
-            interrupts=interrupts,
-        )
-        with context.run_dir, _session(context, interrupts):
-            train(context, interrupts, reporter)
-            maps = predict(context, reporter)
-            scores = score(context, maps, reporter)
-            finished = record(context, scores, maps, reporter)
-        report(context, finished, interrupts, reporter)
-    return context.run_dir.path
+    with distributed.joined(spec.training.device, resolve_device) as group:
+        if not group.leader:
+            follow(spec, data_root=data_root, resume=resume, group=group)
+            return None
+        reporter = Reporter(log=log, bars=progress, watch=watch)
+        # several processes: torchrun passes a signal on to every rank, so the terminal's Ctrl-C and
+        # torchrun's own arrive together and count as one request
+        with Interrupts(patient=group.active) as interrupts:
+            context = prepare(
+                spec,
+                data_root=data_root,
+                out=out,
+                resume=resume,
+                reports=reports,
+                reporter=reporter,
+                interrupts=interrupts,
+                group=group,
+                command=command,
+            )
+            with context.run_dir, _session(context, interrupts):
+                train(context, interrupts, reporter)
+                maps = predict(context, reporter)
+                scores = score(context, maps, reporter)
+                finished = record(context, scores, maps, reporter)
+            report(context, finished, interrupts, reporter)
+        return context.run_dir.path
+
+
+def follow(spec: ChallengeSpec, *, data_root: Path | None, resume: Path | None, group: Group) -> None:
+    """Ranks 1, 2, ... of a data-parallel run: read the data, build the network, take the checkpoint from
+    rank 0 and train; rank 0 does everything else (:func:`prepare` meets these agreements in order)."""
+    quiet = Reporter(log=lambda text: None, bars=False)
+    with group.agreement():  # 1: device, memory and data
+        check_memory(spec, group.device)
+        _, split = _read_data(spec, data_root, quiet)
+    with group.agreement():  # 2: rank 0 opens the run folder
+        pass
+    with group.agreement():  # 3: weight maps and the network (rank 0 also scores it untrained)
+        weight_maps = training_weight_maps(split.train, spec.weightmap)
+        torch.manual_seed(spec.training.seed)
+        model = unet_from_spec(spec.model)
+    trainer = Trainer(
+        spec, model, split.train, weight_maps, device=group.device, checkpoint=None, group=group
+    )
+    _continue(trainer, spec, quiet, fresh=group.broadcast(None))
+    with Interrupts(patient=True) as interrupts, interrupts.deferred():
+        try:
+            with _leaving(trainer):
+                if trainer.iteration < spec.training.iterations:  # as rank 0 does
+                    trainer.fit(spec.training.iterations, stop=interrupts.stop_requested)
+        except TrainingStopped:
+            raise PeerExit(exit_status(interrupts.requested)) from None
+
+
+@contextlib.contextmanager
+def _leaving(trainer: Trainer) -> Iterator[None]:
+    """After training that ended at a point the ranks agree on (the last step, or a stop agreed at a
+    log point), every rank leaves the process group together; after an error the group is left as it is
+    (a peer may be gone, and torchrun ends the others)."""
+    try:
+        yield
+    except TrainingStopped:
+        trainer.release()
+        trainer.group.leave()
+        raise
+    trainer.release()
+    trainer.group.leave()
 
 
 @contextlib.contextmanager
@@ -151,39 +212,40 @@ def prepare(
     reports: Path | None,
     reporter: Reporter,
     interrupts: Interrupts,
+    group: Group = distributed.SINGLE,
+    command: str | None = None,
 ) -> RunContext:
     """Everything before the first step; nothing is written until the spec, device and data pass."""
-    device = resolve_device(spec.training.device)
-    check_memory(spec, device)
-    reports_root = (reports if reports is not None else Path(spec.report.directory)).absolute()
-    check_folder(reports_root / spec.name, what="reports folder (--reports or report.directory)")
-    location, split = _read_data(spec, data_root, reporter)
-    run_dir = _open_run_dir(spec, out, resume)
-    resume_command = _resume_command(run_dir, data_root, reports)
+    device = group.device
+    with group.agreement():  # 1: device, memory and data (on every rank)
+        check_memory(spec, device)
+        reports_root = (reports if reports is not None else Path(spec.report.directory)).absolute()
+        check_folder(reports_root / spec.name, what="reports folder (--reports or report.directory)")
+        location, split = _read_data(spec, data_root, reporter)
+    with group.agreement():  # 2: the run folder
+        run_dir = _open_run_dir(spec, out, resume)
+    resume_command = _resume_command(run_dir, data_root, reports, group)
     with _released_unless_prepared(run_dir, resume_command, interrupts):
-        training = spec.training
-        how = execution.describe(training.precision, training.memory_format, device, training.compile)
-        reporter.line(
-            f"run folder: {run_dir.path}  (device {device}, training in {how}; {len(split.train)} training, "
-            f"{len(split.validation)} validation, {len(split.evaluation)} evaluation images from {location})"
-        )
-        tick = time.perf_counter()
-        with reporter.stage("weight maps"):
-            weight_maps = training_weight_maps(split.train, spec.weightmap)
-        timings = {"weight_maps": time.perf_counter() - tick}
-        torch.manual_seed(spec.training.seed)  # the initial weights: the same in every session
-        model = unet_from_spec(spec.model)
-        if METRICS[spec.evaluation.metrics[0]].kind == "em":
-            with reporter.stage("metric kernels (compiled on the first run, then loaded from a cache)"):
-                warm_up_kernels()
-        untrained = run_dir.read_untrained() or _score_untrained(
-            spec, model, split, device, run_dir, reporter
-        )
-        trainer = _trainer(spec, model, split, weight_maps, device, run_dir, reporter)
-        sessions = _begin_session(run_dir, spec, trainer.iteration)
+        with group.agreement():  # 3: weight maps, network, untrained scores
+            reporter.line(f"run folder: {run_dir.path}  ({_setting(spec, device, group, split, location)})")
+            tick = time.perf_counter()
+            with reporter.stage("weight maps"):
+                weight_maps = training_weight_maps(split.train, spec.weightmap)
+            timings = {"weight_maps": time.perf_counter() - tick}
+            torch.manual_seed(spec.training.seed)  # the initial weights: the same in every session
+            model = unet_from_spec(spec.model)
+            if METRICS[spec.evaluation.metrics[0]].kind == "em":
+                with reporter.stage("metric kernels (compiled on the first run, then loaded from a cache)"):
+                    warm_up_kernels()
+            untrained = run_dir.read_untrained() or _score_untrained(
+                spec, model, split, device, run_dir, reporter
+            )
+        trainer = _trainer(spec, model, split, weight_maps, device, run_dir, reporter, group)
+        sessions = _begin_session(run_dir, spec, trainer.iteration, group.world_size, command)
     return RunContext(
         spec=spec,
         device=device,
+        group=group,
         location=location,
         split=split,
         run_dir=run_dir,
@@ -193,6 +255,23 @@ def prepare(
         resume_command=resume_command,
         reports=reports_root,
         timings=timings,
+    )
+
+
+def _setting(spec: ChallengeSpec, device: str, group: Group, split: Split, location: str) -> str:
+    """The run's first line: device, precision, processes and data."""
+    training = spec.training
+    how = execution.describe(training.precision, training.memory_format, device, training.compile)
+    words = f"device {device}, training in {how}; "
+    if group.active:
+        words += (
+            f"data-parallel over {group.world_size} processes: effective batch {group.world_size} x "
+            f"{training.batch_size} = {group.world_size * training.batch_size} tiles per step, learning "
+            f"rate {training.learning_rate} as the spec gives it (not scaled); "
+        )
+    return words + (
+        f"{len(split.train)} training, {len(split.validation)} validation, {len(split.evaluation)} "
+        f"evaluation images from {location}"
     )
 
 
@@ -223,7 +302,9 @@ def _released_unless_prepared(run_dir: RunDir, resume_command: str, interrupts: 
         raise
 
 
-def _trainer(spec, model, split, weight_maps, device, run_dir: RunDir, reporter: Reporter) -> Trainer:
+def _trainer(
+    spec, model, split, weight_maps, device, run_dir: RunDir, reporter: Reporter, group: Group
+) -> Trainer:
     """The trainer, continued from the run's checkpoint, or checkpointed before its first step."""
     validate = None
     if split.validation and spec.training.validate_every:
@@ -234,20 +315,34 @@ def _trainer(spec, model, split, weight_maps, device, run_dir: RunDir, reporter:
             return score_maps(spec, split.validation, maps, per_image=False).aggregate
 
     trainer = Trainer(
-        spec, model, split.train, weight_maps, device=device, checkpoint=run_dir.checkpoint, validate=validate
+        spec,
+        model,
+        split.train,
+        weight_maps,
+        device=device,
+        checkpoint=run_dir.checkpoint,
+        validate=validate,
+        group=group,
     )
-    if not run_dir.checkpoint.is_file():
-        trainer.save()  # before the first step: every started run can be resumed
-        return trainer
-    with reporter.stage(f"loading {run_dir.checkpoint}"):
+    _continue(trainer, spec, reporter, fresh=group.broadcast(not run_dir.checkpoint.is_file()))
+    return trainer
+
+
+def _continue(trainer: Trainer, spec: ChallengeSpec, reporter: Reporter, *, fresh: bool) -> None:
+    """Checkpoint a new run before its first step (every started run can be resumed), or continue it
+    from its checkpoint; every rank of a data-parallel run calls it together."""
+    if fresh:
+        trainer.save()
+        return
+    with reporter.stage(f"loading {trainer.checkpoint}"):
         trainer.load()
     reporter.line(f"resuming at iteration {trainer.iteration}")
-    if trainer.iteration > spec.training.iterations:
-        raise UserError(
-            f"training.iterations: the run has trained {trainer.iteration} iterations already; "
-            "give at least that many (or start a new run)"
-        )
-    return trainer
+    with trainer.group.agreement():
+        if trainer.iteration > spec.training.iterations:
+            raise UserError(
+                f"training.iterations: the run has trained {trainer.iteration} iterations already; "
+                "give at least that many (or start a new run)"
+            )
 
 
 def resolve_device(requested: str) -> str:
@@ -260,9 +355,10 @@ def resolve_device(requested: str) -> str:
 
 def device_memory(device: str) -> tuple[int, str]:
     """Total memory of the device and how to name it in a message."""
-    if device == "cuda":
-        properties = torch.cuda.get_device_properties(0)
-        return properties.total_memory, f"the memory of GPU 0, {properties.name}"
+    if torch.device(device).type == "cuda":
+        index = torch.device(device).index or 0
+        properties = torch.cuda.get_device_properties(index)
+        return properties.total_memory, f"the memory of GPU {index}, {properties.name}"
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
 
 
@@ -329,7 +425,9 @@ def _score_untrained(spec, model, split, device, run_dir: RunDir, reporter: Repo
     return untrained
 
 
-def _begin_session(run_dir: RunDir, spec: ChallengeSpec, iteration: int) -> list[Session]:
+def _begin_session(
+    run_dir: RunDir, spec: ChallengeSpec, iteration: int, processes: int, command: str | None
+) -> list[Session]:
     """The earlier sessions (those still "running" were killed) and this one, written to the folder."""
     sessions = []
     for session in run_dir.read_sessions():
@@ -340,7 +438,7 @@ def _begin_session(run_dir: RunDir, spec: ChallengeSpec, iteration: int) -> list
         sessions.append(session)
     sessions.append(
         Session(
-            command=command_line(),
+            command=command or command_line(),
             started=now(),
             ended=None,
             host=host_name(),
@@ -349,6 +447,7 @@ def _begin_session(run_dir: RunDir, spec: ChallengeSpec, iteration: int) -> list
             last_iteration=iteration,
             overrides=list(spec.overrides),
             outcome="running",
+            processes=processes,
         )
     )
     run_dir.write_sessions(sessions)
@@ -363,12 +462,16 @@ def _end_session(context: RunContext, outcome: str) -> None:
     context.run_dir.write_sessions(context.sessions)
 
 
-def _resume_command(run_dir: RunDir, data_root: Path | None, reports: Path | None) -> str:
+def _resume_command(run_dir: RunDir, data_root: Path | None, reports: Path | None, group: Group) -> str:
     words = ["unetbench", "run", str(run_dir.spec_file), "--resume", str(run_dir.path)]
     if data_root is not None:
         words += ["--data-root", str(Path(data_root).absolute())]
     if reports is not None:
         words += ["--reports", str(Path(reports).absolute())]
+    if group.active and os.environ.get(distributed.LAUNCHED_BY_GPUS):
+        words += ["--gpus", str(group.world_size)]  # started by `unetbench run --gpus N`
+    elif group.active:  # started by torchrun: resumed the same way, on as many processes
+        words = ["torchrun", "--nproc-per-node", str(group.world_size), "-m", "unetbench", *words[1:]]
     return shlex.join(words)
 
 
@@ -387,9 +490,10 @@ def _interrupted_message(context: RunContext, stopped: BaseException) -> str:
 def train(context: RunContext, interrupts: Interrupts, reporter: Reporter) -> None:
     """Train up to ``training.iterations``, checkpointing; stops between steps on Ctrl-C or SIGTERM."""
     trainer, target = context.trainer, context.spec.training.iterations
-    if trainer.iteration < target:
-        with reporter.training(target, trainer.iteration) as bar, interrupts.deferred():
-            trainer.fit(target, stop=interrupts.stop_requested, progress=bar)
+    with _leaving(trainer):
+        if trainer.iteration < target:
+            with reporter.training(target, trainer.iteration) as bar, interrupts.deferred():
+                trainer.fit(target, stop=interrupts.stop_requested, progress=bar)
     if interrupts.stop_requested():  # a signal after the last step: stop before predicting
         raise TrainingStopped(trainer.iteration)
     context.timings["training"] = trainer.log.seconds
@@ -534,6 +638,8 @@ def record(
             "untrained_evaluation": context.untrained.seconds,
         },
         training=TrainingSummary(
+            processes=context.group.world_size,
+            effective_batch=context.group.world_size * spec.training.batch_size,
             iterations=trainer.iteration,
             seconds=log.seconds,
             curve=[CurvePoint(**point) for point in log.curve],

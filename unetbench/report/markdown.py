@@ -79,7 +79,15 @@ def _differences(record: RunRecord) -> list[str]:
         f"Training: {record.training.iterations} iterations; the paper trained for 10 hours on a 6 GB "
         "GPU and gives no iteration count."
     )
-    if (training.tile_size, training.batch_size) != (572, 1):
+    processes = record.training.processes
+    if processes > 1:
+        notes.append(
+            f"Training tiles: data-parallel over {processes} processes, {training.batch_size} tile(s) of "
+            f"{training.tile_size} px each, an effective batch of {processes * training.batch_size} tiles "
+            f"per step, at the spec's learning rate {training.learning_rate} (not scaled for the larger "
+            "batch; paper: one 572 px tile per step on one GPU)."
+        )
+    elif (training.tile_size, training.batch_size) != (572, 1):
         notes.append(
             f"Training tiles: {training.batch_size} tile(s) of {training.tile_size} px per step (paper: one "
             "572 px tile)."

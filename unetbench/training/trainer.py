@@ -20,11 +20,19 @@ network serves the training steps; validation and the saved weights use the netw
 
 Interrupts are honoured between steps only: ``fit`` asks ``stop()`` before each step, and when it says
 so, writes a checkpoint of the state after the last complete step and raises :class:`TrainingStopped`.
+
+**Several processes** (:mod:`unetbench.distributed`): the network is wrapped in DistributedDataParallel,
+each rank draws its tiles from its own stream (``step_seed(..., stream=rank)``) and its drop-out from its
+own seed. The ranks agree at log points, not before every step, whether to stop and whether a time-based
+checkpoint is due (one small all-reduce, so the steps between stay free of host waits); a checkpoint is
+gathered from every rank (random state, pending losses) and written by rank 0; a resume reads it on rank
+0 and hands each rank its part. Rank 0 alone validates.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import time
 from collections.abc import Callable
@@ -35,7 +43,8 @@ from typing import Any
 import torch
 
 from unetbench import execution
-from unetbench.errors import UserError
+from unetbench.distributed import SINGLE, Group, rank_seed
+from unetbench.errors import PeerExit, UserError
 from unetbench.training.checkpoint import VERSION, load_checkpoint, save_checkpoint
 from unetbench.training.loss import weighted_cross_entropy
 from unetbench.training.sampler import TileBatcher, step_seed
@@ -93,11 +102,24 @@ class Trainer:
     """Trains ``model`` on tiles of ``samples`` with their weight maps, as ``spec`` says.
 
     ``validate(model) -> dict[str, float]`` scores the model on the validation split (or is None);
-    ``checkpoint`` is the file the state is written to.
+    ``checkpoint`` is the file the state is written to (by rank 0: the other ranks of a data-parallel run
+    give None); ``group``: this process's place in a data-parallel run (:mod:`unetbench.distributed`).
     """
 
-    def __init__(self, spec, model, samples, weight_maps, *, device, checkpoint: Path, validate=None):
+    def __init__(
+        self,
+        spec,
+        model,
+        samples,
+        weight_maps,
+        *,
+        device,
+        checkpoint: Path | None,
+        validate=None,
+        group: Group = SINGLE,
+    ):
         self.spec, self.model, self.device = spec, model, torch.device(device)
+        self.group = group
         self.training = spec.training
         self.checkpoint = checkpoint
         self.validate = validate
@@ -105,8 +127,15 @@ class Trainer:
         self.out = model.output_size(self.tile)
         self.memory_format = execution.memory_format(self.training.memory_format, self.device)
         self.model.to(self.device, memory_format=self.memory_format)
-        # compiled for the steps only: the state dict, validation and prediction use the network itself
-        self.forward = torch.compile(self.model) if self.training.compile else self.model
+        # the steps go through DDP (several processes) and torch.compile (the spec's); the state dict,
+        # validation and prediction use the network itself
+        network: torch.nn.Module = self.model
+        if group.active:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            network = DistributedDataParallel(self.model, device_ids=ids)
+        self.forward = torch.compile(network) if self.training.compile else network
         # training images, targets and weights live on the device once, so tiles are cut there
         self.tiles = TileBatcher(
             samples,
@@ -118,7 +147,7 @@ class Trainer:
         )
         self.generator = torch.Generator(device=self.device)
         self.optimizer = make_optimizer(model, self.training)
-        torch.manual_seed(self.training.seed)  # drop-out's random numbers
+        torch.manual_seed(rank_seed(self.training.seed, group.rank))  # drop-out's random numbers
         self.iteration = 0
         self.saved_iteration = 0  # the iteration of the checkpoint on disk
         self.log = TrainingLog()
@@ -128,39 +157,88 @@ class Trainer:
         self._pending_steps = 0
         self._since = time.perf_counter()
 
+    def release(self) -> None:
+        """Drop the DDP (and compiled) wrapper of the network, before a data-parallel run's process group
+        goes (:meth:`~unetbench.distributed.Group.leave`); the trainer can then only validate and save."""
+        self.forward = self.model
+        gc.collect()
+
     # --- checkpoints -----------------------------------------------------------------------------
 
-    def state(self) -> dict[str, Any]:
-        """Everything a step depends on, as plain tensors, numbers, strings, lists and dicts."""
+    def _rank_state(self) -> dict[str, Any]:
+        """What differs between the ranks of a data-parallel run: random states and pending losses."""
+        return {
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            "pending_loss": self._pending.detach().cpu(),
+        }
+
+    def state(self, others: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything a step depends on, as plain tensors, numbers, strings, lists and dicts; ``others``:
+        the rank states of ranks 1, 2, ... of a data-parallel run."""
         return {
             "iteration": self.iteration,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            **self._rank_state(),
             "log": asdict(self.log),
-            "pending_loss": self._pending.detach().cpu(),
             "pending_steps": self._pending_steps,
             "best_model": self.best_weights,
+            "world_size": self.group.world_size,
+            "ranks": others or [],
         }
 
-    def save(self) -> Path:
-        """Write the checkpoint (atomically: a kill during the write leaves the previous one intact)."""
+    def save(self) -> Path | None:
+        """Write the checkpoint (atomically: a kill during the write leaves the previous one intact).
+
+        In a data-parallel run every rank calls it at the same step: the rank states are gathered and
+        rank 0 writes the file.
+        """
         now = time.perf_counter()
         self.log.seconds += now - self._since
         self._since = now
-        save_checkpoint(self.checkpoint, self.state())
+        states = self.group.gather(self._rank_state())
+        if self.group.leader:
+            save_checkpoint(self.checkpoint, self.state(states[1:]))
         self.saved_iteration = self.iteration
         return self.checkpoint
 
     def load(self) -> None:
-        """Continue from the checkpoint file; a damaged, unsafe or mismatched one is a :class:`UserError`."""
-        state = load_checkpoint(self.checkpoint, map_location=self.device)
+        """Continue from the checkpoint file; a damaged, unsafe or mismatched one is a :class:`UserError`.
+
+        In a data-parallel run rank 0 reads it and checks it; every rank then takes the weights, the
+        optimiser state and its own random state from rank 0.
+        """
+        shared = None
+        with self.group.agreement():
+            if self.group.leader:
+                state = self._restore_leader()
+                shared = {key: state[key] for key in ("iteration", "model", "optimizer", "pending_steps")}
+                shared["ranks"] = state.get("ranks", [])
+        if self.group.active:
+            shared = self.group.broadcast(shared)
+            if not self.group.leader:
+                self.model.load_state_dict(shared["model"])
+                self.optimizer.load_state_dict(shared["optimizer"])
+                self._restore_rank(shared["ranks"][self.group.rank - 1], shared)
+
+    def _restore_leader(self) -> dict[str, Any]:
+        state = load_checkpoint(self.checkpoint, map_location="cpu")
         if state["version"] != VERSION:
             raise UserError(
                 f"{self.checkpoint}: written by an earlier unetbench that drew its training tiles "
                 f"differently (checkpoint version {state['version']}); its weights can be applied (unetbench "
                 "predict, export) but the run cannot continue exactly; start a new run"
+            )
+        trained_on = state.get("world_size", 1)
+        if trained_on != self.group.world_size:
+            raise UserError(
+                f"{self.checkpoint}: this run trained on {trained_on} process(es) (effective batch "
+                f"{trained_on * self.training.batch_size}); resume it on {trained_on} (torchrun "
+                f"--nproc-per-node {trained_on}, or unetbench run --gpus {trained_on})"
+                if trained_on > 1
+                else f"{self.checkpoint}: this run trained in one process; resume it without torchrun or "
+                "--gpus"
             )
         try:
             self.model.load_state_dict(state["model"])
@@ -176,12 +254,16 @@ class Trainer:
                 f"{self.checkpoint}: does not fit this run's network or optimiser ({first}); resume with "
                 "the spec the run started with"
             ) from None
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if state.get("cuda_rng") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
-        self.iteration = self.saved_iteration = state["iteration"]
-        self._pending = state["pending_loss"].to(self.device, torch.float32)
-        self._pending_steps = state["pending_steps"]
+        self._restore_rank(state, state)
+        return state
+
+    def _restore_rank(self, mine: dict[str, Any], common: dict[str, Any]) -> None:
+        torch.set_rng_state(mine["torch_rng"].cpu())
+        if mine.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in mine["cuda_rng"]])
+        self._pending = mine["pending_loss"].to(self.device, torch.float32)
+        self.iteration = self.saved_iteration = common["iteration"]
+        self._pending_steps = common["pending_steps"]
 
     def scored_weights(self) -> tuple[dict[str, torch.Tensor], int]:
         """The weights to score and their iteration: the best validation's, else the last."""
@@ -192,17 +274,19 @@ class Trainer:
     # --- one step --------------------------------------------------------------------------------
 
     def batch(self, iteration: int):
-        """The tiles of step ``iteration``: images (B, 1, T, T), targets (B, O, O), weights (B, O, O)."""
-        self.generator.manual_seed(step_seed(self.training.seed, iteration))
+        """This rank's tiles of step ``iteration``: images (B, 1, T, T), targets (B, O, O), weights
+        (B, O, O)."""
+        self.generator.manual_seed(step_seed(self.training.seed, iteration, stream=self.group.rank))
         draws = self.tiles.draw(self.generator, self.training.batch_size)
         return self.tiles.cut(draws)
 
-    def step(self) -> torch.Tensor:
-        """One optimiser step; returns the loss as a tensor on the device (no host synchronisation)."""
+    def step(self, batch=None) -> torch.Tensor:
+        """One optimiser step on ``batch`` (default: :meth:`batch` of this iteration); returns the loss as
+        a tensor on the device (no host synchronisation)."""
         self.model.train()
         for group in self.optimizer.param_groups:
             group["lr"] = learning_rate(self.training, self.iteration)
-        images, targets, weights = self.batch(self.iteration)
+        images, targets, weights = batch if batch is not None else self.batch(self.iteration)
         images = images.contiguous(memory_format=self.memory_format)
         with execution.autocast(self.training.precision, self.device):
             logits = self.forward(images)
@@ -226,21 +310,25 @@ class Trainer:
 
         A checkpoint is written every ``checkpoint_every`` iterations or ``checkpoint_minutes`` minutes,
         whichever comes first, and at the end. Raises :class:`TrainingStopped` after checkpointing when
-        ``stop()`` turns true.
+        ``stop()`` turns true (asked before each step; in a data-parallel run, agreed at log points).
         """
         progress = progress or TrainingProgress()
         log_every = max(1, iterations // 200)
         every, minutes = self.training.checkpoint_every, self.training.checkpoint_minutes
         self._since = started = last_saved = time.perf_counter()
         first = self.iteration
+        agreed = self.group.active  # stop and time-based checkpoints decided together, at log points
         while self.iteration < iterations:
-            if stop():
+            if not agreed and stop():
                 self.save()
                 raise TrainingStopped(self.iteration)
             self._pending = self._pending + self.step()
             self._pending_steps += 1
-            if self.iteration % log_every == 0 or self.iteration == iterations:
-                mean = float(self._pending) / self._pending_steps  # host sync: log points only
+            log_point = self.iteration % log_every == 0 or self.iteration == iterations
+            if log_point:
+                # host sync: log points only; the mean over every rank's tiles
+                total = float(self.group.sum(self._pending))
+                mean = total / (self._pending_steps * self.group.world_size)
                 if not math.isfinite(mean):
                     self._diverged(mean)
                 self.log.curve.append(
@@ -254,15 +342,21 @@ class Trainer:
                 self._pending_steps = 0
             if (
                 self.validate
+                and self.group.leader
                 and self.training.validate_every
                 and self.iteration % self.training.validate_every == 0
             ):
                 with progress.validating():
                     self._validate()
             now = time.perf_counter()
-            if self.iteration % every == 0 or now - last_saved >= 60 * minutes:
+            due, stopping = now - last_saved >= 60 * minutes, False
+            if agreed:
+                due, stopping = self.group.any(due, stop()) if log_point else (False, False)
+            if self.iteration % every == 0 or due or stopping:
                 self.save()
                 last_saved = time.perf_counter()
+            if stopping:
+                raise TrainingStopped(self.iteration)
             loss = self.log.curve[-1]["loss"] if self.log.curve else math.nan
             progress.update(self.iteration, loss, (self.iteration - first) / max(now - started, 1e-9))
         self.save()
@@ -272,6 +366,8 @@ class Trainer:
         """Stop a run whose loss is no longer a number, keeping the checkpoint on disk (its weights are
         finite); scoring NaN weights would only fail later with a less useful message."""
         first = self.iteration - self._pending_steps + 1
+        if not self.group.leader:
+            raise PeerExit(1)  # every rank has the same mean; rank 0 says it
         raise UserError(
             f"training diverged: the mean loss of iterations {first}-{self.iteration} is {mean} "
             f"(learning rate {learning_rate(self.training, self.iteration - 1)}, {self.training.optimizer}); "

@@ -1,0 +1,134 @@
+"""``unetbench ablate --executor ray`` on a local Ray instance bound to 127.0.0.1 (no dashboard): the runs
+finish as Ray tasks, a task whose process dies is retried and resumes its checkpoint, the table equals
+the local executor's, and user errors are one line that leaves no folder behind."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+from unetbench import ablation, ray_executor
+from unetbench.cli import main
+from unetbench.distributed import free_loopback_port
+from unetbench.errors import UserError
+from unetbench.loader import apply_overrides, load_spec
+from unetbench.report.ablation import table_rows
+from unetbench.rundir import RunDir
+
+from . import _ray_tasks
+from .helpers import QUICKSTART, write_spec
+
+try:  # before anything imports Ray: a local instance stays on the loopback
+    ray = ray_executor.import_ray(local=True)
+except UserError:
+    pytest.skip("the Ray extra is not installed: pip install 'unetbench[ray]'", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        _node_ip_address=ray_executor.LOOPBACK,
+        log_to_driver=False,
+        # the workers import tests._ray_tasks from the repository, like the driver
+        runtime_env={"env_vars": {"PYTHONPATH": str(QUICKSTART.parents[1])}},
+    )
+    assert {node["NodeManagerAddress"] for node in ray.nodes()} == {"127.0.0.1"}
+    yield
+    ray.shutdown()
+
+
+def _spec(tmp_path):
+    return apply_overrides(
+        load_spec(QUICKSTART),
+        {
+            "training.iterations": 60,
+            "training.checkpoint_every": 20,
+            "training.validate_every": 20,
+            "report.directory": str(tmp_path / "reports"),
+            "report.overlays": 0,
+        },
+        source="test",
+    )
+
+
+def _without_times(summary):
+    header, rows = table_rows(summary)
+    keep = [i for i, name in enumerate(header) if name != "training time"]
+    return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
+
+
+def _two_variants(spec, spec_file, out, **settings):
+    """The baseline and no-weightmap, one seed each."""
+    return ablation.ablate(
+        spec,
+        spec_file,
+        ["weightmap"],
+        seeds=1,
+        grid="one",
+        out=out,
+        data_root=None,
+        progress=False,
+        **settings,
+    )
+
+
+def test_a_ray_ablation_retries_a_dead_task_and_its_table_equals_the_local_one(
+    tmp_path, monkeypatch, local_ray
+):
+    spec = _spec(tmp_path)
+    spec_file = write_spec(tmp_path / "quick.toml", spec)
+    monkeypatch.setattr(ray_executor, "finish", _ray_tasks.fail_once)
+    lines = []
+    _, on_ray = _two_variants(spec, spec_file, tmp_path / "ray", log=lines.append, executor="ray")
+    runs = {p.name.split("-seed")[0]: p for p in (tmp_path / "ray").glob("*-seed0-*") if p.is_dir()}
+    assert sorted(runs) == ["baseline", "no-weightmap"]
+    retried = RunDir(runs["no-weightmap"]).read_record()
+    assert [s.outcome for s in retried.sessions] == ["killed", "finished"]
+    assert all(s.command.endswith(" [Ray task on " + s.host + "]") for s in retried.sessions)
+    assert retried.sessions[1].first_iteration == 20  # resumed from the checkpoint before the failure
+    assert [s.outcome for s in RunDir(runs["baseline"]).read_record().sessions] == ["finished"]
+    assert any("running (attempt 2" in line for line in lines)  # the table shows the retry
+    assert (tmp_path / "ray" / "logs" / f"{runs['no-weightmap'].name}.log").read_text().count("---") == 2
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the Ray tasks (1 CPU each): the same arithmetic, the same scores
+    try:
+        _, local = _two_variants(spec, spec_file, tmp_path / "local", log=lambda *_: None)
+    finally:
+        torch.set_num_threads(threads)
+    assert _without_times(on_ray) == _without_times(local)
+
+
+def _ablate(tmp_path, *extra):
+    spec_file = write_spec(tmp_path / "quick.toml", _spec(tmp_path))
+    return main(["ablate", str(spec_file), "--no-weightmap", "--no-progress", "--executor", "ray", *extra])
+
+
+def test_ray_with_a_relative_out_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    status = _ablate(tmp_path, "--out", "relative/abl")
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1
+    assert err.startswith("error: --out: with --executor ray give an absolute folder that every node")
+    assert not (tmp_path / "relative").exists() and not (tmp_path / "runs").exists()
+
+
+def test_an_unreachable_ray_address_is_one_line(tmp_path, capsys):
+    port = free_loopback_port()  # nothing listens there
+    status = _ablate(tmp_path, "--out", str(tmp_path / "abl"), "--ray-address", f"127.0.0.1:{port}")
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1
+    assert err.startswith(f"error: --ray-address 127.0.0.1:{port}: nothing answers at 127.0.0.1:{port}")
+    assert not (tmp_path / "abl").exists()
+
+
+def test_ray_missing_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    status = _ablate(tmp_path, "--out", str(tmp_path / "abl"))
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1
+    assert "pip install 'unetbench[ray]'" in err and not (tmp_path / "abl").exists()

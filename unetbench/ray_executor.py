@@ -1,0 +1,294 @@
+"""``unetbench ablate --executor ray``: every planned run is a Ray task (DESIGN.md: existing engines).
+
+- **Where.** ``--ray-address host:port`` (or ``ray://host:port``, or ``auto``) joins a running cluster
+  (``ray start --head`` on one machine, ``ray start --address ...`` on the others, or Ray's own way of
+  starting on Slurm). Without an address a local Ray instance is started on this machine, bound to the
+  loopback (127.0.0.1, no dashboard): several GPUs of one machine are a local instance.
+- **What a task asks for.** One GPU per run where the cluster has GPUs and the spec does not train on
+  the CPU; otherwise ``cpus_per_run`` CPUs, and torch uses that many threads.
+- **Files.** Runs write under ``--out``, which must be an absolute folder that every node sees (a shared
+  file system): the run folders, their records and checkpoints, and ``logs/<run>.log`` with what each run
+  printed. Skip and resume work as with the local executor: a finished run (a record) is skipped, a
+  started one (a checkpoint) resumes.
+- **Failures.** A task whose process or node dies, or that fails unexpectedly, is retried (``retries``
+  times) and resumes from its checkpoint: a failure costs at most one checkpoint interval of that run. A
+  user error (bad data, a spec the device cannot hold) is not retried: it would fail again.
+- **The table.** The terminal shows every run: queued, running (iteration, attempt, node), done or
+  failed; the runs report their iterations to a small actor (:class:`Board`).
+
+Ray is an optional extra: ``pip install 'unetbench[ray]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from unetbench.ablation import PlannedRun, pending_runs, run_one
+from unetbench.errors import RunInterrupted, UserError
+from unetbench.results import command_line
+
+LOOPBACK = "127.0.0.1"
+STOP_SECONDS = 60  # after Ctrl-C: how long the running tasks get to checkpoint and stop
+INSTALL = "pip install 'unetbench[ray]'"
+
+
+def import_ray(*, local: bool):
+    """Ray, or one line saying how to install it. ``local``: a local instance will be started, so Ray is
+    told to keep it on the loopback (its node address otherwise becomes the machine's network address)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray reports usage to its makers unless told
+    if local:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's switch for one-node use
+    try:
+        import ray
+    except ImportError:
+        raise UserError(f"--executor ray needs Ray, an optional extra; install it with: {INSTALL}") from None
+    return ray
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Refuse an address where nothing listens, in one line and at once (Ray itself retries for long)."""
+    if address == "auto":
+        return
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(
+            f"--ray-address {address}: not an address; give the head's host:port (as `ray start --head` "
+            "printed it), ray://host:port, or auto"
+        )
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise UserError(
+            f"--ray-address {address}: nothing answers at {host}:{port} ({err.strerror or err}); start the "
+            f"head there with `ray start --head --port {port}`, or check the address"
+        ) from None
+
+
+class Board:
+    """What the running tasks report (made a Ray actor by :class:`RayExecutor`): per run, its attempts,
+    node and last iteration."""
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict[str, Any]] = {}
+
+    def started(self, name: str, node: str) -> None:
+        entry = self.runs.setdefault(name, {"attempts": 0})
+        entry.update(attempts=entry["attempts"] + 1, node=node, iteration=None, total=None)
+
+    def progress(self, name: str, iteration: int, total: int) -> None:
+        self.runs.setdefault(name, {"attempts": 1}).update(iteration=iteration, total=total)
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return self.runs
+
+
+def finish(planned: PlannedRun, data_root: Path | None, board, cpus: int, command: str) -> tuple[str, str]:
+    """The Ray task of one planned run: skip, resume or start it (:func:`unetbench.ablation.run_one`).
+    ``command``: the ablation's command line, which the run's session records with the task's node.
+
+    Returns ``("done", how)`` or ``("failed", message)`` for a user error; anything else raises and Ray
+    retries the task.
+    """
+    import torch
+
+    if cpus:
+        torch.set_num_threads(cpus)
+    name = planned.directory.name
+    board.started.remote(name, socket.gethostname())
+    last = [0.0]
+
+    def watch(iteration: int, total: int) -> None:  # at most one message a second to the board
+        now = time.monotonic()
+        if now - last[0] >= 1.0 or iteration == total:
+            last[0] = now
+            board.progress.remote(name, iteration, total)
+
+    logs = planned.directory.parent / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    with open(logs / f"{name}.log", "a", encoding="utf-8") as file:
+
+        def log(text: str) -> None:
+            print(text, file=file, flush=True)
+
+        log(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} on {socket.gethostname()}, pid {os.getpid()}")
+        try:
+            how = run_one(
+                planned,
+                data_root=data_root,
+                progress=False,
+                log=log,
+                watch=watch,
+                command=f"{command}  [Ray task on {socket.gethostname()}]",
+            )
+            return "done", how
+        except UserError as err:
+            log(f"error: {err}")
+            return "failed", str(err)
+
+
+class RayExecutor:
+    """Connects on creation (an unreachable cluster is a :class:`UserError` before anything is written);
+    ``with executor:`` shuts down a Ray instance it started.
+
+    ``task``: the function each run becomes (default :func:`finish`; tests give one that fails once).
+    """
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        retries: int = 2,
+        cpus_per_run: int = 1,
+        task: Callable[..., tuple[str, str]] | None = None,
+    ):
+        if retries < 0:
+            raise UserError(f"--retries must be >= 0, got {retries}")
+        self.ray = ray = import_ray(local=address is None)
+        if address is not None:
+            check_reachable(address)
+        self.retries, self.cpus_per_run, self.task = retries, cpus_per_run, task or finish
+        self.started = False
+        if not ray.is_initialized():
+            settings: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
+            try:
+                if address is None:
+                    ray.init(include_dashboard=False, _node_ip_address=LOOPBACK, **settings)
+                else:
+                    ray.init(address=address, **settings)
+            except (ConnectionError, RuntimeError, ValueError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+                raise UserError(f"--executor ray: cannot start or join {where} ({first})") from None
+            self.started = True
+            if address is None:
+                self._check_loopback()
+        self.gpus = int(ray.cluster_resources().get("GPU", 0))
+
+    def _check_loopback(self) -> None:
+        nodes = {node["NodeManagerAddress"] for node in self.ray.nodes()}
+        if nodes != {LOOPBACK}:
+            self.ray.shutdown()
+            raise UserError(
+                f"--executor ray: the local Ray instance came up on {', '.join(sorted(nodes))}, not on "
+                f"{LOOPBACK} (Ray was imported before unetbench could keep it on the loopback); give "
+                "--ray-address of a cluster you started, or run `unetbench ablate` in a fresh process"
+            )
+
+    def __enter__(self) -> RayExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.started:
+            self.ray.shutdown()
+
+    def resources(self, planned: PlannedRun) -> dict[str, Any]:
+        if self.gpus and planned.spec.training.device != "cpu":
+            return {"num_gpus": 1, "num_cpus": 1}
+        return {"num_cpus": self.cpus_per_run}
+
+    def run_all(self, runs: list[PlannedRun], *, data_root: Path | None, progress: bool, log) -> None:
+        """Every unfinished run as a task; the table of runs until all are done or failed."""
+        ray = self.ray
+        pending = pending_runs(runs, log)
+        if not pending:
+            return
+        data_root = Path(data_root).absolute() if data_root is not None else None
+        board = ray.remote(num_cpus=0)(Board).remote()
+        remote = ray.remote(self.task)
+        refs = {}
+        for planned in pending:
+            options = self.resources(planned)
+            cpus = 0 if "num_gpus" in options else self.cpus_per_run
+            task = remote.options(max_retries=self.retries, retry_exceptions=True, **options)
+            refs[task.remote(planned, data_root, board, cpus, command_line())] = planned
+        where = f"{self.gpus} GPU(s)" if self.gpus else f"{self.cpus_per_run} CPU(s) per run"
+        log(f"ray: {len(refs)} tasks on {int(ray.cluster_resources().get('CPU', 0))} CPUs, {where}")
+        results: dict[str, tuple[str, str]] = {}
+        with _table(pending, progress, log) as show:
+            try:
+                while len(results) < len(refs):
+                    waiting = [ref for ref, p in refs.items() if p.directory.name not in results]
+                    ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0.5)
+                    for ref in ready:
+                        results[refs[ref].directory.name] = self._outcome(ref)
+                    show(ray.get(board.snapshot.remote()), results)
+            except KeyboardInterrupt:
+                running = [ref for ref, p in refs.items() if p.directory.name not in results]
+                for ref in running:
+                    ray.cancel(ref)  # a KeyboardInterrupt in the task: its run stops after the step
+                _, left = ray.wait(running, num_returns=len(running), timeout=STOP_SECONDS)
+                raise RunInterrupted(
+                    f"ablation interrupted; {len(running) - len(left)} run(s) stopped at a step with a "
+                    f"checkpoint, {len(left)} did not stop within {STOP_SECONDS} s and keep their last one",
+                    "SIGINT",
+                ) from None
+        failed = [(name, detail) for name, (state, detail) in results.items() if state == "failed"]
+        if failed:
+            name, detail = failed[0]
+            logs = pending[0].directory.parent / "logs"
+            raise UserError(
+                f"{len(failed)} of {len(refs)} ablation run(s) failed (first: {name}: {detail}); each run's "
+                f"output is in {logs}; run the same command again to retry them (finished runs are skipped, "
+                "started ones resume)"
+            )
+
+    def _outcome(self, ref) -> tuple[str, str]:
+        try:
+            return self.ray.get(ref)
+        except self.ray.exceptions.RayError as err:  # retries used up: the task's error or its process's
+            lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+            return "failed", lines[-1] if lines else type(err).__name__
+
+
+@contextlib.contextmanager
+def _table(pending: list[PlannedRun], progress: bool, log) -> Iterator[Callable]:
+    """``show(board, results)``: a live table of the runs with ``progress``, else a line per change."""
+    from rich.live import Live
+    from rich.table import Table
+
+    def state(planned: PlannedRun, board, results) -> tuple[str, str, str, str]:
+        name = planned.directory.name
+        entry = board.get(name, {})
+        attempt = str(entry.get("attempts", "")) if entry else ""
+        node = entry.get("node", "")
+        if name in results:
+            outcome, detail = results[name]
+            return (outcome if outcome == "failed" else f"done ({detail})"), "", attempt, node
+        if not entry:
+            return "queued", "", "", ""
+        iteration = entry.get("iteration")
+        where = f"{iteration}/{entry['total']}" if iteration is not None else "preparing"
+        return "running", where, attempt, node
+
+    def render(board, results) -> Table:
+        table = Table(title="ablation runs", title_justify="left")
+        for column in ("run", "state", "iteration", "attempt", "node"):
+            table.add_column(column, overflow="fold")
+        for planned in pending:
+            table.add_row(planned.directory.name, *state(planned, board, results))
+        return table
+
+    if progress:
+        with Live(render({}, {}), refresh_per_second=2) as live:
+            yield lambda board, results: live.update(render(board, results))
+        return
+    said: dict[str, tuple[str, str]] = {}
+
+    def lines(board, results) -> None:
+        for planned in pending:
+            now, _, attempt, node = state(planned, board, results)
+            if said.get(planned.directory.name) != (now, attempt):
+                said[planned.directory.name] = (now, attempt)
+                if now != "queued":
+                    extra = f" (attempt {attempt}, {node})" if now == "running" else ""
+                    log(f"{planned.directory.name}: {now}{extra}")
+
+    yield lines
