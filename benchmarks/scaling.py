@@ -15,13 +15,14 @@ a task costs beyond its run (scheduling, a worker process, the progress board). 
 given on its own line.
 
     python benchmarks/scaling.py [--spec challenges/quickstart.toml] [--processes 1 2] [--steps 30]
-                                 [--runs 4] [--iterations 30]
+                                 [--runs 4] [--iterations 30] [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -68,25 +69,29 @@ def _rank(rank: int, world: int, port: int, spec_file: str, steps: int, threads:
         group.leave()
 
 
-def data_parallel(spec_file: Path, processes: list[int], steps: int) -> dict[int, float]:
+def data_parallel(spec_file: Path, processes: list[int], steps: int, rounds: int) -> dict[int, list[float]]:
+    """Tiles/s per process count, ``rounds`` times, the counts alternating (a drifting machine affects
+    every count alike)."""
     cores = os.cpu_count() or 1
-    rates = {}
+    rates: dict[int, list[float]] = {world: [] for world in processes}
     with tempfile.TemporaryDirectory() as folder:
-        for world in processes:
-            out = Path(folder) / f"rate-{world}"
-            threads = max(1, cores // world)
-            args = (world, distributed.free_loopback_port(), str(spec_file), steps, threads, str(out))
-            if world == 1:
-                os.environ.pop("WORLD_SIZE", None)  # a single process: no process group
-                _rank(0, *args)
-            else:
-                torch.multiprocessing.spawn(_rank, args=args, nprocs=world, join=True)
-            rates[world] = float(out.read_text())
+        for _ in range(rounds):
+            for world in processes:
+                out = Path(folder) / f"rate-{world}"
+                threads = max(1, cores // world)
+                args = (world, distributed.free_loopback_port(), str(spec_file), steps, threads, str(out))
+                if world == 1:
+                    os.environ.pop("WORLD_SIZE", None)  # a single process: no process group
+                    _rank(0, *args)
+                else:
+                    torch.multiprocessing.spawn(_rank, args=args, nprocs=world, join=True)
+                rates[world].append(float(out.read_text()))
     return rates
 
 
-def ray_overhead(runs: int, iterations: int) -> tuple[float, float, float]:
-    """(seconds to start a local instance, local seconds per run, Ray seconds per run)."""
+def ray_overhead(runs: int, iterations: int, rounds: int) -> tuple[float, list[float], list[float]]:
+    """(seconds to start a local instance, local seconds per run, Ray seconds per run), the executors
+    alternating for ``rounds`` rounds."""
     from unetbench import ablation, ray_executor
     from unetbench.loader import apply_overrides, load_spec
     from unetbench.spec import dump_spec
@@ -106,26 +111,29 @@ def ray_overhead(runs: int, iterations: int) -> tuple[float, float, float]:
         spec_file = root / "spec.toml"
         spec_file.write_text(dump_spec(spec))
         seeds = max(1, runs // 2)
+        count = 2 * seeds
         common = dict(seeds=seeds, grid="one", data_root=None, progress=False, log=lambda *_: None)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # as a one-CPU task
-        try:
-            start = time.perf_counter()
-            ablation.ablate(spec, spec_file, ["weightmap"], out=root / "local", **common)
-            local = time.perf_counter() - start
-        finally:
-            torch.set_num_threads(threads)
         start = time.perf_counter()
         ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
         started = time.perf_counter() - start
+        local, on_ray = [], []
         try:
-            start = time.perf_counter()
-            ablation.ablate(spec, spec_file, ["weightmap"], out=root / "ray", executor="ray", **common)
-            on_ray = time.perf_counter() - start
+            for k in range(rounds):
+                threads = torch.get_num_threads()
+                torch.set_num_threads(1)  # as a one-CPU task
+                try:
+                    start = time.perf_counter()
+                    ablation.ablate(spec, spec_file, ["weightmap"], out=root / f"local{k}", **common)
+                    local.append((time.perf_counter() - start) / count)
+                finally:
+                    torch.set_num_threads(threads)
+                start = time.perf_counter()
+                out = root / f"ray{k}"
+                ablation.ablate(spec, spec_file, ["weightmap"], out=out, executor="ray", **common)
+                on_ray.append((time.perf_counter() - start) / count)
         finally:
             ray.shutdown()
-    count = 2 * seeds
-    return started, local / count, on_ray / count
+    return started, local, on_ray
 
 
 def main() -> None:
@@ -135,6 +143,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     from unetbench.results import git_revision, hardware
 
@@ -144,17 +153,32 @@ def main() -> None:
         f"commit {commit}{' (dirty)' if dirty else ''}; {machine.processor}, {machine.cpu_cores} cores; "
         f"torch {torch.__version__}"
     )
-    rates = data_parallel(args.spec, args.processes, args.steps)
-    base = rates[args.processes[0]]
-    print(f"\ndata-parallel training, {args.spec.name}, {args.steps} timed steps per process (gloo):")
-    print("| processes | tiles/s | vs 1 process |")
+    rates = data_parallel(args.spec, args.processes, args.steps, args.rounds)
+    base = statistics.median(rates[args.processes[0]])
+    print(
+        f"\ndata-parallel training, {args.spec.name}, {args.steps} timed steps per process (gloo), median of "
+        f"{args.rounds} alternating rounds (min-max):"
+    )
+    print(f"| processes | tiles/s | vs {args.processes[0]} process(es) |")
     print("|---|---|---|")
-    for world, rate in rates.items():
-        print(f"| {world} | {rate:.1f} | {rate / base:.2f}x |")
-    started, local, on_ray = ray_overhead(args.runs, args.iterations)
-    print(f"\nablation executors, quickstart at {args.iterations} iterations, one run at a time:")
-    print(f"- local: {local:.1f} s per run; ray (local instance, 1 CPU): {on_ray:.1f} s per run")
-    print(f"- ray overhead per task: {on_ray - local:+.2f} s ({(on_ray - local) / local:+.1%} of a run)")
+    for world, values in rates.items():
+        rate = statistics.median(values)
+        print(f"| {world} | {rate:.1f} ({min(values):.1f}-{max(values):.1f}) | {rate / base:.2f}x |")
+    started, local, on_ray = ray_overhead(args.runs, args.iterations, args.rounds)
+    extra = [r - lo for r, lo in zip(on_ray, local, strict=True)]
+    share = statistics.median(extra) / statistics.median(local)
+    print(
+        f"\nablation executors, quickstart at {args.iterations} iterations, {2 * max(1, args.runs // 2)} "
+        f"runs one at a time, median of {args.rounds} alternating rounds:"
+    )
+    print(
+        f"- local: {statistics.median(local):.2f} s per run; ray (local instance, 1 CPU): "
+        f"{statistics.median(on_ray):.2f} s per run"
+    )
+    print(
+        f"- ray overhead per task: {statistics.median(extra):+.2f} s (rounds: "
+        f"{', '.join(f'{e:+.2f}' for e in extra)}; {share:+.1%} of a run)"
+    )
     print(f"- starting the local Ray instance: {started:.1f} s (once per ablation)")
 
 
