@@ -132,3 +132,25 @@ def test_ray_missing_says_how_to_install_it(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1
     assert "pip install 'unetbench[ray]'" in err and not (tmp_path / "abl").exists()
+
+
+def test_a_run_asks_for_a_gpu_on_a_cluster_with_gpus_and_cpus_otherwise(tmp_path):
+    spec = _spec(tmp_path)
+    on_cpu, on_any = (
+        ablation.PlannedRun("baseline", 0, apply_overrides(spec, {"training.device": d}), tmp_path / d)
+        for d in ("cpu", "auto")
+    )
+    executor = object.__new__(ray_executor.RayExecutor)  # no cluster needed to read its rule
+    executor.gpus, executor.cpus_per_run = 4, 3
+    assert executor.resources(on_any) == {"num_gpus": 1, "num_cpus": 1}
+    assert executor.resources(on_cpu) == {"num_cpus": 3}
+    executor.gpus = 0
+    assert executor.resources(on_any) == {"num_cpus": 3}
+
+
+def test_cuda_runs_on_a_cluster_without_gpus_are_one_line(tmp_path, capsys, local_ray):
+    status = _ablate(tmp_path, "--out", str(tmp_path / "abl"), "--set", "training.device=cuda")
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1
+    assert err.startswith("error: training.device: the runs ask for 'cuda', but the Ray cluster has no GPUs")
+    assert not (tmp_path / "abl").exists()

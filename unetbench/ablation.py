@@ -21,9 +21,11 @@ command again skips finished runs, resumes those with a checkpoint and restarts 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -164,6 +166,8 @@ def ablate(
 
         # connects first: an unreachable cluster leaves nothing behind
         pool = RayExecutor(address=ray_address, retries=retries, cpus_per_run=cpus_per_run)
+        with _closed_on_error(pool):
+            pool.check(runs)
     write_manifest(directory, spec, runs, spec_file=spec_file, switches=switches, seeds=seeds, grid=grid)
     log(f"ablation: {len(runs)} runs in {directory}")
     try:
@@ -182,6 +186,15 @@ def ablate(
 
 
 EXECUTORS = ("local", "ray")
+
+
+@contextlib.contextmanager
+def _closed_on_error(pool) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        pool.__exit__(None, None, None)
+        raise
 
 
 def run_one(planned: PlannedRun, *, data_root, progress: bool, log, watch=None, command=None) -> str:

@@ -189,6 +189,15 @@ class RayExecutor:
         if self.started:
             self.ray.shutdown()
 
+    def check(self, runs: list[PlannedRun]) -> None:
+        """Refuse, before anything is written, runs that no node of the cluster can take."""
+        if not self.gpus and any(r.spec.training.device == "cuda" for r in runs):
+            raise UserError(
+                "training.device: the runs ask for 'cuda', but the Ray cluster has no GPUs "
+                f"({self.ray.cluster_resources().get('CPU', 0):.0f} CPUs); use --device auto or cpu, or a "
+                "cluster with GPUs"
+            )
+
     def resources(self, planned: PlannedRun) -> dict[str, Any]:
         if self.gpus and planned.spec.training.device != "cpu":
             return {"num_gpus": 1, "num_cpus": 1}
