@@ -208,3 +208,14 @@ def test_a_deferred_signal_waits_and_a_second_one_does_not():
             signal.raise_signal(signal.SIGINT)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before  # restored
     assert (exit_status("SIGINT"), exit_status("SIGTERM"), exit_status(None)) == (130, 143, 130)
+
+
+def test_a_patient_deferral_lets_every_signal_wait():
+    """The ranks of a torchrun run: a signal that arrives twice still waits for the agreed stop."""
+    with Interrupts(patient=True) as interrupts:
+        with interrupts.deferred():
+            signal.raise_signal(signal.SIGTERM)
+            signal.raise_signal(signal.SIGINT)  # no KeyboardInterrupt
+            assert interrupts.stop_requested()
+        with pytest.raises(KeyboardInterrupt):  # outside the deferred part: at once, as always
+            signal.raise_signal(signal.SIGINT)

@@ -21,8 +21,9 @@ SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Interrupts:
-    """``patient``: further signals while deferring wait too (under torchrun, which passes the terminal's
-    Ctrl-C on to processes that received it already)."""
+    """``patient``: further signals while deferring wait too. For the ranks of a torchrun run: a signal
+    can reach a rank twice (from a scheduler that signals every process, and passed on by torchrun), and
+    the ranks stop together at the next agreed point anyway; torchrun kills those that take too long."""
 
     def __init__(self, *, patient: bool = False) -> None:
         self.requested: str | None = None  # "SIGINT" or "SIGTERM" once one arrived while deferring

@@ -121,8 +121,7 @@ def run(
             follow(spec, data_root=data_root, resume=resume, group=group)
             return None
         reporter = Reporter(log=log, bars=progress, watch=watch)
-        # several processes: torchrun passes a signal on to every rank, so the terminal's Ctrl-C and
-        # torchrun's own arrive together and count as one request
+        # several processes: a repeated signal waits for the ranks' agreed stop (see Interrupts)
         with Interrupts(patient=group.active) as interrupts:
             context = prepare(
                 spec,
