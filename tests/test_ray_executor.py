@@ -154,3 +154,19 @@ def test_cuda_runs_on_a_cluster_without_gpus_are_one_line(tmp_path, capsys, loca
     assert status == 1 and err.count("\n") == 1
     assert err.startswith("error: training.device: the runs ask for 'cuda', but the Ray cluster has no GPUs")
     assert not (tmp_path / "abl").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--executor", "slurm"], "--executor: unknown value 'slurm'; valid choices: local, ray"),
+        (["--executor", "local", "--ray-address", "127.0.0.1:6379"], "--ray-address goes with --executor"),
+        (["--ray-address", "headnode"], "--ray-address headnode: not an address; give the head's host:port"),
+        (["--retries", "-1"], "--retries must be >= 0, got -1"),
+    ],
+)
+def test_bad_executor_options_are_one_line(tmp_path, capsys, extra, expected):
+    status = _ablate(tmp_path, "--out", str(tmp_path / "abl"), *extra)
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and err.startswith(f"error: {expected}")
+    assert not (tmp_path / "abl").exists()

@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,41 +159,31 @@ def ablate(
     reports = Path(spec.report.directory).absolute()
     check_folder(directory, what="--out")
     check_folder(reports, what="report.directory")
-    pool = None
-    if executor == "ray":
-        from unetbench.ray_executor import RayExecutor
+    with contextlib.ExitStack() as stack:
+        finish_all = run_all
+        if executor == "ray":
+            from unetbench.ray_executor import RayExecutor
 
-        # connects first: an unreachable cluster leaves nothing behind
-        pool = RayExecutor(address=ray_address, retries=retries, cpus_per_run=cpus_per_run)
-        with _closed_on_error(pool):
+            # connects and checks first: an unreachable cluster leaves nothing behind
+            pool = stack.enter_context(
+                RayExecutor(address=ray_address, retries=retries, cpus_per_run=cpus_per_run)
+            )
             pool.check(runs)
-    write_manifest(directory, spec, runs, spec_file=spec_file, switches=switches, seeds=seeds, grid=grid)
-    log(f"ablation: {len(runs)} runs in {directory}")
-    try:
-        if pool is None:
-            run_all(runs, data_root=data_root, progress=progress, log=log)
-        else:
-            with pool:
-                pool.run_all(runs, data_root=data_root, progress=progress, log=log)
-    except RunInterrupted as stopped:
-        raise RunInterrupted(
-            f"{stopped}\nThe ablation continues where it stopped when you run the same command again: "
-            f"{command_line()}",
-            stopped.signal_name,
-        ) from None
+            finish_all = pool.run_all
+        write_manifest(directory, spec, runs, spec_file=spec_file, switches=switches, seeds=seeds, grid=grid)
+        log(f"ablation: {len(runs)} runs in {directory}")
+        try:
+            finish_all(runs, data_root=data_root, progress=progress, log=log)
+        except RunInterrupted as stopped:
+            raise RunInterrupted(
+                f"{stopped}\nThe ablation continues where it stopped when you run the same command again: "
+                f"{command_line()}",
+                stopped.signal_name,
+            ) from None
     return render_ablation_report(directory, reports)
 
 
 EXECUTORS = ("local", "ray")
-
-
-@contextlib.contextmanager
-def _closed_on_error(pool) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        pool.__exit__(None, None, None)
-        raise
 
 
 def run_one(planned: PlannedRun, *, data_root, progress: bool, log, watch=None, command=None) -> str:

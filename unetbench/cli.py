@@ -288,10 +288,11 @@ def run_command(
     if out is not None and resume is not None:
         raise UserError("give --out for a new run or --resume for an existing one, not both")
     spec = _with_command_line(spec, overrides, device=device, iterations=iterations)
-    if gpus is not None and gpus != 1:
+    if gpus is not None:
+        _check_gpus(gpus, spec)
+    if gpus is not None and gpus > 1:
         from unetbench import distributed
 
-        _check_gpus(gpus, spec)
         argv = ["run", str(spec_file), *(f"--set={o}" for o in overrides)]
         for option, value in (
             ("--device", device),
@@ -306,8 +307,6 @@ def run_command(
         if not progress:
             argv.append("--no-progress")
         raise typer.Exit(distributed.launch(gpus, argv))
-    if gpus == 1:
-        _check_gpus(gpus, spec)
     run(spec, data_root=data_root, out=out, resume=resume, reports=reports, progress=progress, log=typer.echo)
 
 

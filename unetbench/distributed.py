@@ -26,11 +26,13 @@ here is then a no-op: the single-process path runs exactly as before.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import os
+import signal
 import socket
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -40,6 +42,7 @@ from unetbench.errors import PeerExit, UserError
 # Rank 0 validates, scores the untrained network and writes checkpoints while the others wait at the next
 # collective; a paper-scale validation on a slow GPU takes minutes, so the wait is long.
 TIMEOUT = datetime.timedelta(minutes=60)
+FAREWELL_TIMEOUT = datetime.timedelta(seconds=60)  # the barrier before leaving (Group.leave)
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,7 @@ class Group:
     world_size: int = 1
     local_rank: int = 0
     device: str = "cpu"
+    farewell: Any = field(default=None, compare=False, repr=False)  # gloo group for leaving (see leave)
 
     @property
     def active(self) -> bool:
@@ -119,14 +123,17 @@ class Group:
         return values
 
     def leave(self) -> None:
-        """End the collective part, on every rank at once (after training, when rank 0 goes on alone).
+        """End the collective part, on every rank at once: after training (rank 0 goes on alone), or at
+        an agreed error.
 
         The ranks meet at a barrier and then destroy the process group together: a gloo process group
         torn down on one rank while another still holds it open aborts the process now and then
-        (torch 2.13), which a barrier first avoids.
+        (torch 2.13), which the barrier avoids. The barrier is on a gloo group with a short timeout, so
+        a rank that never comes (gone, or failing alone) costs a minute, not the run's hour.
         """
         if self.active and torch.distributed.is_initialized():
-            torch.distributed.barrier()
+            with contextlib.suppress(RuntimeError):  # a peer that does not come: leave all the same
+                torch.distributed.barrier(group=self.farewell)
             torch.distributed.destroy_process_group()
 
     def sum(self, tensor: torch.Tensor) -> torch.Tensor:
@@ -167,8 +174,9 @@ def joined(requested: str, resolve: Callable[[str], str]) -> Iterator[Group]:
     cuda = requested in ("cuda", "auto") and torch.cuda.is_available()
     _loopback_for_gloo()
     torch.distributed.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=TIMEOUT)
+    farewell = torch.distributed.new_group(backend="gloo", timeout=FAREWELL_TIMEOUT)
+    group = Group(rank=rank, world_size=world, local_rank=local, farewell=farewell)
     try:
-        group = Group(rank=rank, world_size=world, local_rank=local)
         with group.agreement():
             device = resolve(requested)
             if device == "cuda":
@@ -180,7 +188,11 @@ def joined(requested: str, resolve: Callable[[str], str]) -> Iterator[Group]:
                     )
                 torch.cuda.set_device(local)
                 device = f"cuda:{local}"
-        yield Group(rank=rank, world_size=world, local_rank=local, device=device)
+        group = dataclasses.replace(group, device=device)
+        yield group
+    except (UserError, PeerExit):
+        group.leave()  # every rank stops at the same agreement: leave together, as after training
+        raise
     finally:
         if torch.distributed.is_initialized():  # not left already (Group.leave): an error on the way
             torch.distributed.destroy_process_group()
@@ -249,9 +261,11 @@ def launch(processes: int, argv: list[str]) -> int:
     try:
         torchrun.run(options)
     except ChildFailedError as failed:
-        codes = [failure.exitcode for _, failure in sorted(failed.failures.items())]
-        code = codes[0] if codes else 1
-        return 128 - code if code < 0 else code  # killed by a signal: the shell's 128 + its number
+        exits = [failure.exitcode for _, failure in sorted(failed.failures.items())]
+        codes = [128 - c if c < 0 else c for c in exits]  # killed by a signal: the shell's 128 + its number
+        # the process that failed, not those torchrun then ended with SIGTERM
+        causes = [code for code in codes if code != 128 + signal.SIGTERM]
+        return (causes or codes or [1])[0]
     except SignalException as signalled:
         return 128 + int(signalled.sigval)
     finally:

@@ -150,8 +150,7 @@ def follow(spec: ChallengeSpec, *, data_root: Path | None, resume: Path | None, 
     with group.agreement():  # 1: device, memory and data
         check_memory(spec, group.device)
         _, split = _read_data(spec, data_root, quiet)
-    with group.agreement():  # 2: rank 0 opens the run folder
-        pass
+    group.agree(None)  # 2: rank 0 opens the run folder; nothing of ours can fail here
     with group.agreement():  # 3: weight maps and the network (rank 0 also scores it untrained)
         weight_maps = training_weight_maps(split.train, spec.weightmap)
         torch.manual_seed(spec.training.seed)

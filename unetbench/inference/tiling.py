@@ -134,13 +134,7 @@ def overlap_tile_predict(
 ) -> np.ndarray:
     """Class probabilities (K, H, W) of a whole image by overlap-tile prediction (module docstring)."""
     plan = overlap_tile_plan(model, image, tile_size=tile_size, device=device)
-    return (
-        plan.assemble(
-            _run_tiles(model, plan.tiles, InferenceSpec(tile_size=tile_size, batch_size=batch_size), device)
-        )
-        .cpu()
-        .numpy()
-    )
+    return _assembled(model, plan, tile_size, batch_size, device)
 
 
 def independent_tile_predict(
@@ -148,13 +142,12 @@ def independent_tile_predict(
 ) -> np.ndarray:
     """Class probabilities (K, H, W) with the ablation's strategy (module docstring)."""
     plan = independent_tile_plan(model, image, tile_size=tile_size, device=device)
-    return (
-        plan.assemble(
-            _run_tiles(model, plan.tiles, InferenceSpec(tile_size=tile_size, batch_size=batch_size), device)
-        )
-        .cpu()
-        .numpy()
-    )
+    return _assembled(model, plan, tile_size, batch_size, device)
+
+
+def _assembled(model, plan: TilePlan, tile_size: int, batch_size: int, device) -> np.ndarray:
+    spec = InferenceSpec(tile_size=tile_size, batch_size=batch_size)
+    return plan.assemble(_run_tiles(model, plan.tiles, spec, device)).cpu().numpy()
 
 
 # --------------------------------------------------------------------------------------------------

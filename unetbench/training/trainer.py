@@ -209,13 +209,13 @@ class Trainer:
         In a data-parallel run rank 0 reads it and checks it; every rank then takes the weights, the
         optimiser state and its own random state from rank 0.
         """
-        shared = None
         with self.group.agreement():
-            if self.group.leader:
-                state = self._restore_leader()
+            state = self._restore_leader() if self.group.leader else None
+        if self.group.active:
+            shared = None
+            if self.group.leader:  # what the other ranks need of it
                 shared = {key: state[key] for key in ("iteration", "model", "optimizer", "pending_steps")}
                 shared["ranks"] = state.get("ranks", [])
-        if self.group.active:
             shared = self.group.broadcast(shared)
             if not self.group.leader:
                 self.model.load_state_dict(shared["model"])
