@@ -11,6 +11,7 @@ from unetbench import execution
 from unetbench.errors import UserError
 from unetbench.inference.tiling import overlap_tile_predict, predict_image
 from unetbench.model.unet import UNet
+from unetbench.rundir import RunDir
 from unetbench.spec import AugmentationSpec, InferenceSpec
 from unetbench.training.checkpoint import load_checkpoint, save_checkpoint
 from unetbench.training.sampler import TileBatcher, sample_tile, step_seed
@@ -117,11 +118,23 @@ def test_the_tiles_of_a_step_depend_on_the_seed_and_the_iteration_only(tmp_path)
 # --- precision, layout and compilation from the spec -------------------------------------------------------
 
 
-def test_precision_and_layout_resolve_per_device():
-    assert execution.precision("auto", "cpu") == "fp32" and execution.precision("auto", "cuda") == "bf16"
-    assert execution.precision("bf16", "cpu") == "bf16"
-    assert execution.memory_format("auto", "cpu") == torch.contiguous_format
+@pytest.mark.parametrize("native", [False, True])
+def test_precision_and_layout_resolve_per_device(monkeypatch, native):
+    """auto: bf16 and channels_last on CUDA and on a CPU with bf16 in hardware, float32 contiguous on
+    other CPUs."""
+    monkeypatch.setattr(execution, "native_bf16", lambda: native)
+    cpu = "bf16" if native else "fp32"
+    assert execution.precision("auto", "cpu") == cpu and execution.precision("auto", "cuda") == "bf16"
+    assert execution.precision("bf16", "cpu") == "bf16" and execution.precision("fp32", "cuda") == "fp32"
+    layout = torch.channels_last if native else torch.contiguous_format
+    assert execution.memory_format("auto", "cpu") == layout
     assert execution.memory_format("auto", "cuda") == torch.channels_last
+    used = execution.resolve(tiny_spec(), "cpu")
+    assert (used.training_precision, used.training_memory_format, used.native_bf16) == (
+        cpu,
+        "channels_last" if native else "contiguous",
+        native,
+    )
     assert execution.describe("bf16", "channels_last", "cpu", compiled=True) == (
         "bf16 autocast, channels_last, torch.compile"
     )
@@ -237,10 +250,10 @@ def test_inference_precision_and_layout_come_from_the_spec():
     torch.manual_seed(0)
     net = UNet(depth=3, base_channels=8, dropout=0.0).eval()
     image = np.random.default_rng(0).random((150, 130)).astype(np.float32)
-    plain = predict_image(net, image, InferenceSpec(tile_size=92, batch_size=3))
+    plain = predict_image(net, image, InferenceSpec(tile_size=92, batch_size=3, precision="fp32"))
     np.testing.assert_allclose(plain, overlap_tile_predict(net, image, tile_size=92, batch_size=3), atol=1e-6)
     layout = predict_image(
-        net, image, InferenceSpec(tile_size=92, batch_size=3, memory_format="channels_last")
+        net, image, InferenceSpec(tile_size=92, batch_size=3, precision="fp32", memory_format="channels_last")
     )
     np.testing.assert_allclose(layout, plain, atol=1e-5)
     bf16 = predict_image(net, image, InferenceSpec(tile_size=92, batch_size=3, precision="bf16"))
@@ -259,3 +272,20 @@ def test_the_report_lists_the_precision_a_run_used():
     assert "training bf16 autocast, contiguous, torch.compile; prediction float32" in _precision_difference(
         compiled, "cpu"
     )
+    # what the record says ran wins over the rule: a CPU with bf16 in hardware chose bf16 for `auto`
+    from unetbench.results import ExecutionUsed
+
+    used = ExecutionUsed("bf16", "channels_last", False, "bf16", "channels_last", native_bf16=True)
+    assert "training bf16 autocast, channels_last; prediction bf16 autocast, channels_last" in (
+        _precision_difference(tiny_spec(), "cpu", used)
+    )
+
+
+def test_a_run_records_what_auto_became(tmp_path, monkeypatch):
+    from unetbench.runner import run
+
+    monkeypatch.setattr(execution, "native_bf16", lambda: True)
+    spec = tiny_spec(iterations=2, **{"report.directory": str(tmp_path / "reports")})
+    record = RunDir(run(spec, out=tmp_path / "r", progress=False, log=lambda *_: None)).read_record()
+    assert record.execution.training_precision == "bf16" and record.execution.native_bf16
+    assert record.execution.inference_memory_format == "channels_last"

@@ -277,12 +277,46 @@ def run_command(
             show_default=False,
         ),
     ] = None,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            help="Cross-validate: one run per fold of K contiguous folds of the labelled images (fold k "
+            "evaluates, k+1 validates, the rest trains; whole sequences for the cell data), and a report "
+            "of every image scored out of fold. --out names its folder; the same command resumes it.",
+            show_default=False,
+        ),
+    ] = None,
+    runs_per_device: Annotated[
+        int, typer.Option(help="With --folds: runs at once on the device, each in a process of its own.")
+    ] = 1,
 ) -> None:
     """Train U-Net as the spec says, predict with overlap-tile, evaluate, and write the report."""
     from unetbench.atomic import check_folder
     from unetbench.runner import run
 
     spec = load_spec(spec_file)
+    if folds is not None:
+        for option, value in (("--resume", resume), ("--gpus", gpus), ("--reports", reports)):
+            if value is not None:
+                raise UserError(
+                    f"{option} does not go with --folds (a cross-validation resumes when the same command "
+                    "runs again, on one device, reporting to report.directory)"
+                )
+        spec = _with_command_line(spec, overrides, device=device, iterations=iterations)
+        _finish_ablation(
+            spec,
+            spec_file,
+            [],
+            kind="cross-validation",
+            folds=folds,
+            out=out,
+            data_root=data_root,
+            progress=progress,
+            runs_per_device=runs_per_device,
+        )
+        return
+    if runs_per_device != 1:
+        raise UserError("--runs-per-device goes with --folds (one run uses one device)")
     if reports is not None:
         check_folder(reports, what="--reports folder")
     if out is not None and resume is not None:
@@ -339,19 +373,38 @@ def _check_gpus(gpus: int, spec) -> None:
 
 @app.command("report")
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder with record.json.")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run folder with record.json, or an ablation or cross-validation folder.")
+    ],
     reports: Annotated[
         Path | None,
         typer.Option(help="Reports folder (default: the one the run wrote its report to)."),
     ] = None,
 ) -> None:
-    """Render a run's Markdown report again from its record.json."""
+    """Render a run's Markdown report again from its record.json (or an ablation's, from its folder)."""
+    from unetbench.ablation import AblationDir
     from unetbench.report.markdown import render_run_report
     from unetbench.rundir import RunDir
 
+    if (run_dir / AblationDir.MANIFEST).is_file():
+        from unetbench.report.ablation import render_ablation_report
+
+        directory = AblationDir(run_dir)
+        root = reports if reports is not None else _reports_of(directory)
+        typer.echo(f"report: {render_ablation_report(directory, root)[0]}")
+        return
     record = RunDir(run_dir).read_record()
     root = reports if reports is not None else Path(record.reports_directory)
     typer.echo(f"report: {render_run_report(run_dir, root)}")
+
+
+def _reports_of(directory) -> Path:
+    """Where an ablation's report goes unless told: beside its bundle when ``directory`` is one
+    (``<reports>/<challenge>/<name>``), else to its spec's report.directory."""
+    manifest, runs = directory.read_runs()
+    if directory.path.parent.name == manifest.challenge and (directory.path / directory.RECORDS).is_dir():
+        return directory.path.parent.parent
+    return Path(runs[0][1].resolved_spec().report.directory)
 
 
 @app.command("ablate")
@@ -404,10 +457,31 @@ def ablate_command(
     cpus_per_run: Annotated[
         int, typer.Option(min=1, help="With --executor ray, runs on the CPU: CPUs (and threads) per run.")
     ] = 1,
+    folds: Annotated[
+        int | None,
+        typer.Option(
+            help="Cross-validate every variant over K contiguous folds of the labelled images (see run "
+            "--folds); finished runs of a cross-validation of the same spec beside it are reused.",
+            show_default=False,
+        ),
+    ] = None,
+    vary: Annotated[
+        list[str],
+        typer.Option(
+            help="A variant per value of a spec key against the spec's own value, e.g. --vary "
+            "training.learning_rate=0.0003,0.001,0.003 (repeatable).",
+        ),
+    ] = [],  # noqa: B006 - typer reads the default, it is never mutated
+    runs_per_device: Annotated[
+        int,
+        typer.Option(
+            help="Runs at once on one device: local: in processes of their own (on the CPU, cores split "
+            "between them); ray: 1/N of a GPU per run.",
+        ),
+    ] = 1,
 ) -> None:
-    """Measure what each trick is worth: the same run over spec overrides and seeds, as a table."""
+    """Measure what each trick is worth: the same run over spec overrides, folds and seeds, as a table."""
     from unetbench import ablation
-    from unetbench.report.ablation import CAPTION, table_rows
 
     spec = load_spec(spec_file)
     spec = _with_command_line(spec, overrides, iterations=iterations)  # the baseline; switches go on top
@@ -416,30 +490,49 @@ def ablate_command(
         for name, on in zip(ablation.SWITCHES, (no_weightmap, no_elastic, no_tiling, no_tta), strict=True)
         if on
     ]
-    path, summary = ablation.ablate(
+    _finish_ablation(
         spec,
         spec_file,
         switches,
+        kind="ablation",
+        vary=vary,
+        folds=folds,
         seeds=seeds,
         grid=grid,
         out=out,
         data_root=data_root,
         progress=progress,
-        log=typer.echo,
         executor=executor,
         ray_address=ray_address,
         retries=retries,
         cpus_per_run=cpus_per_run,
+        runs_per_device=runs_per_device,
     )
-    header, rows = table_rows(summary)
+
+
+def _finish_ablation(spec, spec_file: Path, switches: list[str], **settings) -> None:
+    """Run an ablation or a cross-validation to the end, render its report and print its table."""
+    from unetbench import ablation
+    from unetbench.report.ablation import render_ablation_report, variant_table
+
+    directory = ablation.ablate(spec, spec_file, switches, log=typer.echo, **settings)
+    path, summary = render_ablation_report(directory, Path(spec.report.directory))
+    header, rows = variant_table(summary)
     table = Table(
-        title=f"{spec.name} ablation", title_justify="left", caption=CAPTION, caption_justify="left"
+        title=f"{spec.name} {settings['kind']}",
+        title_justify="left",
+        caption=summary.caption(),
+        caption_justify="left",
     )
     for column in header:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*row)
     _console().print(table)
+    for row in summary.rows:
+        if row.out_of_fold:
+            scores = ", ".join(f"{m} {row.out_of_fold[m].mean:.4g}" for m in summary.metrics)
+            typer.echo(f"out of fold, {row.variant}, {summary.out_of_fold_images} images: {scores}")
     typer.echo(f"report: {path}")
 
 

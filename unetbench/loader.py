@@ -63,8 +63,11 @@ def memory_estimates(spec: ChallengeSpec) -> dict[str, int]:
     }
 
 
-def memory_problem(spec: ChallengeSpec, available: int, where: str) -> tuple[str, str] | None:
-    """The key and the message for a step that needs more than ``available`` bytes, else None."""
+def memory_problem(
+    spec: ChallengeSpec, available: int, where: str, *, runs: int = 1
+) -> tuple[str, str] | None:
+    """The key and the message for a step that needs more than ``available`` bytes, else None; ``runs``
+    runs at once on the same device (``--runs-per-device``) need ``runs`` times a run's peak."""
     estimates = memory_estimates(spec)
     for part, section in (("training", spec.training), ("inference", spec.inference)):
         if estimates[part] > available:
@@ -76,6 +79,14 @@ def memory_problem(spec: ChallengeSpec, available: int, where: str) -> tuple[str
                 f"sizes), more than {where} ({format_bytes(available)}); use a smaller {part}.tile_size or "
                 f"{part}.batch_size",
             )
+    peak = max(estimates.values())  # a run trains or predicts, never both at once
+    if peak * runs > available:
+        return (
+            "--runs-per-device",
+            f"{runs} runs at once need about {format_bytes(peak * runs)} ({format_bytes(peak)} each, "
+            f"estimated from the layer sizes), more than {where} ({format_bytes(available)}); give at most "
+            f"{available // peak}",
+        )
     return None
 
 

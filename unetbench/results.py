@@ -31,7 +31,8 @@ from unetbench.atomic import atomic_write_json
 from unetbench.errors import UserError
 
 RECORD_SCHEMA = 2
-MANIFEST_SCHEMA = 2
+MANIFEST_SCHEMA = 3  # 3: folds, --vary, inference-only runs
+CROSSVAL_SCHEMA = 1
 
 Score = float | None  # None: undefined for this input
 
@@ -111,6 +112,31 @@ class Hardware:
 
 
 @dataclass(frozen=True)
+class ExecutionUsed:
+    """What the spec's ``auto`` precision and layout became on the machine that ran
+    (:func:`unetbench.execution.resolve`)."""
+
+    training_precision: str  # fp32 or bf16
+    training_memory_format: str  # channels_last or contiguous
+    compiled: bool
+    inference_precision: str
+    inference_memory_format: str
+    native_bf16: bool  # the CPU computes bf16 in hardware (what ``auto`` decides by on the CPU)
+
+    def describe_training(self) -> str:
+        return execution_phrase(self.training_precision, self.training_memory_format, self.compiled)
+
+    def describe_inference(self) -> str:
+        return execution_phrase(self.inference_precision, self.inference_memory_format, False)
+
+
+def execution_phrase(precision: str, layout: str, compiled: bool) -> str:
+    """One phrase for logs and reports, e.g. ``bf16 autocast, channels_last, torch.compile``."""
+    words = ["bf16 autocast" if precision == "bf16" else "float32", layout]
+    return ", ".join(words + (["torch.compile"] if compiled else []))
+
+
+@dataclass(frozen=True)
 class Provenance:
     versions: dict[str, str]
     commit: str | None
@@ -149,6 +175,12 @@ class RunRecord:
     figures: list[str]  # overlay files in the run's figures/ folder
     reports_directory: str  # absolute: where `unetbench report` writes unless told otherwise
     schema: int = RECORD_SCHEMA
+    # What `auto` precision and layout became (None in records written before it was recorded: then
+    # float32 contiguous on the CPU, bf16 channels_last on CUDA, the rule of that time).
+    execution: ExecutionUsed | None = None
+    # The run folder whose trained network this run predicted with, instead of training its own (an
+    # ablation's inference-only variant); None: the run trained its network. Its `training` is that run's.
+    weights_from: str | None = None
 
     def resolved_spec(self):
         """The spec the run ran with, as a :class:`~unetbench.spec.ChallengeSpec`."""
@@ -168,29 +200,56 @@ class RunRecord:
 
 
 # --------------------------------------------------------------------------------------------------
-# The ablation manifest
+# The ablation manifest and the cross-validated scores
 
 
 @dataclass(frozen=True)
 class PlannedRunEntry:
-    variant: str  # "baseline", "no-weightmap", "no-weightmap+no-elastic", ...
+    variant: str  # "baseline", "no-weightmap", "no-weightmap+no-elastic", "training.learning_rate=0.003"
+    fold: int | None  # None: the spec's own split
     seed_index: int
-    directory: str  # below the ablation folder
+    # the run's folder relative to the ablation's: below it, or a reused finished run beside it (../cv-*/)
+    directory: str
     overrides: list[str]
+    weights_from: str | None  # relative like ``directory``: the trained run it predicts with, or None
 
 
 @dataclass(frozen=True)
 class AblationManifest:
-    """Which run folder is which variant and seed: with the run records, all an ablation report needs."""
+    """Which run folder is which variant, fold and seed: with the run records, all a report needs."""
 
+    kind: str  # "ablation" (unetbench ablate) or "cross-validation" (unetbench run --folds)
     challenge: str
     spec_file: str
     command: str
     switches: list[str]
+    vary: list[str]  # the --vary arguments, KEY=V1,V2,...
+    folds: int | None  # None: every run on the spec's own split
     seeds: int
     grid: str
     runs: list[PlannedRunEntry]
     schema: int = MANIFEST_SCHEMA
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """One variant and seed, cross-validated: every labelled image predicted by the network of the fold
+    that did not train on it, all scored as one stack with the challenge's own metrics."""
+
+    variant: str
+    seed_index: int
+    images: int
+    scores: dict[str, Score]
+
+
+@dataclass(frozen=True)
+class CrossValidated:
+    """The out-of-fold scores of an ablation or a cross-validation (``crossval.json``)."""
+
+    folds: int
+    dataset: str
+    entries: list[OutOfFold]
+    schema: int = CROSSVAL_SCHEMA
 
 
 # --------------------------------------------------------------------------------------------------
@@ -388,6 +447,9 @@ def host_name() -> str:
 
 __all__ = [
     "AblationManifest",
+    "CrossValidated",
+    "ExecutionUsed",
+    "OutOfFold",
     "Best",
     "CurvePoint",
     "DataUsed",

@@ -11,6 +11,8 @@
         predictions.h5       P(cell) of the evaluation and test images
         figures/             overlays of evaluation images
         record.json          the run record, written last: its presence means the run is finished
+        weights-from.json    only in a run that predicts with another run's trained network instead
+                             of training its own (an ablation's inference-only variant): that run's folder
 
 A folder is created with one exclusive ``mkdir`` (never check-then-create), locked at once, and stays
 locked for the life of the run or resume; a second process is refused with one line naming the holder.
@@ -42,6 +44,7 @@ from unetbench.results import (
 
 UNTRAINED_SCHEMA = 1
 SESSIONS_SCHEMA = 1
+WEIGHTS_FROM_SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,12 @@ class UntrainedScores:
     scores: Scores
     seconds: float
     schema: int = UNTRAINED_SCHEMA
+
+
+@dataclass(frozen=True)
+class WeightsFrom:
+    run: str  # the absolute path of the run folder whose trained network this run predicts with
+    schema: int = WEIGHTS_FROM_SCHEMA
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,7 @@ class RunDir:
     PREDICTIONS = "predictions.h5"
     FIGURES = "figures"
     RECORD = "record.json"
+    WEIGHTS_FROM = "weights-from.json"
 
     def __init__(self, path: Path):
         self.path = Path(path).absolute()
@@ -245,3 +255,14 @@ class RunDir:
 
     def write_sessions(self, sessions: list[Session]) -> None:
         write_json_record(self.path / self.SESSIONS, Sessions(sessions))
+
+    def read_weights_from(self) -> RunDir | None:
+        """The run whose trained network this one predicts with (None: it trains its own)."""
+        path = self.path / self.WEIGHTS_FROM
+        if not path.is_file():
+            return None
+        found = read_json_record(path, WeightsFrom, what="a weights-from note", schema=WEIGHTS_FROM_SCHEMA)
+        return RunDir(Path(found.run))
+
+    def write_weights_from(self, source: RunDir) -> None:
+        write_json_record(self.path / self.WEIGHTS_FROM, WeightsFrom(str(source.path)))

@@ -68,7 +68,8 @@ from unetbench.results import (
     run_id,
 )
 from unetbench.rundir import RunDir, UntrainedScores
-from unetbench.spec import ChallengeSpec, dump_spec, spec_to_dict, spec_to_table
+from unetbench.spec import ChallengeSpec, dump_spec, spec_to_dict, spec_to_table, training_part
+from unetbench.training.checkpoint import load_checkpoint
 from unetbench.training.trainer import Trainer, TrainingStopped
 from unetbench.training.weightmap import training_weight_maps
 
@@ -91,6 +92,7 @@ class RunContext:
     resume_command: str
     reports: Path
     timings: dict[str, float] = field(default_factory=dict)
+    borrowed: RunDir | None = None  # the run whose trained network this one predicts with
 
     @property
     def kind(self) -> str:
@@ -108,9 +110,14 @@ def run(
     log=print,
     watch=None,
     command: str | None = None,
+    weights_from: Path | None = None,
 ) -> Path | None:
     """Train, predict, score, record and report; returns the run folder (None on the ranks > 0 of a
     data-parallel run, which train only).
+
+    ``weights_from``: a finished run of the same spec but for :data:`~unetbench.spec.PREDICTION_SECTIONS`,
+    whose trained network (the weights it scored) this run predicts with instead of training its own; the
+    run folder notes it, so a resume continues the same way.
 
     ``reports``: the reports folder (default: the spec's ``report.directory``, from the current folder);
     ``watch(iteration, total)``: told of every training step (see :class:`~unetbench.progress.Reporter`);
@@ -133,6 +140,7 @@ def run(
                 interrupts=interrupts,
                 group=group,
                 command=command,
+                weights_from=weights_from,
             )
             with context.run_dir, _session(context, interrupts):
                 train(context, interrupts, reporter)
@@ -212,6 +220,7 @@ def prepare(
     interrupts: Interrupts,
     group: Group = distributed.SINGLE,
     command: str | None = None,
+    weights_from: Path | None = None,
 ) -> RunContext:
     """Everything before the first step; nothing is written until the spec, device and data pass."""
     device = group.device
@@ -220,10 +229,12 @@ def prepare(
         reports_root = (reports if reports is not None else Path(spec.report.directory)).absolute()
         check_folder(reports_root / spec.name, what="reports folder (--reports or report.directory)")
         location, split = _read_data(spec, data_root, reporter)
+        source = _weights_source(spec, weights_from) if weights_from is not None else None
     with group.agreement():  # 2: the run folder
         run_dir = _open_run_dir(spec, out, resume)
     resume_command = _resume_command(run_dir, data_root, reports, group)
     with _released_unless_prepared(run_dir, resume_command, interrupts):
+        borrowed = _borrowed(run_dir, source, spec, group)
         with group.agreement():  # 3: weight maps, network, untrained scores
             reporter.line(f"run folder: {run_dir.path}  ({_setting(spec, device, group, split, location)})")
             tick = time.perf_counter()
@@ -238,7 +249,12 @@ def prepare(
             untrained = run_dir.read_untrained() or _score_untrained(
                 spec, model, split, device, run_dir, reporter
             )
-        trainer = _trainer(spec, model, split, weight_maps, device, run_dir, reporter, group)
+        if borrowed is None:
+            trainer = _trainer(spec, model, split, weight_maps, device, run_dir, reporter, group)
+        else:
+            trainer = Trainer(spec, model, split.train, weight_maps, device=device, checkpoint=None)
+            with reporter.stage(f"taking the trained network of {borrowed.path}"):
+                trainer.adopt(load_checkpoint(borrowed.checkpoint), borrowed.checkpoint)
         sessions = _begin_session(run_dir, spec, trainer.iteration, group.world_size, command)
     return RunContext(
         spec=spec,
@@ -253,7 +269,40 @@ def prepare(
         resume_command=resume_command,
         reports=reports_root,
         timings=timings,
+        borrowed=borrowed,
     )
+
+
+def _weights_source(spec: ChallengeSpec, path: Path) -> RunDir:
+    """The finished run whose network a run predicts with: refused unless it trained the same network."""
+    source = RunDir(path)
+    other = source.read_record().resolved_spec()
+    if training_part(other) != training_part(spec):
+        changed = _first_difference(training_part(other), training_part(spec))
+        raise UserError(
+            f"{source.path}: trained another network than this run's spec describes ({changed}); a run "
+            "predicts with another's weights only where the two differ in inference, postprocess or report"
+        )
+    return source
+
+
+def _borrowed(run_dir: RunDir, source: RunDir | None, spec: ChallengeSpec, group: Group) -> RunDir | None:
+    """The run whose network this run predicts with: noted in a new folder, read back on a resume."""
+    noted = run_dir.read_weights_from()
+    if source is not None and noted is None:
+        if run_dir.checkpoint.is_file():
+            raise UserError(
+                f"{run_dir.path}: trains its own network; resume it without weights from another run"
+            )
+        run_dir.write_weights_from(source)
+        noted = source
+    elif source is not None and noted.path != source.path:
+        raise UserError(f"{run_dir.path}: predicts with the network of {noted.path}, not of {source.path}")
+    if noted is not None and group.active:
+        raise UserError(f"{run_dir.path}: predicts with another run's network; it needs no torchrun")
+    if noted is not None and source is None:
+        _weights_source(spec, noted.path)  # a resume: the noted run must still be there and fit
+    return noted
 
 
 def _setting(spec: ChallengeSpec, device: str, group: Group, split: Split, location: str) -> str:
@@ -360,10 +409,11 @@ def device_memory(device: str) -> tuple[int, str]:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
 
 
-def check_memory(spec: ChallengeSpec, device: str) -> None:
-    """Refuse tiles and batches that cannot fit the device, from the layer sizes, before allocating."""
+def check_memory(spec: ChallengeSpec, device: str, runs: int = 1) -> None:
+    """Refuse tiles and batches that cannot fit the device, from the layer sizes, before allocating;
+    ``runs``: how many runs share the device at once (``--runs-per-device``)."""
     available, where = device_memory(device)
-    problem = memory_problem(spec, available, where)
+    problem = memory_problem(spec, available, where, runs=runs)
     if problem is not None:
         key, message = problem
         raise UserError(f"{key}: {message}")
@@ -487,6 +537,8 @@ def _interrupted_message(context: RunContext, stopped: BaseException) -> str:
 
 def train(context: RunContext, interrupts: Interrupts, reporter: Reporter) -> None:
     """Train up to ``training.iterations``, checkpointing; stops between steps on Ctrl-C or SIGTERM."""
+    if context.borrowed is not None:
+        return  # the network was trained by another run
     trainer, target = context.trainer, context.spec.training.iterations
     with _leaving(trainer):
         if trainer.iteration < target:
@@ -650,6 +702,8 @@ def record(
         higher_is_better={m: METRICS[m].higher_is_better for m in spec.evaluation.metrics},
         figures=figures,
         reports_directory=str(context.reports),
+        execution=execution.resolve(spec, context.device),
+        weights_from=str(context.borrowed.path) if context.borrowed else None,
     )
     context.run_dir.write_record(finished)
     return finished

@@ -64,8 +64,9 @@ class SplitSpec:
       adapter's order: slice order for ISBI 2012, sequence then frame for the CTC sets).
     - ``sequence``: they list sequence names (``"01"``, ``"02"``) of a Cell Tracking Challenge set.
     - ``kfold``: the samples are cut into ``folds`` contiguous folds (shuffled first when
-      ``shuffle_seed`` is set); fold ``fold`` is evaluated, the next fold (cyclically) validates when
-      there are at least 3 folds, the rest trains.
+      ``shuffle_seed`` is set; whole sequences per fold for time-lapse data); fold ``fold`` is evaluated,
+      the next fold (cyclically) validates when there are at least 3 folds, the rest trains
+      (:func:`unetbench.datasets.splits.kfold_indices`).
     """
 
     method: Literal["indices", "sequence", "kfold"] = "indices"
@@ -498,6 +499,22 @@ def _unused_keys(spec: Any) -> tuple[str, ...]:
     return ()
 
 
+# The sections that do not change a trained network: how it predicts, how instances are made from its
+# output, where reports go. Two specs equal outside them train the same network (an ablation's
+# inference-only variants predict with their paired run's weights instead of training again).
+PREDICTION_SECTIONS = ("inference", "postprocess", "report")
+
+
+def training_part(spec: ChallengeSpec) -> dict[str, Any]:
+    """The spec in file form without :data:`PREDICTION_SECTIONS`: what decides the trained network.
+
+    (The validation that picks the scored checkpoint predicts with ``inference`` too; a run that reuses
+    another's weights takes the checkpoint that run's validation picked.)
+    """
+    table = spec_to_table(spec)
+    return {key: value for key, value in table.items() if key not in PREDICTION_SECTIONS}
+
+
 def spec_to_dict(spec: ChallengeSpec) -> dict[str, Any]:
     """The full resolved spec, overrides included, as JSON-ready dicts (for run records)."""
     table = spec_to_table(spec)
@@ -556,8 +573,20 @@ def with_overrides(
                 node = node.setdefault(part, {})
                 cls = hint_type
         recorded.append(f"{key}={_toml_value(value)}")
+    if any(key == "data.split.method" for key, _ in items):
+        _drop_keys_of_the_old_method(table["data"]["split"], {key for key, _ in items})
     new = parse_spec(table, source=source)
     return dataclasses.replace(new, overrides=tuple(recorded))
+
+
+def _drop_keys_of_the_old_method(split: dict[str, Any], given: set[str]) -> None:
+    """An override of ``data.split.method`` takes the old method's keys away with it (the index lists of
+    ``indices``, the fold keys of ``kfold``), unless the same overrides set them: ``--set
+    data.split.method=kfold --set data.split.fold=2`` turns a split by indices into fold 2."""
+    lists, folds = ("train", "validation", "evaluation"), ("folds", "fold", "shuffle_seed")
+    for key in lists if split.get("method") == "kfold" else folds:
+        if f"data.split.{key}" not in given:
+            split.pop(key, None)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -29,22 +29,45 @@ class Split:
         return {part: self.names(part) for part in (*PARTS, "test")}
 
 
-def kfold_indices(n: int, folds: int, fold: int, shuffle_seed: int | None) -> dict[str, list[int]]:
-    """Indices of fold ``fold`` (evaluation), the next fold (validation, when folds >= 3) and the rest."""
-    if n < folds:
-        raise DataError(
-            f"data.split.folds: {folds} folds need at least {folds} labelled samples, the data set has {n}"
-        )
-    order = np.arange(n)
-    if shuffle_seed is not None:
-        order = np.random.default_rng(shuffle_seed).permutation(n)
-    chunks = [list(map(int, c)) for c in np.array_split(order, folds)]
+def kfold_indices(
+    n: int, folds: int, fold: int, shuffle_seed: int | None, groups: list[str] | None = None
+) -> dict[str, list[int]]:
+    """Indices of fold ``fold`` (evaluation), the next fold (validation, when folds >= 3) and the rest.
+
+    Folds are cut by scikit-learn's splitters, the ecosystem's convention: ``KFold`` without shuffling
+    gives contiguous folds (serial sections: neighbours look alike, so a fold is a block of slices; the
+    first ``n % folds`` folds are one larger); with ``groups`` (the sequence of each frame of time-lapse
+    data) ``GroupKFold`` keeps every sequence whole in one fold, since neighbouring frames look alike too,
+    so there can be no more folds than sequences. ``shuffle_seed`` shuffles before cutting.
+    """
+    from sklearn.model_selection import GroupKFold, KFold
+
+    shuffle = shuffle_seed is not None
+    if groups is not None and any(groups):
+        names = sorted(set(groups))
+        if len(names) < folds:
+            raise DataError(
+                f"data.split.folds: {folds} folds need {folds} labelled sequences, the data set has "
+                f"{len(names)} ({', '.join(names)}); folds cut by sequence, because neighbouring frames of "
+                f"one sequence look alike: give at most {len(names)} folds"
+            )
+        splitter = GroupKFold(n_splits=folds, shuffle=shuffle, random_state=shuffle_seed)
+        tests = [test for _, test in splitter.split(np.zeros(n), groups=groups)]
+    else:
+        if n < folds:
+            raise DataError(
+                f"data.split.folds: {folds} folds need at least {folds} labelled samples, the data set "
+                f"has {n}"
+            )
+        splitter = KFold(n_splits=folds, shuffle=shuffle, random_state=shuffle_seed)
+        tests = [test for _, test in splitter.split(np.zeros(n))]
+    chunks = [sorted(map(int, test)) for test in tests]
     validation = (fold + 1) % folds if folds >= 3 else None
     train = [i for k, c in enumerate(chunks) if k not in (fold, validation) for i in c]
     return {
         "train": sorted(train),
-        "validation": sorted(chunks[validation]) if validation is not None else [],
-        "evaluation": sorted(chunks[fold]),
+        "validation": chunks[validation] if validation is not None else [],
+        "evaluation": chunks[fold],
     }
 
 
@@ -53,7 +76,7 @@ def split_collection(collection: Collection, spec: SplitSpec) -> Split:
     samples = collection.labelled
     n = len(samples)
     if spec.method == "kfold":
-        chosen = kfold_indices(n, spec.folds, spec.fold, spec.shuffle_seed)
+        chosen = kfold_indices(n, spec.folds, spec.fold, spec.shuffle_seed, [s.group for s in samples])
         parts = {part: tuple(samples[i] for i in chosen[part]) for part in PARTS}
     elif spec.method == "indices":
         parts = {}

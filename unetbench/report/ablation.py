@@ -1,226 +1,273 @@
-"""The ablation's comparison table: from the manifest and the run records only.
+"""The report of an ablation or a cross-validation, rendered from its folder's typed files only.
 
-Every figure in the table is on one basis, the **per-image score** on the evaluation split:
+``<reports>/<challenge>/<name>.md`` with, beside it in ``<name>/``: a forest plot per metric (Δ with its
+interval per variant, a zero line), ``<name>.csv`` (a row per variant) and ``runs.csv`` (a row per run),
+and the bundle that renders the report again (``ablation.json``, ``crossval.json``,
+``records/<run>/record.json``; ``unetbench report <reports>/<challenge>/<name>``).
 
-- a variant's value is the mean over seeds of the mean over images (± the standard deviation over seeds
-  of those image means, when there are two or more seeds);
-- a switch's Δ is the mean of the paired differences to the baseline over (seed, image), with its
-  two-sided 95% Student-t interval. With the same images in every run this mean is exactly the difference
-  of the two values shown beside each other.
-
-These are not the challenge's stack scores (its pixel and Rand errors pool the pixels of all slices
-before taking the best threshold); each run's own report gives those. pandas does the bookkeeping: the
-records become one long table (variant, seed, image, metric, value) that is grouped and paired.
+The statistics are :mod:`unetbench.ablation.summary`'s: the unit is a trained network.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
+from unetbench.ablation.folder import AblationDir
+from unetbench.ablation.plan import BASELINE, no_tiling_tile
+from unetbench.ablation.summary import Spread, Summary, summarise
+from unetbench.atomic import atomic_write_text
+from unetbench.report.markdown import PAPER, differences
+from unetbench.results import RunRecord
 
-from unetbench.ablation import MANIFEST
-from unetbench.atomic import atomic_path, atomic_write_text
-from unetbench.errors import UserError
-from unetbench.metrics import METRICS
-from unetbench.results import MANIFEST_SCHEMA, AblationManifest, RunRecord, read_json_record
-from unetbench.rundir import RunDir
-
-CAPTION = (
-    "Each cell is on the per-image basis: the mean over seeds of the mean score of the evaluation images "
-    "(± the standard deviation over seeds); for a switch, Δ is the mean paired per-image difference to the "
-    "baseline over (seed, image), which equals the difference of the two means, with its 95% Student-t "
-    "interval. The challenge's own stack scores (pixels pooled over all images) are in each run's report."
-)
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The table: one row per variant (baseline first)."""
-
-    metrics: list[str]
-    overrides: dict[str, list[str]]  # of each variant, beside the spec file's (seeds left out)
-    rows: pd.DataFrame  # index: variant; columns: seeds, training_seconds, and per metric
-    # <metric>_mean, _std, _diff, _diff_low, _diff_high, _pairs
-
-
-def collect(out: Path) -> tuple[AblationManifest, list[tuple[str, int, RunRecord]]]:
-    """The manifest and the (variant, seed index, record) of every planned run."""
-    path = out / MANIFEST
-    if not path.is_file():
-        raise UserError(f"{out}: no {MANIFEST}; is this an ablation folder made by `unetbench ablate`?")
-    manifest = read_json_record(path, AblationManifest, what="an ablation manifest", schema=MANIFEST_SCHEMA)
-    return manifest, [
-        (e.variant, e.seed_index, RunDir(out / e.directory).read_record()) for e in manifest.runs
-    ]
-
-
-def per_image_table(runs: list[tuple[str, int, RunRecord]]) -> pd.DataFrame:
-    """One row per (variant, seed, image, metric) with the trained network's per-image score."""
-    rows = [
-        (variant, seed, image, metric, math.nan if value is None else value)
-        for variant, seed, record in runs
-        for image, scores in record.trained.per_image.items()
-        for metric, value in scores.items()
-    ]
-    return pd.DataFrame(rows, columns=["variant", "seed", "image", "metric", "value"])
-
-
-def _interval(differences: np.ndarray) -> tuple[float, float, float]:
-    """Mean of paired differences and its two-sided 95% Student-t interval (NaN with fewer than 2 pairs)."""
-    from scipy import stats
-
-    differences = differences[~np.isnan(differences)]
-    n = len(differences)
-    mean = float(np.mean(differences)) if n else math.nan
-    if n < 2:
-        return mean, math.nan, math.nan
-    half = float(stats.t.ppf(0.975, n - 1) * np.std(differences, ddof=1) / math.sqrt(n))
-    return mean, mean - half, mean + half
-
-
-def summarise(runs: list[tuple[str, int, RunRecord]]) -> Summary:
-    """The comparison table (module docstring) from the runs' records."""
-    metrics = runs[0][2].metrics
-    long = per_image_table(runs)
-    seed_means = long.groupby(["variant", "seed", "metric"])["value"].mean().unstack("metric")
-    variants = ["baseline"] + sorted({v for v, _, _ in runs} - {"baseline"})
-    variants = [v for v in variants if v in seed_means.index.get_level_values("variant")]
-    wide = long.pivot_table(index=["seed", "image"], columns=["variant", "metric"], values="value")
-    table = pd.DataFrame(index=pd.Index(variants, name="variant"))
-    for variant in variants:
-        group = [r for v, _, r in runs if v == variant]
-        table.loc[variant, "seeds"] = len(group)
-        table.loc[variant, "training_seconds"] = float(np.mean([r.training.seconds for r in group]))
-        means = seed_means.loc[variant]
-        for metric in metrics:
-            table.loc[variant, f"{metric}_mean"] = float(means[metric].mean())
-            table.loc[variant, f"{metric}_std"] = (
-                float(means[metric].std(ddof=1)) if len(means) > 1 else math.nan
-            )
-            if variant != "baseline" and "baseline" in variants:
-                paired = (wide[(variant, metric)] - wide[("baseline", metric)]).to_numpy(dtype=float)
-                mean, low, high = _interval(paired)
-                table.loc[variant, [f"{metric}_diff", f"{metric}_diff_low", f"{metric}_diff_high"]] = [
-                    mean,
-                    low,
-                    high,
-                ]
-                table.loc[variant, f"{metric}_pairs"] = int(np.count_nonzero(~np.isnan(paired)))
-    counts = ["seeds"] + [c for c in table.columns if c.endswith("_pairs")]
-    table[counts] = table[counts].astype("Int64")  # counts stay integers (blank where there is none)
-    overrides = {
-        variant: [
-            o
-            for o in next(r for v, _, r in runs if v == variant).overrides
-            if not o.startswith("training.seed=")
-        ]
-        for variant in variants
-    }
-    return Summary(metrics=list(metrics), overrides=overrides, rows=table)
+RUNS_CSV = "runs.csv"
 
 
 def _num(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4g}"
 
 
-def table_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
-    metrics = summary.metrics
-    header = ["variant", "seeds"] + [f"{m} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in metrics]
-    header.append("training time")
+def _spread(spread: Spread | None) -> str:
+    if spread is None or math.isnan(spread.mean):
+        return "n/a"
+    return _num(spread.mean) + ("" if math.isnan(spread.sd) else f" ± {_num(spread.sd)}")
+
+
+def _arrow(summary: Summary, metric: str) -> str:
+    return f"{metric} {'↑' if summary.higher_is_better[metric] else '↓'}"
+
+
+def variant_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """Header and rows: each variant's run-level scores and, for a switch, Δ with its interval."""
+    header = ["variant", "runs (trained)"] + [_arrow(summary, m) for m in summary.metrics] + ["training time"]
     rows = []
-    for variant, row in summary.rows.iterrows():
-        cells = [str(variant), f"{int(row['seeds'])}"]
-        for m in metrics:
-            text = _num(row[f"{m}_mean"])
-            if not math.isnan(row[f"{m}_std"]):
-                text += f" ± {_num(row[f'{m}_std'])}"
-            if variant != "baseline" and f"{m}_diff" in row and not pd.isna(row[f"{m}_diff"]):
-                text += (
-                    f" (Δ {row[f'{m}_diff']:+.3g}, 95% CI [{_num(row[f'{m}_diff_low'])}, "
-                    f"{_num(row[f'{m}_diff_high'])}])"
-                )
+    for row in summary.rows:
+        cells = [row.variant, f"{row.runs} ({row.trained})"]
+        for metric in summary.metrics:
+            text = _spread(row.scores[metric])
+            if metric in row.effects:
+                text += f" ({row.effects[metric].run_level.words()})"
             cells.append(text)
-        cells.append(f"{row['training_seconds']:.0f} s")
+        seconds = row.training_seconds
+        cells.append(f"{seconds:.0f} s" if seconds is not None else "none (weights of the paired run)")
         rows.append(cells)
     return header, rows
 
 
-def _bar_charts(summary: Summary, directory: Path) -> list[str]:
-    import matplotlib
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(row) + " |" for row in rows
+    ]
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    names = []
-    rows = summary.rows
-    for metric in summary.metrics:
-        fig, ax = plt.subplots(figsize=(6, 3), dpi=100)
-        ax.bar(
-            list(rows.index),
-            rows[f"{metric}_mean"],
-            yerr=rows[f"{metric}_std"].fillna(0.0),
-            color=["tab:green" if v == "baseline" else "tab:gray" for v in rows.index],
-            capsize=4,
+def _out_of_fold(summary: Summary, dataset: str) -> list[str]:
+    if not any(row.out_of_fold for row in summary.rows):
+        return []
+    paper, where = PAPER.get(dataset, ({}, ""))
+    header = ["variant"] + [_arrow(summary, m) for m in summary.metrics]
+    rows = [
+        [row.variant] + [_spread(row.out_of_fold.get(m)) for m in summary.metrics] for row in summary.rows
+    ]
+    if paper:
+        rows.append(
+            ["paper (hidden test set, not the same data)"] + [_num(paper.get(m)) for m in summary.metrics]
         )
-        better = "higher" if METRICS[metric].higher_is_better else "lower"
-        ax.set_title(
-            f"{metric}, per-image mean ({better} is better)",
-            fontsize=9,
-        )
-        ax.tick_params(axis="x", labelsize=8, rotation=15)
-        fig.tight_layout()
-        names.append(f"{metric}.png")
-        try:
-            with atomic_path(directory / names[-1]) as temporary:
-                fig.savefig(temporary, format="png")
-        finally:
-            plt.close(fig)
-    return names
+    seeds = "the mean ± standard deviation over seeds" if summary.seeds > 1 else "one seed"
+    lines = [
+        "## Cross-validated scores (out of fold)",
+        "",
+        f"Every one of the {summary.out_of_fold_images} labelled images predicted by the network of the fold "
+        "that did not train on it, all scored as one set with the challenge's own metrics "
+        f"({seeds}). For ISBI 2012 that is all 30 slices, the size of the hidden test stack of the paper's "
+        "Table 1.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+    if paper:
+        lines += [f"Paper: Ronneberger, Fischer & Brox (2015), {where}.", ""]
+    return lines
 
 
-def render_ablation_report(out: Path, reports_root: Path) -> tuple[Path, Summary]:
-    """Write ``<reports>/<challenge>/<ablation-id>.md``, ``.csv`` and the bar charts; return the report's
-    absolute path and the summary."""
-    manifest, runs = collect(out)
-    summary = summarise(runs)
-    records = [record for _, _, record in runs]
-    first = records[0]
-    destination = Path(reports_root).absolute() / first.challenge
-    charts = _bar_charts(summary, destination / out.name)
-    header, rows = table_rows(summary)
+def _per_run(summary: Summary) -> list[str]:
+    primary = summary.primary
+    variants = [row.variant for row in summary.rows]
+    keys = sorted({(r.fold if r.fold is not None else -1, r.seed_index) for r in summary.runs})
+    header = ["fold", "seed", *variants]
+    rows = []
+    for fold, seed in keys:
+        cells = ["-" if fold < 0 else str(fold), str(seed)]
+        for variant in variants:
+            found = [
+                r
+                for r in summary.runs
+                if r.variant == variant
+                and (r.fold if r.fold is not None else -1) == fold
+                and r.seed_index == seed
+            ]
+            cells.append(_num(found[0].scores.get(primary)) if found else "-")
+        rows.append(cells)
+    return [
+        f"## Per {'fold and seed' if summary.folds else 'seed'}: run-level {primary}",
+        "",
+        "Each cell: one trained network's score of the images it evaluated (the paired differences behind "
+        f"the intervals). Every metric is in `{RUNS_CSV}`.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _second_view(summary: Summary) -> list[str]:
+    switches = [row for row in summary.rows if row.effects]
+    if not switches:
+        return []
+    header = ["variant"] + [_arrow(summary, m) for m in summary.metrics]
+    rows = [[row.variant] + [row.effects[m].per_image.words() for m in summary.metrics] for row in switches]
+    return [
+        "## Second view: per-image means",
+        "",
+        "The same paired runs, each scored by the mean of its per-image scores instead of the challenge's "
+        "score of its images as a whole; same test, same n.",
+        "",
+        *_table(header, rows),
+        "",
+    ]
+
+
+def _compared(record: RunRecord) -> list[str]:
+    """What the variants compare, in the spec's numbers."""
+    spec = record.resolved_spec()
+    tile = no_tiling_tile(spec)
+    return [
+        f"- no-tiling (where run): a same-padded network trained and predicting on {tile} px tiles "
+        f"without context (the valid network's output for the {spec.training.tile_size} px training tile, "
+        f"rounded down to the pooling factor), against overlap-tile prediction with "
+        f"{spec.inference.tile_size} px input tiles and mirrored context.",
+        "- inference-only variants (test-time averaging, post-processing, inference keys): predicted with "
+        "the scored weights of the trained run of the same fold and seed (their records name it), so the "
+        "pair differs in prediction alone.",
+    ]
+
+
+def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[Path, Summary]:
+    """Write the report (module docstring); return its absolute path and the summary."""
+    from unetbench.report.figures import forest_figure
+
+    manifest, runs = directory.read_runs()
+    crossval = directory.read_crossval()
+    summary = summarise(manifest, runs, crossval)
+    records = [record for _, record in runs]
+    baseline = next(record for entry, record in runs if entry.variant == BASELINE)
+    destination = Path(reports_root).absolute() / manifest.challenge
+    folder = destination / directory.name
+    directory.bundle(folder)
+    charts = []
+    if any(row.effects for row in summary.rows):
+        for metric in summary.metrics:
+            charts.append(f"forest-{metric}.png")
+            forest_figure(summary, metric, folder / charts[-1])
     commits = sorted(
         {
             (r.provenance.commit or "unknown")[:12] + ("+changes" if r.provenance.dirty else "")
             for r in records
         }
     )
-    hw = first.provenance.hardware
-    scored = sorted({len(r.data.split[r.data.scored]) for r in records})
+    hw = baseline.provenance.hardware
+    trained = sum(row.trained for row in summary.rows)
+    folds = (
+        f"{manifest.folds} contiguous folds of the labelled images (fold k evaluates, fold k+1 validates, "
+        "the rest trains)"
+        if manifest.folds
+        else f"the spec's own split ({', '.join(baseline.data.split[baseline.data.scored])} evaluated)"
+    )
+    title = "cross-validation" if manifest.kind == "cross-validation" else "ablation"
     lines = [
-        f"# {first.challenge}: ablation {out.name}",
+        f"# {manifest.challenge}: {title} {directory.name}",
         "",
         f"- command: `{manifest.command}`",
-        f"- runs: {len(records)} ({len(summary.rows)} variants); "
-        f"commit(s): {', '.join(f'`{c}`' for c in commits)}",
+        f"- runs: {len(records)} ({trained} trained networks), {len(summary.rows)} variant(s), "
+        f"{manifest.seeds} seed(s), on {folds}",
+        f"- commit(s): {', '.join(f'`{c}`' for c in commits)}",
         f"- hardware: {hw.gpu or hw.processor} ({hw.cpu_cores} CPU cores), device `{hw.device}`",
-        f"- scored on: the {first.data.scored} split of `{first.data.dataset}`, "
-        f"{'/'.join(map(str, scored))} images per run ({', '.join(first.data.split[first.data.scored])})",
+        f"- records: [`{directory.name}/`]({directory.name}/) holds the manifest, the out-of-fold scores and "
+        f"every run's `record.json`; `unetbench report {folder}` renders this report again",
         "",
-        CAPTION,
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
     ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    lines += ["", "Overrides of each variant:", ""]
-    for variant, overrides in summary.overrides.items():
-        lines.append(f"- {variant}: " + (", ".join(f"`{o}`" for o in overrides) or "none (the spec file)"))
-    lines += ["", "## Per metric", ""] + [f"![{name}]({out.name}/{name})" for name in charts] + [""]
-    path = destination / f"{out.name}.md"
+    lines += _out_of_fold(summary, baseline.data.dataset)
+    header, rows = variant_table(summary)
+    lines += [
+        "## What each variant is worth" if summary.rows[1:] else "## The runs",
+        "",
+        summary.caption(),
+        "",
+        *_table(header, rows),
+        "",
+    ]
+    if charts:
+        lines += [f"![{name}]({directory.name}/{name})" for name in charts] + [""]
+    lines += _per_run(summary) + _second_view(summary)
+    lines += [
+        "## What was compared",
+        "",
+        "Overrides of each variant (beside the spec file's, folds and seeds left out):",
+        "",
+    ]
+    for row in summary.rows:
+        lines.append(
+            f"- {row.variant}: " + (", ".join(f"`{o}`" for o in row.overrides) or "none (the spec file)")
+        )
+    lines += [""] + _compared(baseline)
+    lines += ["", "## What differs from the paper (the baseline)", ""]
+    lines += [f"- {note}" for note in differences(baseline)] + [""]
+    path = destination / f"{directory.name}.md"
     atomic_write_text(path, "\n".join(lines))
-    atomic_write_text(destination / f"{out.name}.csv", summary.rows.round(10).to_csv())
+    _write_csvs(summary, folder, destination / f"{directory.name}.csv")
     return path, summary
+
+
+def _write_csvs(summary: Summary, folder: Path, variants_csv: Path) -> None:
+    import pandas as pd
+
+    rows = []
+    for row in summary.rows:
+        entry = {
+            "variant": row.variant,
+            "runs": row.runs,
+            "trained": row.trained,
+            "training_seconds": row.training_seconds,
+        }
+        for metric in summary.metrics:
+            entry[f"{metric}_mean"], entry[f"{metric}_sd"] = row.scores[metric].mean, row.scores[metric].sd
+            if metric in row.out_of_fold:
+                entry[f"{metric}_oof_mean"] = row.out_of_fold[metric].mean
+                entry[f"{metric}_oof_sd"] = row.out_of_fold[metric].sd
+            if metric in row.effects:
+                effect = row.effects[metric].run_level
+                entry.update(
+                    {
+                        f"{metric}_diff": effect.mean,
+                        f"{metric}_diff_low": effect.low,
+                        f"{metric}_diff_high": effect.high,
+                        f"{metric}_n": effect.n,
+                        f"{metric}_df": effect.df,
+                        f"{metric}_resolved": effect.resolved,
+                    }
+                )
+        rows.append(entry)
+    table = pd.DataFrame(rows).set_index("variant")
+    atomic_write_text(variants_csv, table.round(10).to_csv())
+    per_run = pd.DataFrame(
+        [
+            {
+                "variant": r.variant,
+                "fold": r.fold,
+                "seed": r.seed_index,
+                "run": r.run,
+                "images": r.images,
+                **r.scores,
+            }
+            for r in summary.runs
+        ]
+    )
+    atomic_write_text(folder / RUNS_CSV, per_run.to_csv(index=False))

@@ -73,3 +73,25 @@ def overlay_figure(sample, probability: np.ndarray, path: Path, *, title: str) -
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def forest_figure(summary, metric: str, path: Path) -> Path:
+    """Δ of each variant against the baseline with its 95% interval over trained networks, and a zero
+    line (``summary``: :class:`unetbench.ablation.summary.Summary`)."""
+    rows = [row for row in summary.rows if metric in row.effects]
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.45 * max(1, len(rows))), dpi=110)
+    for y, row in enumerate(reversed(rows)):
+        effect = row.effects[metric].run_level
+        colour = "tab:red" if effect.resolved else "tab:gray"
+        if not np.isnan(effect.low):
+            ax.plot([effect.low, effect.high], [y, y], color=colour, lw=2)
+        ax.plot([effect.mean], [y], "o", color=colour)
+    ax.axvline(0.0, color="black", lw=0.8)
+    ax.set_yticks(range(len(rows)), [row.variant for row in reversed(rows)], fontsize=8)
+    better = "higher" if summary.higher_is_better[metric] else "lower"
+    ax.set_xlabel(f"Δ {metric} against the baseline ({better} is better)", fontsize=8)
+    first = rows[0].effects[metric].run_level if rows else None
+    n = f"n = {first.n} trained networks, df = {first.df}" if first else ""
+    ax.set_title(f"{summary.challenge}: Δ with 95% interval ({n}); red: excludes 0", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

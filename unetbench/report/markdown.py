@@ -13,7 +13,7 @@ from pathlib import Path
 
 from unetbench.atomic import atomic_path, atomic_write_text, check_folder
 from unetbench.metrics import METRICS
-from unetbench.results import RunRecord
+from unetbench.results import ExecutionUsed, RunRecord
 from unetbench.rundir import RunDir
 
 _TABLE_2 = (
@@ -58,7 +58,7 @@ def scored_on(record: RunRecord) -> str:
     )
 
 
-def _differences(record: RunRecord) -> list[str]:
+def differences(record: RunRecord) -> list[str]:
     """Every way this run's setting differs from the paper's, one line each."""
     spec = record.resolved_spec()
     notes = _data_differences(record, spec)
@@ -123,27 +123,35 @@ def _differences(record: RunRecord) -> list[str]:
     if inference.tiling != "overlap-tile":
         notes.append("Prediction: independent zero-padded tiles without context (paper: overlap-tile).")
     notes.append(_tta_difference(spec))
-    notes.append(_precision_difference(spec, record.provenance.hardware.device))
+    notes.append(_precision_difference(spec, record.provenance.hardware.device, record.execution))
     if record.overrides:
         notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in record.overrides) + ".")
     return notes
 
 
-def _precision_difference(spec, device: str) -> str:
-    from unetbench import execution  # torch: imported when a report is written, not when it is read
+def _precision_difference(spec, device: str, used: ExecutionUsed | None = None) -> str:
+    """The precision line of a run's differences: what ran (``used``, the record's), else what ``auto``
+    meant when records did not say: bf16 channels_last on CUDA, float32 contiguous on every CPU."""
+    if used is None:
+        cuda = device.startswith("cuda")
+        training, inference = spec.training, spec.inference
 
-    kind = "cuda" if device.startswith("cuda") else "cpu"
-    training = spec.training
-    if {
-        execution.precision(training.precision, kind),
-        execution.precision(spec.inference.precision, kind),
-    } == {"fp32"} and not training.compile:
+        def chosen(value: str, on_cuda: str, on_cpu: str) -> str:
+            return value if value != "auto" else on_cuda if cuda else on_cpu
+
+        used = ExecutionUsed(
+            training_precision=chosen(training.precision, "bf16", "fp32"),
+            training_memory_format=chosen(training.memory_format, "channels_last", "contiguous"),
+            compiled=training.compile,
+            inference_precision=chosen(inference.precision, "bf16", "fp32"),
+            inference_memory_format=chosen(inference.memory_format, "channels_last", "contiguous"),
+            native_bf16=False,
+        )
+    if {used.training_precision, used.inference_precision} == {"fp32"} and not used.compiled:
         return "Precision: float32 throughout, as in the paper."
-    trained = execution.describe(training.precision, training.memory_format, kind, training.compile)
-    predicted = execution.describe(spec.inference.precision, spec.inference.memory_format, kind)
     return (
-        f"Precision: training {trained}; prediction {predicted}; loss and soft-max in float32 (the paper's "
-        "Caffe computed in float32)."
+        f"Precision: training {used.describe_training()}; prediction {used.describe_inference()}; loss and "
+        "soft-max in float32 (the paper's Caffe computed in float32)."
     )
 
 
@@ -244,7 +252,7 @@ def render_markdown(record: RunRecord, figure_dir: str | None = None, present: s
             f"Paper: Ronneberger, Fischer & Brox (2015), {source}, on the challenge's hidden test data.",
             "",
         ]
-    lines += ["What differs from the paper's setting:", ""] + [f"- {note}" for note in _differences(record)]
+    lines += ["What differs from the paper's setting:", ""] + [f"- {note}" for note in differences(record)]
     lines += ["", "## Training", ""]
     if figure_dir is not None:
         lines += [_figure("training curve", CURVE, figure_dir, present), ""]

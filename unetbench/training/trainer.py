@@ -240,9 +240,21 @@ class Trainer:
                 else f"{self.checkpoint}: this run trained in one process; resume it without torchrun or "
                 "--gpus"
             )
+        self._take(state, self.checkpoint, optimizer=True)
+        self._restore_rank(state, state)
+        return state
+
+    def adopt(self, state: dict[str, Any], source: Path) -> None:
+        """Take the trained network of another run's checkpoint ``state`` (read from ``source``): its
+        weights, training log and best weights, to predict with. This trainer does not train further."""
+        self._take(state, source, optimizer=False)
+        self.iteration = self.saved_iteration = int(state["iteration"])
+
+    def _take(self, state: dict[str, Any], source: Path | None, *, optimizer: bool) -> None:
         try:
             self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            if optimizer:
+                self.optimizer.load_state_dict(state["optimizer"])
             self.log = TrainingLog(**state["log"])
             if state.get("best_model") is not None:
                 self.best_weights = {k: v.cpu() for k, v in state["best_model"].items()}
@@ -251,11 +263,9 @@ class Trainer:
         except (RuntimeError, ValueError, TypeError, KeyError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise UserError(
-                f"{self.checkpoint}: does not fit this run's network or optimiser ({first}); resume with "
+                f"{source}: does not fit this run's network or optimiser ({first}); resume with "
                 "the spec the run started with"
             ) from None
-        self._restore_rank(state, state)
-        return state
 
     def _restore_rank(self, mine: dict[str, Any], common: dict[str, Any]) -> None:
         torch.set_rng_state(mine["torch_rng"].cpu())

@@ -4,8 +4,10 @@
   (``ray start --head`` on one machine, ``ray start --address ...`` on the others, or Ray's own way of
   starting on Slurm). Without an address a local Ray instance is started on this machine, bound to the
   loopback (127.0.0.1, no dashboard): several GPUs of one machine are a local instance.
-- **What a task asks for.** One GPU per run where the cluster has GPUs and the spec does not train on
-  the CPU; otherwise ``cpus_per_run`` CPUs, and torch uses that many threads.
+- **What a task asks for.** ``1 / runs_per_device`` of a GPU per run where the cluster has GPUs and the
+  spec does not train on the CPU (``--runs-per-device N``: N runs share a GPU); otherwise
+  ``cpus_per_run`` CPUs, and torch uses that many threads (on CPUs Ray packs tasks by their CPUs, so N
+  plays no part there).
 - **Files.** Runs write under ``--out``, which must be an absolute folder that every node sees (a shared
   file system): the run folders, their records and checkpoints, and ``logs/<run>.log`` with what each run
   printed. Skip and resume work as with the local executor: a finished run (a record) is skipped, a
@@ -14,28 +16,37 @@
   times) and resumes from its checkpoint: a failure costs at most one checkpoint interval of that run. A
   user error (bad data, a spec the device cannot hold) is not retried: it would fail again.
 - **The table.** The terminal shows every run: queued, running (iteration, attempt, node), done or
-  failed; the runs report their iterations to a small actor (:class:`Board`).
+  failed; the runs report their iterations to a small actor (:class:`~unetbench.ablation.executors.Board`).
+- **Order.** The runs that train first, then the inference-only runs, which take their networks.
 
 Ray is an optional extra: ``pip install 'unetbench[ray]'``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from unetbench.ablation import PlannedRun, pending_runs, run_one
+from unetbench.ablation.executors import (
+    STOP_SECONDS,
+    Board,
+    failures,
+    finish_logged,
+    pending_runs,
+    run_table,
+    throttled,
+    waves,
+)
+from unetbench.ablation.folder import AblationDir
+from unetbench.ablation.plan import PlannedRun
 from unetbench.errors import RunInterrupted, UserError
 from unetbench.results import command_line
 
 LOOPBACK = "127.0.0.1"
-STOP_SECONDS = 60  # after Ctrl-C: how long the running tasks get to checkpoint and stop
 INSTALL = "pip install 'unetbench[ray]'"
 
 
@@ -72,27 +83,11 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-class Board:
-    """What the running tasks report (made a Ray actor by :class:`RayExecutor`): per run, its attempts,
-    node and last iteration."""
-
-    def __init__(self) -> None:
-        self.runs: dict[str, dict[str, Any]] = {}
-
-    def started(self, name: str, node: str) -> None:
-        entry = self.runs.setdefault(name, {"attempts": 0})
-        entry.update(attempts=entry["attempts"] + 1, node=node, iteration=None, total=None)
-
-    def progress(self, name: str, iteration: int, total: int) -> None:
-        self.runs.setdefault(name, {"attempts": 1}).update(iteration=iteration, total=total)
-
-    def snapshot(self) -> dict[str, dict[str, Any]]:
-        return self.runs
-
-
-def finish(planned: PlannedRun, data_root: Path | None, board, cpus: int, command: str) -> tuple[str, str]:
-    """The Ray task of one planned run: skip, resume or start it (:func:`unetbench.ablation.run_one`).
-    ``command``: the ablation's command line, which the run's session records with the task's node.
+def finish(
+    planned: PlannedRun, directory: AblationDir, data_root: Path | None, board, cpus: int, command: str
+) -> tuple[str, str]:
+    """The Ray task of one planned run: skip, resume or start it, its output in its log file. ``command``:
+    the ablation's command line, which the run's session records with the task's node.
 
     Returns ``("done", how)`` or ``("failed", message)`` for a user error; anything else raises and Ray
     retries the task.
@@ -101,37 +96,12 @@ def finish(planned: PlannedRun, data_root: Path | None, board, cpus: int, comman
 
     if cpus:
         torch.set_num_threads(cpus)
-    name = planned.directory.name
+    name = planned.name
     board.started.remote(name, socket.gethostname())
-    last = [0.0]
-
-    def watch(iteration: int, total: int) -> None:  # at most one message a second to the board
-        now = time.monotonic()
-        if now - last[0] >= 1.0 or iteration == total:
-            last[0] = now
-            board.progress.remote(name, iteration, total)
-
-    logs = planned.directory.parent / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"{name}.log", "a", encoding="utf-8") as file:
-
-        def log(text: str) -> None:
-            print(text, file=file, flush=True)
-
-        log(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} on {socket.gethostname()}, pid {os.getpid()}")
-        try:
-            how = run_one(
-                planned,
-                data_root=data_root,
-                progress=False,
-                log=log,
-                watch=watch,
-                command=f"{command}  [Ray task on {socket.gethostname()}]",
-            )
-            return "done", how
-        except UserError as err:
-            log(f"error: {err}")
-            return "failed", str(err)
+    watch = throttled(lambda iteration, total: board.progress.remote(name, iteration, total))
+    return finish_logged(
+        planned, directory, data_root, f"{command}  [Ray task on {socket.gethostname()}]", watch
+    )
 
 
 class RayExecutor:
@@ -147,6 +117,8 @@ class RayExecutor:
         address: str | None = None,
         retries: int = 2,
         cpus_per_run: int = 1,
+        runs_per_device: int = 1,
+        directory: AblationDir | None = None,
         task: Callable[..., tuple[str, str]] | None = None,
     ):
         if retries < 0:
@@ -155,6 +127,7 @@ class RayExecutor:
         if address is not None:
             check_reachable(address)
         self.retries, self.cpus_per_run, self.task = retries, cpus_per_run, task or finish
+        self.runs_per_device, self.directory = runs_per_device, directory
         self.started = False
         if not ray.is_initialized():
             settings: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
@@ -200,16 +173,18 @@ class RayExecutor:
 
     def resources(self, planned: PlannedRun) -> dict[str, Any]:
         if self.gpus and planned.spec.training.device != "cpu":
-            return {"num_gpus": 1, "num_cpus": 1}
+            return {"num_gpus": 1 / self.runs_per_device, "num_cpus": 1}
         return {"num_cpus": self.cpus_per_run}
 
     def run_all(self, runs: list[PlannedRun], *, data_root: Path | None, progress: bool, log) -> None:
-        """Every unfinished run as a task; the table of runs until all are done or failed."""
-        ray = self.ray
-        pending = pending_runs(runs, log)
-        if not pending:
-            return
+        """Every unfinished run as a task, in two waves (trained, then inference-only); the table of runs
+        until all are done or failed."""
         data_root = Path(data_root).absolute() if data_root is not None else None
+        for wave in waves(pending_runs(runs, self.directory, log)):
+            self._wave(wave, data_root, progress, log)
+
+    def _wave(self, pending: list[PlannedRun], data_root: Path | None, progress: bool, log) -> None:
+        ray = self.ray
         board = ray.remote(num_cpus=0)(Board).remote()
         remote = ray.remote(self.task)
         refs = {}
@@ -217,20 +192,24 @@ class RayExecutor:
             options = self.resources(planned)
             cpus = 0 if "num_gpus" in options else self.cpus_per_run
             task = remote.options(max_retries=self.retries, retry_exceptions=True, **options)
-            refs[task.remote(planned, data_root, board, cpus, command_line())] = planned
-        where = f"{self.gpus} GPU(s)" if self.gpus else f"{self.cpus_per_run} CPU(s) per run"
+            refs[task.remote(planned, self.directory, data_root, board, cpus, command_line())] = planned
+        where = (
+            f"{self.gpus} GPU(s), {self.runs_per_device} run(s) per GPU"
+            if self.gpus
+            else f"{self.cpus_per_run} CPU(s) per run"
+        )
         log(f"ray: {len(refs)} tasks on {int(ray.cluster_resources().get('CPU', 0))} CPUs, {where}")
         results: dict[str, tuple[str, str]] = {}
-        with _table(pending, progress, log) as show:
+        with run_table(pending, progress, log) as show:
             try:
                 while len(results) < len(refs):
-                    waiting = [ref for ref, p in refs.items() if p.directory.name not in results]
+                    waiting = [ref for ref, p in refs.items() if p.name not in results]
                     ready, _ = ray.wait(waiting, num_returns=len(waiting), timeout=0.5)
                     for ref in ready:
-                        results[refs[ref].directory.name] = self._outcome(ref)
+                        results[refs[ref].name] = self._outcome(ref)
                     show(ray.get(board.snapshot.remote()), results)
             except KeyboardInterrupt:
-                running = [ref for ref, p in refs.items() if p.directory.name not in results]
+                running = [ref for ref, p in refs.items() if p.name not in results]
                 for ref in running:
                     ray.cancel(ref)  # a KeyboardInterrupt in the task: its run stops after the step
                 _, left = ray.wait(running, num_returns=len(running), timeout=STOP_SECONDS)
@@ -239,15 +218,7 @@ class RayExecutor:
                     f"checkpoint, {len(left)} did not stop within {STOP_SECONDS} s and keep their last one",
                     "SIGINT",
                 ) from None
-        failed = [(name, detail) for name, (state, detail) in results.items() if state == "failed"]
-        if failed:
-            name, detail = failed[0]
-            logs = pending[0].directory.parent / "logs"
-            raise UserError(
-                f"{len(failed)} of {len(refs)} ablation run(s) failed (first: {name}: {detail}); each run's "
-                f"output is in {logs}; run the same command again to retry them (finished runs are skipped, "
-                "started ones resume)"
-            )
+        failures(results, len(refs), self.directory)
 
     def _outcome(self, ref) -> tuple[str, str]:
         try:
@@ -255,49 +226,3 @@ class RayExecutor:
         except self.ray.exceptions.RayError as err:  # retries used up: the task's error or its process's
             lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
             return "failed", lines[-1] if lines else type(err).__name__
-
-
-@contextlib.contextmanager
-def _table(pending: list[PlannedRun], progress: bool, log) -> Iterator[Callable]:
-    """``show(board, results)``: a live table of the runs with ``progress``, else a line per change."""
-    from rich.live import Live
-    from rich.table import Table
-
-    def state(planned: PlannedRun, board, results) -> tuple[str, str, str, str]:
-        name = planned.directory.name
-        entry = board.get(name, {})
-        attempt = str(entry.get("attempts", "")) if entry else ""
-        node = entry.get("node", "")
-        if name in results:
-            outcome, detail = results[name]
-            return (outcome if outcome == "failed" else f"done ({detail})"), "", attempt, node
-        if not entry:
-            return "queued", "", "", ""
-        iteration = entry.get("iteration")
-        where = f"{iteration}/{entry['total']}" if iteration is not None else "preparing"
-        return "running", where, attempt, node
-
-    def render(board, results) -> Table:
-        table = Table(title="ablation runs", title_justify="left")
-        for column in ("run", "state", "iteration", "attempt", "node"):
-            table.add_column(column, overflow="fold")
-        for planned in pending:
-            table.add_row(planned.directory.name, *state(planned, board, results))
-        return table
-
-    if progress:
-        with Live(render({}, {}), refresh_per_second=2) as live:
-            yield lambda board, results: live.update(render(board, results))
-        return
-    said: dict[str, tuple[str, str]] = {}
-
-    def lines(board, results) -> None:
-        for planned in pending:
-            now, _, attempt, node = state(planned, board, results)
-            if said.get(planned.directory.name) != (now, attempt):
-                said[planned.directory.name] = (now, attempt)
-                if now != "queued":
-                    extra = f" (attempt {attempt}, {node})" if now == "running" else ""
-                    log(f"{planned.directory.name}: {now}{extra}")
-
-    yield lines

@@ -1,0 +1,164 @@
+"""``unetbench ablate`` and ``unetbench run --folds``: what each of the paper's tricks is worth, counted in
+trained networks.
+
+The package, one direction of imports (the report, :mod:`unetbench.report.ablation`, reads from here;
+nothing here reads the report):
+
+- :mod:`~unetbench.ablation.plan`: switches and ``--vary`` values -> variants -> (variant, fold, seed)
+  runs with their resolved specs and folders; inference-only variants paired with a trained run;
+- :mod:`~unetbench.ablation.folder`: :class:`AblationDir`, the folder's layout and its typed files;
+- :mod:`~unetbench.ablation.executors`: the local executor (in this process, or N processes per device)
+  and what executors share; :mod:`~unetbench.ablation.ray`: the Ray executor;
+- :mod:`~unetbench.ablation.crossval`: out-of-fold stack scores;
+- :mod:`~unetbench.ablation.statistics` and :mod:`~unetbench.ablation.summary`: intervals over trained
+  networks and the typed rows of the table.
+
+:func:`ablate` reads like its table of contents: check the options, plan, check the device's memory,
+write the manifest, finish every run, score the folds out of fold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from unetbench.ablation.folder import AblationDir
+from unetbench.ablation.plan import SWITCHES, PlannedRun, check_folds, plan, variants
+from unetbench.errors import RunInterrupted, UserError
+from unetbench.results import command_line
+from unetbench.spec import ChallengeSpec
+
+EXECUTORS = ("local", "ray")
+KINDS = ("ablation", "cross-validation")
+
+
+def ablate(
+    spec: ChallengeSpec,
+    spec_file: Path,
+    switches: list[str],
+    *,
+    vary: list[str] = (),
+    folds: int | None = None,
+    seeds: int = 1,
+    grid: str = "one",
+    out: Path | None = None,
+    data_root: Path | None = None,
+    progress: bool = True,
+    log=print,
+    executor: str = "local",
+    ray_address: str | None = None,
+    retries: int = 2,
+    cpus_per_run: int = 1,
+    runs_per_device: int = 1,
+    kind: str = "ablation",
+) -> AblationDir:
+    """Plan the runs, write the manifest, finish every run (skip, resume or start), and with ``folds``
+    write their out-of-fold scores; returns the folder, from which the report is rendered.
+
+    ``kind = "cross-validation"`` (``unetbench run --folds``): the baseline alone over the folds.
+    ``executor``: ``local`` (``runs_per_device`` at a time) or ``ray`` (:mod:`unetbench.ablation.ray`, on
+    the cluster at ``ray_address``, default a local instance; ``retries`` per run; ``cpus_per_run`` CPUs
+    per run on a cluster without GPUs, ``1 / runs_per_device`` of a GPU otherwise).
+    """
+    from unetbench.atomic import check_folder
+
+    _check_options(spec, kind, switches, vary, out, executor, ray_address, runs_per_device)
+    found = variants(spec, list(switches), list(vary), grid)
+    _check_folds(spec, folds, data_root)
+    key = [sorted(switches), list(vary), folds, seeds, grid]
+    directory = AblationDir(out) if out is not None else AblationDir.default(spec, kind, key)
+    runs = plan(spec, found, folds=folds, seeds=seeds, out=directory.path)
+    if executor == "local":
+        _check_memory(runs, runs_per_device)
+    check_folder(directory.path, what="--out")
+    check_folder(Path(spec.report.directory).absolute(), what="report.directory")
+    with contextlib.ExitStack() as stack:
+        if executor == "ray":
+            from unetbench.ablation.ray import RayExecutor
+
+            # connects and checks first: an unreachable cluster leaves nothing behind
+            pool = stack.enter_context(
+                RayExecutor(
+                    address=ray_address,
+                    retries=retries,
+                    cpus_per_run=cpus_per_run,
+                    runs_per_device=runs_per_device,
+                    directory=directory,
+                )
+            )
+            pool.check(runs)
+        else:
+            from unetbench.ablation.executors import LocalExecutor
+
+            pool = LocalExecutor(directory, runs_per_device=runs_per_device)
+        directory.write_manifest(
+            spec,
+            runs,
+            kind=kind,
+            spec_file=spec_file,
+            switches=switches,
+            vary=vary,
+            folds=folds,
+            seeds=seeds,
+            grid=grid,
+        )
+        trained = sum(r.trains for r in runs)
+        log(f"{kind}: {len(runs)} runs ({trained} train a network) in {directory.path}")
+        try:
+            pool.run_all(runs, data_root=data_root, progress=progress, log=log)
+        except RunInterrupted as stopped:
+            raise RunInterrupted(
+                f"{stopped}\nThe {kind} continues where it stopped when you run the same command again: "
+                f"{command_line()}",
+                stopped.signal_name,
+            ) from None
+    if folds:
+        from unetbench.ablation.crossval import out_of_fold
+
+        log(f"scoring the out-of-fold predictions of {folds} folds as one set ...")
+        directory.write_crossval(out_of_fold(runs, folds, data_root))
+    return directory
+
+
+def _check_options(spec, kind, switches, vary, out, executor, ray_address, runs_per_device) -> None:
+    """The options that need no data: one :class:`UserError` each, before anything is read or written."""
+    if kind == "ablation" and not switches and not vary:
+        raise UserError(
+            "name at least one switch ("
+            + ", ".join(f"--no-{switch}" for switch in SWITCHES)
+            + ") or --vary KEY=V1,V2,..."
+        )
+    if executor not in EXECUTORS:
+        raise UserError(f"--executor: unknown value {executor!r}; valid choices: {', '.join(EXECUTORS)}")
+    if executor != "ray" and ray_address is not None:
+        raise UserError("--ray-address goes with --executor ray")
+    if runs_per_device < 1:
+        raise UserError(f"--runs-per-device must be at least 1, got {runs_per_device}")
+    if executor == "ray" and (out is None or not out.is_absolute()):
+        raise UserError(
+            f"--out: with --executor ray give an absolute folder that every node of the cluster sees "
+            f"(a shared file system), e.g. --out /shared/ablations/{spec.name}; got "
+            f"{str(out) if out is not None else 'none'}"
+        )
+
+
+def _check_folds(spec: ChallengeSpec, folds: int | None, data_root: Path | None) -> None:
+    """``--folds`` against the data: read once here, so a bad count is one line before anything starts."""
+    if folds is None:
+        return
+    check_folds(spec, folds, labelled=max(folds, 2), sequences=[])  # the count and --set, without data
+    from unetbench.datasets import load_dataset
+
+    labelled = load_dataset(spec.data, data_root).labelled
+    check_folds(spec, folds, len(labelled), sorted({s.group for s in labelled if s.group}))
+
+
+def _check_memory(runs: list[PlannedRun], runs_per_device: int) -> None:
+    """N runs at once on this machine's device: refused in one line when its memory cannot hold them."""
+    from unetbench.runner import check_memory, resolve_device
+
+    for run in runs:  # arithmetic on layer sizes: cheap
+        check_memory(run.spec, resolve_device(run.spec.training.device), runs=runs_per_device)
+
+
+__all__ = ["EXECUTORS", "KINDS", "SWITCHES", "AblationDir", "PlannedRun", "ablate"]

@@ -1,0 +1,61 @@
+"""Out-of-fold scores: every labelled image predicted by the network that did not train on it, the whole
+set scored as one stack with the challenge's own metrics.
+
+For ISBI 2012 that is all 30 labelled slices, the size of the hidden test stack of the paper's Table 1,
+scored the way the challenge scores a stack (its pixel and Rand errors pool the pixels of all slices before
+the best threshold is taken); for the cell data sets, every annotated frame, scored as SEG scores a set.
+The predictions are the runs' own (``predictions.h5``, ``evaluation/<image>``), so nothing is predicted
+again; the labels are read from the data set once.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from unetbench.ablation.plan import PlannedRun
+from unetbench.datasets import load_dataset
+from unetbench.datasets.splits import split_collection
+from unetbench.errors import UserError
+from unetbench.results import CrossValidated, OutOfFold
+from unetbench.rundir import RunDir
+
+
+def out_of_fold(runs: list[PlannedRun], folds: int, data_root: Path | None) -> CrossValidated:
+    """The out-of-fold scores of every (variant, seed) whose ``folds`` runs are all finished."""
+    from unetbench.runner import score_maps
+
+    groups: dict[tuple[str, int], list[PlannedRun]] = defaultdict(list)
+    for run in runs:
+        groups[run.variant, run.seed_index].append(run)
+    collections = {}
+    entries = []
+    for (variant, seed), members in groups.items():
+        if len(members) != folds or any(RunDir.state(r.directory) != "finished" for r in members):
+            continue
+        spec = members[0].spec
+        key = repr(spec.data)
+        if key not in collections:
+            collections[key] = load_dataset(spec.data, data_root)
+        collection = collections[key]
+        labelled = collection.labelled
+        index = {sample.key: i for i, sample in enumerate(labelled)}
+        maps: list[np.ndarray | None] = [None] * len(labelled)
+        for run in members:
+            evaluated = split_collection(collection, run.spec.data.split).evaluation
+            path = RunDir(run.directory).predictions
+            with h5py.File(path, "r") as f:
+                for sample in evaluated:
+                    name = f"evaluation/{sample.key}"
+                    if name not in f:
+                        raise UserError(f"{path}: has no prediction {name}; the run folder is damaged")
+                    maps[index[sample.key]] = np.asarray(f[name], dtype=np.float32)
+        missing = [labelled[i].key for i, m in enumerate(maps) if m is None]
+        if missing:  # the folds of a kfold split cover every image once; anything else is a bug
+            raise RuntimeError(f"{variant}, seed {seed}: no out-of-fold prediction of {', '.join(missing)}")
+        scores = score_maps(spec, labelled, maps, per_image=False).aggregate
+        entries.append(OutOfFold(variant, seed, len(labelled), scores))
+    return CrossValidated(folds=folds, dataset=runs[0].spec.data.dataset, entries=entries)

@@ -1,0 +1,194 @@
+"""An ablation's folder: the one place that knows its layout (as :class:`~unetbench.rundir.RunDir` knows a
+run's).
+
+::
+
+    runs/<challenge>/ablation-<id>/    (unetbench ablate; `unetbench run --folds K` makes cv-<id>/)
+        ablation.json                  the manifest: which run folder is which variant, fold and seed
+        <variant>[-fold<k>]-seed<s>-<digest>/   the runs (RunDir folders)
+        logs/<run>.log                 what each run printed, when it ran in a process of its own
+        reports/<challenge>/<run>.md   each run's own report
+        crossval.json                  out-of-fold scores of every variant and seed (with --folds)
+
+A manifest entry names its run's folder relative to the ablation's folder; a run reused from a
+cross-validation of the same spec lies beside it (``../cv-<id>/...``).
+
+The same layout, holding only ``ablation.json``, ``crossval.json`` and ``records/<run>/record.json``, is
+what a committed report carries beside its table (:meth:`AblationDir.bundle`): any table can be rendered
+again from it (``unetbench report <folder>``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+from unetbench.ablation.plan import PlannedRun
+from unetbench.atomic import atomic_path
+from unetbench.errors import UserError
+from unetbench.results import (
+    CROSSVAL_SCHEMA,
+    MANIFEST_SCHEMA,
+    AblationManifest,
+    CrossValidated,
+    PlannedRunEntry,
+    RunRecord,
+    command_line,
+    read_json_record,
+    write_json_record,
+)
+from unetbench.rundir import RunDir
+from unetbench.spec import ChallengeSpec, dump_spec
+
+
+class AblationDir:
+    MANIFEST = "ablation.json"
+    CROSSVAL = "crossval.json"
+    LOGS = "logs"
+    REPORTS = "reports"
+    RECORDS = "records"  # in a bundle only
+
+    def __init__(self, path: Path):
+        self.path = Path(path).absolute()
+
+    @staticmethod
+    def default(spec: ChallengeSpec, kind: str, key: list) -> AblationDir:
+        """``runs/<name>/ablation-<id>`` or ``runs/<name>/cv-<id>``, the id from the spec and ``key`` (the
+        switches, --vary, folds, seeds, grid): the same command finds the same folder."""
+        text = json.dumps([dump_spec(spec), *key])
+        prefix = "cv" if kind == "cross-validation" else "ablation"
+        return AblationDir(
+            Path("runs") / spec.name / f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+        )
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.path / self.MANIFEST
+
+    @property
+    def logs(self) -> Path:
+        return self.path / self.LOGS
+
+    @property
+    def run_reports(self) -> Path:
+        return self.path / self.REPORTS
+
+    def log_file(self, run: PlannedRun) -> Path:
+        return self.logs / f"{run.name}.log"
+
+    def run_folder(self, relative: str) -> Path:
+        return Path(os.path.normpath(self.path / relative))
+
+    def relative(self, directory: Path) -> str:
+        return os.path.relpath(directory, self.path)
+
+    # --- the manifest --------------------------------------------------------------------------------
+
+    def write_manifest(
+        self,
+        spec: ChallengeSpec,
+        runs: list[PlannedRun],
+        *,
+        kind: str,
+        spec_file: Path,
+        switches: list[str],
+        vary: list[str],
+        folds: int | None,
+        seeds: int,
+        grid: str,
+    ) -> None:
+        manifest = AblationManifest(
+            kind=kind,
+            challenge=spec.name,
+            spec_file=str(spec_file),
+            command=command_line(),
+            switches=list(switches),
+            vary=list(vary),
+            folds=folds,
+            seeds=seeds,
+            grid=grid,
+            runs=[
+                PlannedRunEntry(
+                    variant=r.variant,
+                    fold=r.fold,
+                    seed_index=r.seed_index,
+                    directory=self.relative(r.directory),
+                    overrides=list(r.spec.overrides),
+                    weights_from=self.relative(r.weights_from) if r.weights_from else None,
+                )
+                for r in runs
+            ],
+        )
+        write_json_record(self.manifest_file, manifest)
+
+    def read_manifest(self) -> AblationManifest:
+        if not self.manifest_file.is_file():
+            raise UserError(
+                f"{self.path}: no {self.MANIFEST}; is this a folder made by `unetbench ablate` or "
+                "`unetbench run --folds`?"
+            )
+        return read_json_record(
+            self.manifest_file, AblationManifest, what="an ablation manifest", schema=MANIFEST_SCHEMA
+        )
+
+    def read_runs(self) -> tuple[AblationManifest, list[tuple[PlannedRunEntry, RunRecord]]]:
+        """The manifest and every planned run's record (one line naming the first run without one)."""
+        manifest = self.read_manifest()
+        return manifest, [(e, RunDir(self.run_folder(e.directory)).read_record()) for e in manifest.runs]
+
+    # --- the cross-validated scores ------------------------------------------------------------------
+
+    def write_crossval(self, scores: CrossValidated) -> None:
+        write_json_record(self.path / self.CROSSVAL, scores)
+
+    def read_crossval(self) -> CrossValidated | None:
+        path = self.path / self.CROSSVAL
+        if not path.is_file():
+            return None
+        return read_json_record(path, CrossValidated, what="cross-validated scores", schema=CROSSVAL_SCHEMA)
+
+    # --- the bundle a committed report carries -------------------------------------------------------
+
+    def bundle(self, destination: Path) -> AblationDir:
+        """Copy the manifest (its folders pointing at ``records/<run>``), the out-of-fold scores and every
+        run's ``record.json`` to ``destination``: an :class:`AblationDir` that renders the same report."""
+        destination = Path(destination).absolute()
+        if destination == self.path:
+            return self
+        manifest, runs = self.read_runs()
+        entries = []
+        for entry, _ in runs:
+            source = self.run_folder(entry.directory)
+            target = destination / self.RECORDS / source.name
+            with atomic_path(target / RunDir.RECORD) as temporary:
+                shutil.copyfile(source / RunDir.RECORD, temporary)
+            parent = self.run_folder(entry.weights_from).name if entry.weights_from else None
+            entries.append(
+                PlannedRunEntry(
+                    entry.variant,
+                    entry.fold,
+                    entry.seed_index,
+                    f"{self.RECORDS}/{source.name}",
+                    entry.overrides,
+                    f"{self.RECORDS}/{parent}" if parent else None,
+                )
+            )
+        copy = AblationDir(destination)
+        write_json_record(copy.manifest_file, _with_runs(manifest, entries))
+        crossval = self.read_crossval()
+        if crossval is not None:
+            copy.write_crossval(crossval)
+        return copy
+
+
+def _with_runs(manifest: AblationManifest, entries: list[PlannedRunEntry]) -> AblationManifest:
+    import dataclasses
+
+    return dataclasses.replace(manifest, runs=entries)

@@ -1,0 +1,309 @@
+"""The plan of an ablation: which runs, each with its resolved spec and its folder. Nothing runs here.
+
+An ablation is the same run repeated over spec overrides, folds and seeds (never subclasses):
+
+- **Variants.** The baseline (the spec as given, with ``--set``), then one variant per switch, and one per
+  value of a ``--vary KEY=V1,V2,...`` other than the spec's own value. The switches:
+
+  - ``--no-weightmap``: ``weightmap.enabled = false``. The border term w0 exp(-(d1 + d2)^2 / (2 sigma^2))
+    goes; the class balance w_c stays as the spec sets it, so the switch measures the border term alone.
+  - ``--no-elastic``: ``augmentation.elastic = false``; shifts, rotations, flips and grey values unchanged.
+  - ``--no-tta``: ``inference.tta = "none"``: one prediction of each image instead of the average over its
+    rotated or mirrored versions.
+  - ``--no-tiling``: ``inference.tiling = "none"`` and ``model.padding = "same"``: a zero-padded network on
+    non-overlapping tiles without context (see :mod:`unetbench.inference.tiling`). Its tiles, in training
+    and prediction, are the valid network's output for the spec's training tile, rounded down to the
+    pooling factor (388 -> 384 for the paper's 572 px tile; 164 -> 160 for em-cpu's 252): whatever the
+    baseline's inference tile, the variant predicts on tiles of the size the baseline trains its outputs
+    on, so the switch always compares overlap-tile with context against tiles without it.
+
+  ``--grid one`` runs the baseline and each variant alone; ``--grid full`` every combination of switches.
+- **Folds** (``--folds K``): the spec's split is replaced by fold k of K (``data.split.method = "kfold"``:
+  fold k evaluates, the next validates, the rest trains; :func:`unetbench.datasets.splits.kfold_indices`).
+- **Seeds** (``--seeds S``): seed index s > 0 adds ``training.seed = <spec seed> + s``; index 0 is the
+  spec's own, so the baseline's first run is the spec file.
+
+A run's folder is ``<variant>[-fold<k>]-seed<s>-<digest>``, the digest that of its resolved spec (what
+the spec says, not the order of the overrides that made it): the same command plans the same folders, so
+running it again skips finished runs and resumes started ones. A run whose folder does not exist yet,
+but whose resolved spec a finished run in a sibling folder of the ablation has (a cross-validation of the
+same spec: ``runs/<name>/cv-*/``), is that run: it is reused, not trained again.
+
+A variant that differs from a trained run of the same fold and seed only in
+:data:`~unetbench.spec.PREDICTION_SECTIONS` (``--no-tta``, ``--vary inference.tile_size=...``) trains
+nothing: it predicts with that run's scored weights (``weights_from``), so its pairing is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unetbench.errors import UserError
+from unetbench.loader import apply_overrides
+from unetbench.model.sizes import output_size
+from unetbench.rundir import RunDir
+from unetbench.spec import ChallengeSpec, dump_spec, parse_override, spec_to_table, training_part
+
+SWITCHES = ("weightmap", "elastic", "tiling", "tta")
+BASELINE = "baseline"
+
+
+def switch_overrides(spec: ChallengeSpec, switch: str) -> list[tuple[str, Any]]:
+    """The spec overrides one switch stands for (module docstring)."""
+    if switch == "weightmap":
+        return [("weightmap.enabled", False)]
+    if switch == "elastic":
+        return [("augmentation.elastic", False)]
+    if switch == "tta":
+        return [("inference.tta", "none")]
+    if switch == "tiling":
+        return [
+            ("model.padding", "same"),
+            ("inference.tiling", "none"),
+            ("training.tile_size", no_tiling_tile(spec)),
+            ("inference.tile_size", no_tiling_tile(spec)),
+        ]
+    raise ValueError(f"unknown switch {switch!r}")
+
+
+def no_tiling_tile(spec: ChallengeSpec) -> int:
+    """The tile of the no-tiling variant: the training tile's valid output, down to the pooling factor."""
+    m = spec.model
+    factor = 2 ** (m.depth - 1)
+    train_out = output_size(spec.training.tile_size, depth=m.depth, padding=m.padding)
+    return max(factor, train_out // factor * factor)
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # "baseline", "no-weightmap", "no-weightmap+no-elastic", "training.learning_rate=0.003"
+    overrides: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    variant: str
+    fold: int | None  # None: the spec's own split
+    seed_index: int
+    spec: ChallengeSpec
+    directory: Path  # its own folder below the ablation's, or a reused finished run's
+    weights_from: Path | None = None  # the trained run this one predicts with (an inference-only variant)
+
+    @property
+    def name(self) -> str:
+        return self.directory.name
+
+    @property
+    def trains(self) -> bool:
+        return self.weights_from is None
+
+    def describe(self) -> str:
+        fold = f", fold {self.fold}" if self.fold is not None else ""
+        how = ", weights of the paired run" if self.weights_from else ""
+        return f"{self.variant}{fold}, seed {self.seed_index}{how}"
+
+
+# --------------------------------------------------------------------------------------------------
+# --vary KEY=V1,V2,...
+
+
+def parse_vary(text: str) -> tuple[str, list[Any]]:
+    """``KEY=V1,V2,...`` into the key and its values (each read as ``--set`` reads one; commas inside
+    brackets or quotes belong to the value)."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip() or not raw.strip():
+        raise UserError(
+            f"--vary {text}: expected KEY=V1,V2,..., e.g. training.learning_rate=0.0003,0.001,0.003"
+        )
+    pieces, depth, quote, start = [], 0, "", 0
+    for i, char in enumerate(raw):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            depth -= 1
+        elif char == "," and depth == 0:
+            pieces.append(raw[start:i])
+            start = i + 1
+    pieces.append(raw[start:])
+    if any(not p.strip() for p in pieces):
+        raise UserError(f"--vary {text}: an empty value; give KEY=V1,V2,... without empty entries")
+    return key.strip(), [parse_override(f"{key}={p}")[1] for p in pieces]
+
+
+def vary_variants(spec: ChallengeSpec, text: str) -> list[Variant]:
+    """One variant per value of ``--vary`` other than the spec's own (which is the baseline). An unknown
+    key, a value the key refuses, or only the spec's own value: one :class:`UserError` each."""
+    key, values = parse_vary(text)
+    own = _value(spec, key, text)
+    variants = []
+    for value in values:
+        apply_overrides(spec, [(key, value)], source=f"--vary {text}")  # a value the key refuses: one line
+        if value == own or any(v.overrides == ((key, value),) for v in variants):
+            continue
+        variants.append(Variant(f"{key}={_word(value)}", ((key, value),)))
+    if not variants:
+        raise UserError(
+            f"--vary {text}: every value is the spec's own ({key} = {own!r}), the baseline; give other values"
+        )
+    return variants
+
+
+def _value(spec: ChallengeSpec, key: str, text: str) -> Any:
+    node: Any = spec_to_table(spec)
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            # the spec layer names the valid keys (or says the key is unset here, an optional table)
+            apply_overrides(spec, [(key, None)], source=f"--vary {text}")
+            raise UserError(f"--vary {text}: {key} is not set in this spec; set it with --set first")
+        node = node[part]
+    if isinstance(node, dict):
+        raise UserError(f"--vary {text}: {key} is a table; vary one of its keys")
+    return tuple(node) if isinstance(node, list) else node
+
+
+def _word(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+# --------------------------------------------------------------------------------------------------
+# The plan
+
+
+def variants(spec: ChallengeSpec, switches: list[str], vary: list[str], grid: str) -> list[Variant]:
+    """The variants to run, the baseline first (module docstring)."""
+    if grid not in ("one", "full"):
+        raise UserError(f"--grid: unknown value {grid!r}; valid choices: one, full")
+    if grid == "full" and vary:
+        raise UserError("--vary goes with --grid one (each value against the baseline)")
+    for switch in switches:
+        changes = switch_overrides(spec, switch)
+        unchanged = [f"{key} = {value!r}" for key, value in changes if _value(spec, key, key) == value]
+        if len(unchanged) == len(changes):
+            raise UserError(
+                f"--no-{switch}: the spec already has {', '.join(unchanged)}, so this variant would repeat "
+                "the baseline; leave the switch out"
+            )
+    if grid == "one":
+        combos = [(s,) for s in switches]
+    else:
+        combos = [c for r in range(1, len(switches) + 1) for c in itertools.combinations(switches, r)]
+    found = [Variant(BASELINE, ())]
+    for combo in combos:
+        changes = tuple(change for s in combo for change in switch_overrides(spec, s))
+        found.append(Variant("+".join(f"no-{s}" for s in combo), changes))
+    for text in vary:
+        found += vary_variants(spec, text)
+    return found
+
+
+def check_folds(spec: ChallengeSpec, folds: int | None, labelled: int, sequences: list[str]) -> None:
+    """``--folds K``: at least 2, at most the labelled images (or sequences, for time-lapse data), and no
+    ``--set data.split...`` that says otherwise; one :class:`UserError` each."""
+    if folds is None:
+        return
+    if folds < 2:
+        raise UserError(
+            f"--folds must be at least 2 (each fold is evaluated by a network trained on the others), "
+            f"got {folds}"
+        )
+    if sequences and folds > len(sequences):
+        raise UserError(
+            f"--folds {folds}: {spec.data.dataset} has {len(sequences)} labelled sequences "
+            f"({', '.join(sequences)}), and folds cut by sequence (neighbouring frames of one sequence look "
+            f"alike); give at most --folds {len(sequences)}"
+        )
+    if folds > labelled:
+        raise UserError(
+            f"--folds {folds}: {spec.data.dataset} has {labelled} labelled images; give at most "
+            f"--folds {labelled}"
+        )
+    allowed = {"method": "kfold", "folds": folds}
+    for override in spec.overrides:
+        key, value = parse_override(override)
+        if not key.startswith("data.split."):
+            continue
+        name = key.removeprefix("data.split.")
+        if name == "shuffle_seed" or allowed.get(name, object()) == value:
+            continue
+        raise UserError(
+            f"--folds {folds} with --set {override}: --folds makes the split (fold k of {folds} evaluates, "
+            "the next validates, the rest trains); leave out --set data.split... (data.split.shuffle_seed "
+            "may stay)"
+        )
+
+
+def fold_overrides(folds: int, fold: int) -> list[tuple[str, Any]]:
+    return [("data.split.method", "kfold"), ("data.split.folds", folds), ("data.split.fold", fold)]
+
+
+def spec_digest(spec: ChallengeSpec) -> str:
+    """The first 8 hex of the sha256 of what the spec says (not of how overrides made it)."""
+    return hashlib.sha256(dump_spec(dataclasses.replace(spec, overrides=())).encode()).hexdigest()[:8]
+
+
+def plan(
+    spec: ChallengeSpec,
+    variants_: list[Variant],
+    *,
+    folds: int | None,
+    seeds: int,
+    out: Path,
+) -> list[PlannedRun]:
+    """Every (variant, fold, seed) with its resolved spec and folder (module docstring)."""
+    if seeds < 1:
+        raise UserError(f"--seeds must be >= 1, got {seeds}")
+    runs: list[PlannedRun] = []
+    for variant in variants_:
+        for fold in range(folds) if folds else [None]:
+            for k in range(seeds):
+                changes = list(variant.overrides)
+                changes += fold_overrides(folds, fold) if fold is not None else []
+                changes += [("training.seed", spec.training.seed + k)] if k else []
+                resolved = (
+                    apply_overrides(spec, changes, source=f"ablation {variant.name}") if changes else spec
+                )
+                stem = _folder_word(variant.name) + (f"-fold{fold}" if fold is not None else "")
+                directory = out / f"{stem}-seed{k}-{spec_digest(resolved)}"
+                runs.append(PlannedRun(variant.name, fold, k, resolved, _reusable(directory, resolved)))
+    return _pair_inference_only(runs)
+
+
+def _folder_word(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.=+_-]", "_", name)
+
+
+def _reusable(directory: Path, spec: ChallengeSpec) -> Path:
+    """``directory``, or a finished run of the same resolved spec in a sibling folder of the ablation's."""
+    if directory.exists():
+        return directory
+    digest = directory.name.rsplit("-", 1)[1]
+    for candidate in sorted(directory.parent.parent.glob(f"*/*-{digest}")):
+        if candidate.parent == directory.parent or RunDir.state(candidate) != "finished":
+            continue
+        if RunDir(candidate).read_record().spec == spec_to_table(spec):
+            return candidate
+    return directory
+
+
+def _pair_inference_only(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Give each run that differs from an earlier trained run of the same fold and seed only in the
+    prediction sections that run's folder as ``weights_from`` (module docstring)."""
+    trained: dict[tuple, PlannedRun] = {}
+    paired = []
+    for run in runs:
+        key = (run.fold, run.seed_index, repr(training_part(run.spec)))
+        parent = trained.setdefault(key, run)
+        if parent is not run:
+            run = dataclasses.replace(run, weights_from=parent.directory)
+        paired.append(run)
+    return paired

@@ -1,0 +1,230 @@
+"""The ablation's findings as typed rows, from the manifest, the run records and the out-of-fold scores.
+
+The unit is a trained network. For every run the **run-level score** is the challenge's own score of the
+images that run evaluated (``record.trained.aggregate``: for ISBI 2012 the stack score of its fold's
+slices); as a second view, the mean of its per-image scores. A variant's value is the mean ± standard
+deviation of its runs' scores over (fold, seed); a switch's effect is Δ of the paired run-level scores
+with its interval (:mod:`unetbench.ablation.statistics`): corrected repeated k-fold t over folds, paired t
+over seeds with one split. With ``--folds`` each variant also has its out-of-fold stack score per seed
+(:mod:`unetbench.ablation.crossval`).
+
+pandas does the pairing inside :func:`summarise`; what leaves this module is dataclasses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from unetbench.ablation.plan import BASELINE
+from unetbench.ablation.statistics import (
+    CORRECTED,
+    PAIRED,
+    Interval,
+    corrected_kfold_interval,
+    paired_t_interval,
+)
+from unetbench.results import AblationManifest, CrossValidated, PlannedRunEntry, RunRecord
+
+
+@dataclass(frozen=True)
+class Spread:
+    mean: float
+    sd: float  # NaN with one value
+    n: int
+
+
+@dataclass(frozen=True)
+class Effect:
+    run_level: Interval  # paired run-level (stack) scores: the answer
+    per_image: Interval  # paired per-image means of the same runs: a second view
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    variant: str
+    overrides: list[str]  # beside the spec file's, fold and seed left out
+    runs: int
+    trained: int  # networks this variant trained (0: it predicted with its paired runs' networks)
+    training_seconds: float | None  # mean over the networks it trained
+    scores: dict[str, Spread]  # run-level scores over (fold, seed)
+    effects: dict[str, Effect]  # against the baseline; empty for the baseline
+    out_of_fold: dict[str, Spread]  # out-of-fold stack scores over seeds; empty without --folds
+
+
+@dataclass(frozen=True)
+class RunScore:
+    variant: str
+    fold: int | None
+    seed_index: int
+    run: str  # the run folder's name
+    images: int
+    scores: dict[str, float | None]  # run-level
+
+
+@dataclass(frozen=True)
+class Summary:
+    kind: str
+    challenge: str
+    metrics: list[str]
+    primary: str
+    higher_is_better: dict[str, bool]
+    folds: int | None
+    seeds: int
+    test: str  # the interval's test
+    test_over_train: float | None  # n_test / n_train of the correction (with --folds)
+    networks: int  # paired trained networks per switch (n of the intervals)
+    rows: list[VariantRow]
+    runs: list[RunScore]
+    out_of_fold_images: int | None
+
+    @property
+    def df(self) -> int:
+        return self.networks - 1
+
+    def caption(self) -> str:
+        """What the intervals are, with the test, n and the degrees of freedom."""
+        n = self.networks
+        if self.test == CORRECTED:
+            how = (
+                f"the {CORRECTED}: variance of the {n} paired differences x (1/{n} + n_test/n_train = "
+                f"{self.test_over_train:.3g}), t with {self.df} degrees of freedom"
+            )
+        else:
+            how = f"the {PAIRED} ({n} seeds, {self.df} degrees of freedom)"
+        return (
+            "The unit is a trained network. Each value is the mean ± standard deviation over (fold, seed) "
+            "of the run-level score: the challenge's own score of the images each run evaluated. For a "
+            f"switch, Δ is the mean of the {n} paired differences to the baseline of the same fold and seed, "
+            f"with its 95% interval by {how}. An interval that holds 0 is written 'not resolved at n = {n}'."
+        )
+
+
+def summarise(
+    manifest: AblationManifest,
+    runs: list[tuple[PlannedRunEntry, RunRecord]],
+    crossval: CrossValidated | None = None,
+) -> Summary:
+    """The findings (module docstring) from the manifest and the records."""
+    first = runs[0][1]
+    metrics = first.metrics
+    long = pd.DataFrame(
+        [
+            (
+                e.variant,
+                -1 if e.fold is None else e.fold,
+                e.seed_index,
+                metric,
+                _number(r.trained.aggregate.get(metric)),
+                _image_mean(r, metric),
+            )
+            for e, r in runs
+            for metric in metrics
+        ],
+        columns=["variant", "fold", "seed", "metric", "run_level", "per_image"],
+    )
+    ratio = _test_over_train(first) if manifest.folds else None
+    variants = list(dict.fromkeys(e.variant for e, _ in runs))
+    rows = []
+    for variant in variants:
+        mine = [(e, r) for e, r in runs if e.variant == variant]
+        trained = [r for e, r in mine if r.weights_from is None]
+        rows.append(
+            VariantRow(
+                variant=variant,
+                overrides=_variant_overrides(mine[0][0]),
+                runs=len(mine),
+                trained=len(trained),
+                training_seconds=float(np.mean([r.training.seconds for r in trained])) if trained else None,
+                scores={
+                    m: _spread(long[(long.variant == variant) & (long.metric == m)]["run_level"])
+                    for m in metrics
+                },
+                effects=_effects(long, variant, metrics, ratio) if variant != BASELINE else {},
+                out_of_fold=_out_of_fold(crossval, variant, metrics),
+            )
+        )
+    networks = len([e for e, _ in runs if e.variant == BASELINE])
+    return Summary(
+        kind=manifest.kind,
+        challenge=manifest.challenge,
+        metrics=list(metrics),
+        primary=first.primary,
+        higher_is_better=dict(first.higher_is_better),
+        folds=manifest.folds,
+        seeds=manifest.seeds,
+        test=CORRECTED if manifest.folds else PAIRED,
+        test_over_train=ratio,
+        networks=networks,
+        rows=rows,
+        runs=[
+            RunScore(
+                e.variant,
+                e.fold,
+                e.seed_index,
+                e.directory.rsplit("/", 1)[-1],
+                len(r.trained.per_image),
+                dict(r.trained.aggregate),
+            )
+            for e, r in runs
+        ],
+        out_of_fold_images=crossval.entries[0].images if crossval and crossval.entries else None,
+    )
+
+
+def _variant_overrides(entry: PlannedRunEntry) -> list[str]:
+    """A variant's overrides of the spec file: the first run's (seed index 0, the spec's own seed) without
+    the three fold overrides the plan puts last (:func:`unetbench.ablation.plan.plan`)."""
+    return list(entry.overrides[:-3] if entry.fold is not None else entry.overrides)
+
+
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _image_mean(record: RunRecord, metric: str) -> float:
+    values = [_number(s.get(metric)) for s in record.trained.per_image.values()]
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def _test_over_train(record: RunRecord) -> float:
+    split = record.data.split
+    return len(split[record.data.scored]) / max(1, len(split["train"]))
+
+
+def _spread(values: pd.Series) -> Spread:
+    values = values.dropna()
+    sd = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+    return Spread(float(values.mean()) if len(values) else math.nan, sd, len(values))
+
+
+def _effects(long: pd.DataFrame, variant: str, metrics: list[str], ratio: float | None) -> dict[str, Effect]:
+    """Paired by (fold, seed): the variant's run minus the baseline's."""
+    effects = {}
+    for metric in metrics:
+        both = long[long.metric == metric].pivot_table(
+            index=["fold", "seed"], columns="variant", values=["run_level", "per_image"], dropna=False
+        )
+        views = []
+        for view in ("run_level", "per_image"):
+            differences = (both[view][variant] - both[view][BASELINE]).to_numpy(dtype=float)
+            views.append(
+                corrected_kfold_interval(differences, ratio)
+                if ratio is not None
+                else paired_t_interval(differences)
+            )
+        effects[metric] = Effect(*views)
+    return effects
+
+
+def _out_of_fold(crossval: CrossValidated | None, variant: str, metrics: list[str]) -> dict[str, Spread]:
+    if crossval is None:
+        return {}
+    entries = [e for e in crossval.entries if e.variant == variant]
+    if not entries:
+        return {}
+    return {m: _spread(pd.Series([_number(e.scores.get(m)) for e in entries], dtype=float)) for m in metrics}
