@@ -92,7 +92,8 @@ def data_parallel(spec_file: Path, processes: list[int], steps: int, rounds: int
 def ray_overhead(runs: int, iterations: int, rounds: int) -> tuple[float, list[float], list[float]]:
     """(seconds to start a local instance, local seconds per run, Ray seconds per run), the executors
     alternating for ``rounds`` rounds."""
-    from unetbench import ablation, ray_executor
+    from unetbench import ablation
+    from unetbench.ablation import ray as ray_executor
     from unetbench.loader import apply_overrides, load_spec
     from unetbench.spec import dump_spec
 
@@ -123,12 +124,13 @@ def ray_overhead(runs: int, iterations: int, rounds: int) -> tuple[float, list[f
                 torch.set_num_threads(1)  # as a one-CPU task
                 try:
                     start = time.perf_counter()
-                    ablation.ablate(spec, spec_file, ["weightmap"], out=root / f"local{k}", **common)
+                    # each ablation in a folder of its own: runs beside it of the same spec would be reused
+                    ablation.ablate(spec, spec_file, ["weightmap"], out=root / f"local{k}" / "a", **common)
                     local.append((time.perf_counter() - start) / count)
                 finally:
                     torch.set_num_threads(threads)
                 start = time.perf_counter()
-                out = root / f"ray{k}"
+                out = root / f"ray{k}" / "a"
                 ablation.ablate(spec, spec_file, ["weightmap"], out=out, executor="ray", **common)
                 on_ray.append((time.perf_counter() - start) / count)
         finally:

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import os
 
-from unetbench import ray_executor
+from unetbench.ablation import ray as ray_executor
 from unetbench.training import trainer
 
 FAIL_AT = 30
 
 
-def fail_once(planned, data_root, board, cpus, command):
+def fail_once(planned, directory, data_root, board, cpus, command):
     marker = planned.directory.parent / f"{planned.directory.name}.failed-once"
     if planned.variant == "no-weightmap" and not marker.exists():
         marker.touch()
@@ -26,4 +26,4 @@ def fail_once(planned, data_root, board, cpus, command):
             return original(self, batch)
 
         trainer.Trainer.step = step
-    return ray_executor.finish(planned, data_root, board, cpus, command)
+    return ray_executor.finish(planned, directory, data_root, board, cpus, command)

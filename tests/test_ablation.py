@@ -1,178 +1,465 @@
-"""`unetbench ablate`: switches are overrides, runs are keyed and resumable, the table is right."""
+"""`unetbench ablate` and `unetbench run --folds`: switches, folds, seeds and --vary are overrides, runs are
+keyed and resumable, inference-only variants train nothing, the table counts trained networks."""
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from unetbench import ablation
+from unetbench.ablation import AblationDir
+from unetbench.ablation.plan import no_tiling_tile, parse_vary, plan, spec_digest, switch_overrides, variants
+from unetbench.ablation.statistics import CORRECTED, PAIRED
+from unetbench.ablation.summary import summarise
 from unetbench.cli import main
-from unetbench.loader import load_spec
+from unetbench.errors import UserError
+from unetbench.loader import apply_overrides, load_spec
 from unetbench.model.sizes import output_size
-from unetbench.report.ablation import _interval, collect, per_image_table, summarise
+from unetbench.rundir import RunDir
 from unetbench.training.trainer import Trainer
 
 from .helpers import tiny_spec, write_spec
 
-EM = Path(__file__).resolve().parents[1] / "challenges" / "em.toml"
+CHALLENGES = Path(__file__).resolve().parents[1] / "challenges"
+EM = CHALLENGES / "em.toml"
+EM_CPU = CHALLENGES / "em-cpu.toml"
+
+
+def _plan(spec, switches=(), vary=(), *, folds=None, seeds=1, grid="one", out=Path("/nowhere/abl")):
+    return plan(spec, variants(spec, list(switches), list(vary), grid), folds=folds, seeds=seeds, out=out)
+
+
+# --- the plan --------------------------------------------------------------------------------------
 
 
 def test_switches_are_spec_overrides():
     spec = load_spec(EM)
-    assert ablation.switch_overrides(spec, "weightmap") == [("weightmap.enabled", False)]
-    assert ablation.switch_overrides(spec, "elastic") == [("augmentation.elastic", False)]
-    tiling = dict(ablation.switch_overrides(spec, "tiling"))
+    assert switch_overrides(spec, "weightmap") == [("weightmap.enabled", False)]
+    assert switch_overrides(spec, "elastic") == [("augmentation.elastic", False)]
+    assert switch_overrides(spec, "tta") == [("inference.tta", "none")]
+    tiling = dict(switch_overrides(spec, "tiling"))
     assert tiling == {
         "model.padding": "same",
         "inference.tiling": "none",
-        "training.tile_size": 384,  # the 388 px output rounded down to the pooling factor 16
+        "training.tile_size": 384,  # the 388 px output of the 572 px training tile, down to the factor 16
         "inference.tile_size": 384,
     }
     assert output_size(384, depth=5, padding="same") == 384
-    assert ablation.switch_overrides(spec, "tta") == [("inference.tta", "none")]
 
 
-def test_plan_one_and_full_grids_and_the_baseline_is_the_spec_file(tmp_path):
+def test_no_tiling_means_one_thing_whatever_the_baseline_predicts_with():
+    """em-cpu predicts on one 604 px tile per slice; no-tiling still cuts 160 px tiles (its training
+    tile's 164 px output, down to the pooling factor 8), not one 512 px tile."""
+    spec = load_spec(EM_CPU)
+    assert spec.inference.tile_size == 604 and no_tiling_tile(spec) == 160
+    assert dict(switch_overrides(spec, "tiling"))["inference.tile_size"] == 160
+    wider = apply_overrides(spec, {"inference.tile_size": 700})
+    assert no_tiling_tile(wider) == 160
+
+
+def test_plan_grids_folds_seeds_and_the_baseline_is_the_spec_file(tmp_path):
     spec = load_spec(EM)
-    runs = ablation.plan(spec, ["weightmap", "elastic", "tiling"], seeds=2, grid="one", out=tmp_path)
-    assert [(r.variant, r.seed_index) for r in runs] == [
-        (v, k) for v in ("baseline", "no-weightmap", "no-elastic", "no-tiling") for k in (0, 1)
+    runs = _plan(spec, ["weightmap", "elastic"], seeds=2, out=tmp_path)
+    assert [(r.variant, r.fold, r.seed_index) for r in runs] == [
+        (v, None, k) for v in ("baseline", "no-weightmap", "no-elastic") for k in (0, 1)
     ]
-    assert runs[0].spec == spec  # seed 0 of the baseline: exactly the file
+    assert runs[0].spec == spec and runs[0].name.startswith("baseline-seed0-")  # exactly the file
     assert runs[1].spec.overrides == ("training.seed=1",)
-    assert runs[2].spec.overrides == ("weightmap.enabled=false",)
-    assert runs[5].spec.overrides == ("augmentation.elastic=false", "training.seed=1")
-    assert len({r.directory for r in runs}) == 8
-    full = ablation.plan(spec, ["weightmap", "elastic", "tiling"], seeds=1, grid="full", out=tmp_path)
+    assert runs[3].spec.overrides == ("weightmap.enabled=false", "training.seed=1")
+    full = _plan(spec, ["weightmap", "elastic", "tiling"], grid="full", out=tmp_path)
     assert len(full) == 8 and full[-1].variant == "no-weightmap+no-elastic+no-tiling"
-    again = ablation.plan(spec, ["weightmap", "elastic", "tiling"], seeds=2, grid="one", out=tmp_path)
-    assert [r.directory for r in again] == [r.directory for r in runs]  # keyed by the resolved spec
+    folded = _plan(spec, ["weightmap"], folds=6, seeds=2, out=tmp_path)
+    assert len(folded) == 24 and folded[2].name.startswith("baseline-fold1-seed0-")
+    assert folded[2].spec.data.split.method == "kfold" and folded[2].spec.data.split.fold == 1
+    assert folded[2].spec.overrides == (
+        'data.split.method="kfold"',
+        "data.split.folds=6",
+        "data.split.fold=1",
+    )
+    again = _plan(spec, ["weightmap"], folds=6, seeds=2, out=tmp_path)
+    assert [r.directory for r in again] == [r.directory for r in folded]  # keyed by the resolved spec
+    assert len({r.directory for r in folded}) == 24
 
 
-def test_paired_interval_hand_case():
-    mean, low, high = _interval(np.array([1.0, 2.0, 3.0]))
-    half = 4.302652729911275 / math.sqrt(3)  # t(0.975, 2) * sd 1 / sqrt(3)
-    assert (mean, low, high) == pytest.approx((2.0, 2.0 - half, 2.0 + half))
-    assert math.isnan(_interval(np.array([1.0]))[1])
+def test_the_folder_digest_is_of_what_the_spec_says_not_of_how_overrides_made_it():
+    spec = load_spec(EM)
+    one = apply_overrides(spec, [("training.seed", 3), ("weightmap.w0", 5.0)])
+    other = apply_overrides(apply_overrides(spec, [("weightmap.w0", 5.0)]), [("training.seed", 3)])
+    assert one.overrides != other.overrides and spec_digest(one) == spec_digest(other)
+    assert spec_digest(one) != spec_digest(spec)
 
 
-def test_ablate_runs_resumes_after_an_interruption_and_writes_the_table(tmp_path, monkeypatch, capsys):
-    spec = tiny_spec(iterations=4, **{"report.directory": str(tmp_path / "reports")})
-    spec_file = write_spec(tmp_path / "tiny.toml", spec)
+def test_inference_only_variants_predict_with_their_paired_trained_run(tmp_path):
+    spec = load_spec(EM)
+    runs = _plan(spec, ["weightmap", "tta"], folds=3, seeds=2, out=tmp_path)
+    trained = {(r.variant, r.fold, r.seed_index): r for r in runs if r.trains}
+    inference_only = [r for r in runs if not r.trains]
+    assert {r.variant for r in inference_only} == {"no-tta"} and len(inference_only) == 6
+    for run in inference_only:
+        assert run.weights_from == trained["baseline", run.fold, run.seed_index].directory
+    full = _plan(spec, ["weightmap", "tta"], grid="full", out=tmp_path)
+    pairs = {r.variant: r.weights_from for r in full}
+    assert pairs["no-weightmap+no-tta"] == next(r.directory for r in full if r.variant == "no-weightmap")
+    tiling = _plan(spec, ["tiling"], out=tmp_path)
+    assert all(r.trains for r in tiling)  # no-tiling changes the network: it trains
+
+
+def test_vary_makes_a_variant_per_value_other_than_the_specs_own(tmp_path):
+    spec = load_spec(EM)
+    assert parse_vary("data.split.train=[0, 1],[2, 3]") == ("data.split.train", [[0, 1], [2, 3]])
+    found = variants(spec, [], ["training.learning_rate=0.0003,0.001,0.003"], "one")
+    assert [v.name for v in found] == [
+        "baseline",
+        "training.learning_rate=0.0003",
+        "training.learning_rate=0.003",
+    ]
+    runs = _plan(spec, [], ["training.learning_rate=0.0003,0.003", "inference.tile_size=508"], out=tmp_path)
+    assert [r.variant for r in runs][-1] == "inference.tile_size=508" and not runs[-1].trains
+    assert runs[1].spec.training.learning_rate == 0.0003
+
+
+@pytest.mark.parametrize(
+    ("vary", "grid", "expected"),
+    [
+        ("training.bogus=1,2", "one", "training.bogus"),
+        ("training.learning_rate=-1,0.1", "one", "training.learning_rate: must be > 0, got -1"),
+        (
+            "training.learning_rate=0.001",
+            "one",
+            "every value is the spec's own (training.learning_rate = 0.001",
+        ),
+        ("training=1,2", "one", "training is a table"),
+        ("training.learning_rate", "one", "expected KEY=V1,V2,..."),
+        ("training.learning_rate=0.1,,0.2", "one", "an empty value"),
+        ("training.learning_rate=0.1", "full", "--vary goes with --grid one"),
+    ],
+)
+def test_bad_vary_is_one_line(vary, grid, expected):
+    with pytest.raises(UserError, match=None) as caught:
+        variants(load_spec(EM), [], [vary], grid)
+    assert expected in str(caught.value)
+
+
+# --- running, resuming, the table -----------------------------------------------------------------
+
+
+def _tiny(tmp_path, **extra):
+    """A 9-slice generated set: 3 folds of 3 (evaluate, validate, train) or the spec's own split."""
+    return tiny_spec(
+        iterations=4,
+        **{
+            "report.directory": str(tmp_path / "reports"),
+            "data.synthetic.samples": 9,
+            "report.overlays": 0,
+            **extra,
+        },
+    )
+
+
+def _records(directory: Path):
+    return sorted(directory.glob("*/record.json"))
+
+
+def test_the_issues_command_in_miniature_trains_12_networks_writes_18_records_and_skips_them_again(
+    tmp_path, capsys
+):
+    """`ablate --folds 3 --seeds 2 --no-weightmap --no-tta --set inference.tta=flips`: 3 folds x 2 seeds x
+    (baseline, no-weightmap) networks; no-tta predicts with the baseline's."""
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
     out = tmp_path / "abl"
+    command = ["ablate", str(spec_file), "--folds", "3", "--seeds", "2", "--no-weightmap", "--no-tta"]
+    command += ["--set", "inference.tta=flips", "--out", str(out), "--no-progress"]
+    assert main(command) == 0
+    printed = capsys.readouterr().out
+    assert "18 runs (12 train a network)" in printed and printed.count("  ran") == 18
+    assert len(_records(out)) == 18
+    manifest, runs = AblationDir(out).read_runs()
+    for entry, record in runs:
+        folder = out / entry.directory
+        if entry.variant == "no-tta":
+            paired = out / f"baseline-fold{entry.fold}-seed{entry.seed_index}-"
+            assert record.weights_from.startswith(str(paired)) and not (folder / "checkpoints").exists()
+            assert record.training == RunDir(Path(record.weights_from)).read_record().training
+            assert record.resolved_spec().inference.tta == "none"
+        else:
+            assert record.weights_from is None and (folder / "checkpoints" / "last.pt").is_file()
+    report = (tmp_path / "reports" / "quickstart" / "abl.md").read_text()
+    assert "runs: 18 (12 trained networks)" in report
+    assert f"by the {CORRECTED}" in report and "t with 5 degrees of freedom" in report
+    assert "6 paired differences x (1/6 + n_test/n_train = 1)" in report
+    assert (
+        "## Cross-validated scores (out of fold)" in report and "Every one of the 9 labelled images" in report
+    )
+    assert "none (weights of the paired run)" in report and "pooled" not in report
+    for name in ("records", "ablation.json", "crossval.json", "runs.csv", "forest-rand_error.png"):
+        assert (tmp_path / "reports" / "quickstart" / "abl" / name).exists()
+
+    assert main(command) == 0  # again: nothing to do
+    printed = capsys.readouterr().out
+    assert printed.count("done before, skipped") == 18 and "  ran" not in printed
+
+
+def test_a_report_renders_again_from_its_committed_bundle(tmp_path, capsys):
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    assert (
+        main(
+            [
+                "ablate",
+                str(spec_file),
+                "--folds",
+                "3",
+                "--no-weightmap",
+                "--out",
+                str(tmp_path / "a"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    report = tmp_path / "reports" / "quickstart" / "a.md"
+    first = report.read_text()
+    moved = tmp_path / "elsewhere" / "quickstart"
+    moved.parent.mkdir()
+    (tmp_path / "reports" / "quickstart").rename(moved)
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")  # the runs are gone; the bundle is enough
+    capsys.readouterr()
+    assert main(["report", str(moved / "a")]) == 0
+    again = (moved / "a.md").read_text()
+    assert again.replace(str(moved), "X") == first.replace(str(tmp_path / "reports" / "quickstart"), "X")
+
+
+def test_an_ablation_reuses_the_finished_runs_of_a_cross_validation_beside_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    assert main(["run", str(spec_file), "--folds", "3", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "out of fold, baseline, 9 images" in printed
+    (cv,) = (tmp_path / "runs" / "quickstart").glob("cv-*")
+    cv_report = (tmp_path / "reports" / "quickstart" / f"{cv.name}.md").read_text()
+    assert "# quickstart: cross-validation" in cv_report and "paper" not in cv_report.split("## What")[0]
+    assert main(["ablate", str(spec_file), "--folds", "3", "--no-elastic", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(f"reused, finished in {cv}") == 3 and printed.count("  ran") == 3
+    (abl,) = (tmp_path / "runs" / "quickstart").glob("ablation-*")
+    manifest = AblationDir(abl).read_manifest()
+    assert [e.directory.startswith(f"../{cv.name}/") for e in manifest.runs] == [True] * 3 + [False] * 3
+
+
+def test_an_interrupted_ablation_resumes_where_it_stopped(tmp_path, monkeypatch, capsys):
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path, **{"training.iterations": 4}))
     command = [
         "ablate",
         str(spec_file),
         "--no-weightmap",
-        "--no-tiling",
         "--seeds",
         "2",
         "--out",
-        str(out),
+        str(tmp_path / "a"),
         "--no-progress",
     ]
     original = Trainer.step
     calls = {"n": 0}
 
-    def interrupted(self):
+    def interrupted(self, batch=None):
         calls["n"] += 1
-        if calls["n"] == 7:  # during the second run: the step completes, then the run stops
+        if calls["n"] == 6:  # during the second run: the step completes, then the run stops
             import signal
 
             signal.raise_signal(signal.SIGINT)
-        return original(self)
+        return original(self, batch)
 
     monkeypatch.setattr(Trainer, "step", interrupted)
     assert main(command) == 130
     err = capsys.readouterr().err
-    assert "stopped after iteration 3" in err and "run the same command again" in err
+    assert "stopped after iteration 2" in err and "run the same command again" in err
     monkeypatch.setattr(Trainer, "step", original)
     assert main(command) == 0
     printed = capsys.readouterr().out
-    assert "done before, skipped" in printed and "  resumed" in printed and printed.count("  ran") == 4
-    manifest, runs = collect(out)
-    assert [(e.variant, e.seed_index) for e in manifest.runs] == [
-        (v, k) for v in ("baseline", "no-weightmap", "no-tiling") for k in (0, 1)
-    ]
-    for variant, seed, record in runs:
-        expected = {"baseline": [], "no-weightmap": ["weightmap.enabled=false"]}.get(variant)
-        seeded = [o for o in record.overrides if o.startswith("training.seed=")]
-        assert seeded == ([] if seed == 0 else [f"training.seed={spec.training.seed + 1}"])
-        if expected is not None:
-            assert [o for o in record.overrides if o not in spec.overrides and o not in seeded] == expected
-        else:
-            assert 'inference.tiling="none"' in record.overrides
-    report = (tmp_path / "reports" / "quickstart" / "abl.md").read_text()
-    assert "| baseline |" in report and "| no-tiling |" in report and "95% CI" in report
-    assert "Each cell is on the per-image basis" in report
-    assert (
-        "- scored on: the evaluation split of `synthetic-em`, 2 images per run (evaluation/04, evaluation/05)"
-        in report
-    )
-    rows = (tmp_path / "reports" / "quickstart" / "abl.csv").read_text().splitlines()
-    assert rows[0].startswith("variant,seeds,training_seconds,warping_error_mean") and len(rows) == 4
-    assert (tmp_path / "reports" / "quickstart" / "abl" / "rand_error.png").is_file()
-    assert sorted(p.name for p in (tmp_path / "reports" / "quickstart").iterdir()) == [
-        "abl",
-        "abl.csv",
-        "abl.md",
-    ]
-    assert len(list((out / "reports" / "quickstart").glob("*.md"))) == 6  # each run's own report
+    assert "done before, skipped" in printed and "  resumed" in printed and printed.count("  ran") == 2
 
 
-def test_the_table_means_and_their_difference_are_on_one_basis(tmp_path):
-    """Δ equals the difference of the means shown, because both are per-image (seed, image) means."""
-    spec = tiny_spec(iterations=2)
-    out = tmp_path / "abl"
-    runs = ablation.plan(spec, ["weightmap"], seeds=2, grid="one", out=out)
-    out.mkdir()
-    ablation.write_manifest(
-        out, spec, runs, spec_file=tmp_path / "x.toml", switches=["weightmap"], seeds=2, grid="one"
-    )
-    ablation.run_all(runs, data_root=None, progress=False, log=lambda *_: None)
-    _, collected = collect(out)
-    summary = summarise(collected)
-    # overrides are listed whole, even those holding ", " (a list value), and without the seed
+def test_the_summary_pairs_run_level_scores_by_fold_and_seed(tmp_path):
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path, **{"data.split.evaluation": [4, 5]}))
     assert (
-        summary.overrides["baseline"] == list(spec.overrides)
-        and "data.split.train=[0, 1, 2]" in spec.overrides
-    )
-    assert summary.overrides["no-weightmap"] == [*spec.overrides, "weightmap.enabled=false"]
-    long = per_image_table(collected)
-    for metric in summary.metrics:
-        rows = summary.rows
-        base = rows.loc["baseline", f"{metric}_mean"]
-        variant = rows.loc["no-weightmap", f"{metric}_mean"]
-        assert rows.loc["no-weightmap", f"{metric}_diff"] == pytest.approx(variant - base, abs=1e-12)
-        expected = long[(long.variant == "baseline") & (long.metric == metric)]["value"].mean()
-        assert base == pytest.approx(expected, abs=1e-12)  # two seeds x two images, equal weights
-        seed_means = (
-            long[(long.variant == "baseline") & (long.metric == metric)].groupby("seed")["value"].mean()
+        main(
+            [
+                "ablate",
+                str(spec_file),
+                "--no-weightmap",
+                "--seeds",
+                "3",
+                "--out",
+                str(tmp_path / "a"),
+                "--no-progress",
+            ]
         )
-        assert rows.loc["baseline", f"{metric}_std"] == pytest.approx(seed_means.std(ddof=1), abs=1e-12)
-        assert rows.loc["no-weightmap", f"{metric}_pairs"] == 4
+        == 0
+    )
+    directory = AblationDir(tmp_path / "a")
+    manifest, runs = directory.read_runs()
+    summary = summarise(manifest, runs)
+    assert summary.test == PAIRED and summary.networks == 3 and summary.df == 2
+    by = {(e.variant, e.seed_index): r for e, r in runs}
+    for metric in summary.metrics:
+        differences = [
+            by["no-weightmap", k].trained.aggregate[metric] - by["baseline", k].trained.aggregate[metric]
+            for k in range(3)
+        ]
+        effect = summary.rows[1].effects[metric].run_level
+        assert effect.mean == pytest.approx(np.mean(differences), abs=1e-12) and effect.n == 3
+        per_image = summary.rows[1].effects[metric].per_image
+        means = [
+            np.mean([s[metric] for s in by[v, k].trained.per_image.values()])
+            for v in ("no-weightmap", "baseline")
+            for k in range(3)
+        ]
+        assert per_image.mean == pytest.approx(np.mean(means[:3]) - np.mean(means[3:]), abs=1e-12)
+        baseline = summary.rows[0].scores[metric]
+        values = [by["baseline", k].trained.aggregate[metric] for k in range(3)]
+        assert (baseline.mean, baseline.sd) == pytest.approx((np.mean(values), np.std(values, ddof=1)))
 
 
-def test_ablate_needs_a_switch(capsys):
+def test_out_of_fold_scores_are_the_stack_of_every_folds_predictions(tmp_path):
+    import h5py
+
+    from unetbench.datasets import load_dataset
+    from unetbench.metrics import isbi2012_scores
+
+    spec = _tiny(tmp_path)
+    directory = ablation.ablate(
+        spec,
+        tmp_path / "x.toml",
+        [],
+        folds=3,
+        out=tmp_path / "cv",
+        progress=False,
+        log=lambda *_: None,
+        kind="cross-validation",
+    )
+    (entry,) = directory.read_crossval().entries
+    labelled = load_dataset(spec.data).labelled
+    maps = {}
+    for run in (tmp_path / "cv").glob("baseline-fold*"):
+        with h5py.File(run / "predictions.h5") as f:
+            maps.update({key: f["evaluation"][key][()] for key in f["evaluation"]})
+    assert sorted(maps) == sorted(s.key for s in labelled)  # every image once
+    expected = isbi2012_scores(
+        np.stack([s.target for s in labelled]),
+        np.stack([maps[s.key] for s in labelled]),
+        spec.evaluation.metrics,
+    )
+    assert entry.images == 9 and entry.scores == pytest.approx(expected)
+
+
+def test_runs_per_device_2_runs_in_two_processes_and_gives_the_same_table(tmp_path, capsys):
+    import torch
+
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    common = ["ablate", str(spec_file), "--no-weightmap", "--seeds", "2", "--no-progress"]
+    assert main([*common, "--out", str(tmp_path / "p" / "a"), "--runs-per-device", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "2 at a time in processes of their own, 1 torch thread(s) each" in printed
+    assert len(list((tmp_path / "p" / "a" / "logs").glob("*.log"))) == 4
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each of the two processes: the same arithmetic, the same scores
+    try:
+        assert main([*common, "--out", str(tmp_path / "q" / "a")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    tables = []
+    for parent in ("p", "q"):
+        manifest, runs = AblationDir(tmp_path / parent / "a").read_runs()
+        tables.append([(e.variant, e.seed_index, r.trained.aggregate) for e, r in runs])
+    assert tables[0] == tables[1]
+    pids = {s.pid for _, r in AblationDir(tmp_path / "p" / "a").read_runs()[1] for s in r.sessions}
+    assert len(pids) == 4 and __import__("os").getpid() not in pids
+
+
+# --- bad input: one line, nothing written ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["--folds", "1"], "--folds must be at least 2"),
+        (["--folds", "10"], "--folds 10: synthetic-em has 9 labelled images; give at most --folds 9"),
+        (
+            ["--folds", "3", "--set", "data.split.method=kfold", "--set", "data.split.folds=4"],
+            "--folds 3 with --set data.split.folds=4",
+        ),
+        (
+            ["--folds", "3", "--set", "data.split.evaluation=[8]"],
+            "--folds 3 with --set data.split.evaluation=[8]",
+        ),
+        (["--runs-per-device", "0"], "--runs-per-device must be at least 1, got 0"),
+        (["--vary", "training.bogus=1,2"], "training.bogus"),
+        (["--seeds", "0"], "--seeds must be >= 1, got 0"),
+        (["--grid", "half"], "--grid: unknown value 'half'; valid choices: one, full"),
+    ],
+)
+def test_bad_ablation_options_are_one_line_and_write_nothing(tmp_path, capsys, extra, expected):
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    status = main(["ablate", str(spec_file), "--no-weightmap", "--out", str(tmp_path / "a"), *extra])
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1 and expected in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "reports").exists()
+
+
+def test_runs_the_device_cannot_hold_are_one_line(tmp_path, capsys, monkeypatch):
+    from unetbench import runner
+
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    monkeypatch.setattr(runner, "device_memory", lambda device: (400 * 2**20, "this machine's memory"))
+    status = main(
+        [
+            "ablate",
+            str(spec_file),
+            "--no-weightmap",
+            "--out",
+            str(tmp_path / "a"),
+            "--runs-per-device",
+            "1000",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert status == 1 and err.count("\n") == 1
+    assert err.startswith("error: --runs-per-device: 1000 runs at once need about") and "give at most" in err
+    assert not (tmp_path / "a").exists()
+
+
+def test_folds_and_sets_that_agree_with_them_are_accepted(tmp_path):
+    spec = apply_overrides(
+        _tiny(tmp_path), {"data.split.method": "kfold", "data.split.folds": 3, "data.split.shuffle_seed": 4}
+    )
+    given = ['data.split.method="kfold"', "data.split.folds=3", "data.split.shuffle_seed=4"]
+    ablation.plan.check_folds(spec, 3, labelled=9, sequences=[], given=given)
+    with pytest.raises(UserError, match="at most --folds 2"):
+        ablation.plan.check_folds(spec, 3, labelled=9, sequences=["01", "02"], given=given)
+
+
+def test_run_folds_refuses_what_does_not_go_with_it(tmp_path, capsys):
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    assert main(["run", str(spec_file), "--folds", "3", "--resume", str(tmp_path)]) == 1
+    assert "--resume does not go with --folds" in capsys.readouterr().err
+    assert main(["run", str(spec_file), "--runs-per-device", "2"]) == 1
+    assert "--runs-per-device goes with --folds" in capsys.readouterr().err
+
+
+def test_ablate_needs_a_switch_or_a_vary(capsys):
     assert main(["ablate", str(EM)]) == 1
     assert "name at least one switch" in capsys.readouterr().err
-    assert main(["ablate", str(EM), "--no-elastic", "--grid", "half"]) == 1
-    assert "--grid: unknown value 'half'" in capsys.readouterr().err
-    assert main(["ablate", str(EM), "--no-elastic", "--seeds", "0"]) == 1
-    assert "--seeds must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_a_switch_that_changes_nothing_is_refused(tmp_path, capsys):
     """--no-tta on a spec without test-time averaging would run the baseline twice under another name."""
-    quickstart = EM.parent / "quickstart.toml"
+    quickstart = CHALLENGES / "quickstart.toml"
     assert load_spec(quickstart).inference.tta == "none"
     assert main(["ablate", str(quickstart), "--no-tta", "--out", str(tmp_path / "a")]) == 1
     err = capsys.readouterr().err
     assert "--no-tta: the spec already has inference.tta = 'none'" in err and "Traceback" not in err
     assert not (tmp_path / "a").exists()
-    runs = ablation.plan(load_spec(EM), ["tta"], seeds=1, grid="one", out=tmp_path)
-    assert [r.spec.inference.tta for r in runs] == ["dihedral", "none"]
 
 
 def test_ablate_overrides_apply_to_every_run_and_are_checked(capsys):
@@ -180,3 +467,21 @@ def test_ablate_overrides_apply_to_every_run_and_are_checked(capsys):
     assert "training.bogus" in capsys.readouterr().err
     assert main(["ablate", str(EM), "--no-elastic", "--iterations", "0"]) == 1
     assert "training.iterations" in capsys.readouterr().err
+
+
+def test_a_run_that_predicts_with_another_runs_network_checks_it_fits(tmp_path):
+    from unetbench.runner import run
+
+    spec = _tiny(tmp_path, **{"data.split.evaluation": [4, 5]})
+    trained = run(spec, out=tmp_path / "t", progress=False, log=lambda *_: None)
+    other = apply_overrides(spec, {"weightmap.enabled": False})
+    with pytest.raises(UserError, match="trained another network than this run's spec describes"):
+        run(other, out=tmp_path / "x", weights_from=trained, progress=False, log=lambda *_: None)
+    assert not (tmp_path / "x").exists()
+    flips = apply_overrides(spec, {"inference.tta": "flips"})
+    done = run(flips, out=tmp_path / "f", weights_from=trained, progress=False, log=lambda *_: None)
+    record = RunDir(done).read_record()
+    source = RunDir(trained).read_record()
+    assert record.weights_from == str(trained)
+    assert record.training == source.training  # the same network, its training told once, by that run
+    assert record.trained.per_image != source.trained.per_image  # predicted with flips

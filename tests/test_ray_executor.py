@@ -9,12 +9,14 @@ import sys
 import pytest
 import torch
 
-from unetbench import ablation, ray_executor
+from unetbench import ablation
+from unetbench.ablation import ray as ray_executor
+from unetbench.ablation.plan import PlannedRun
 from unetbench.cli import main
 from unetbench.distributed import free_loopback_port
 from unetbench.errors import UserError
 from unetbench.loader import apply_overrides, load_spec
-from unetbench.report.ablation import table_rows
+from unetbench.report.ablation import render_ablation_report, variant_table
 from unetbench.rundir import RunDir
 
 from . import _ray_tasks
@@ -55,25 +57,16 @@ def _spec(tmp_path):
     )
 
 
-def _without_times(summary):
-    header, rows = table_rows(summary)
+def _without_times(directory, tmp_path):
+    _, summary = render_ablation_report(directory, tmp_path / "reports")
+    header, rows = variant_table(summary)
     keep = [i for i, name in enumerate(header) if name != "training time"]
     return [header[i] for i in keep], [[row[i] for i in keep] for row in rows]
 
 
 def _two_variants(spec, spec_file, out, **settings):
     """The baseline and no-weightmap, one seed each."""
-    return ablation.ablate(
-        spec,
-        spec_file,
-        ["weightmap"],
-        seeds=1,
-        grid="one",
-        out=out,
-        data_root=None,
-        progress=False,
-        **settings,
-    )
+    return ablation.ablate(spec, spec_file, ["weightmap"], out=out, progress=False, **settings)
 
 
 def test_a_ray_ablation_retries_a_dead_task_and_its_table_equals_the_local_one(
@@ -83,7 +76,7 @@ def test_a_ray_ablation_retries_a_dead_task_and_its_table_equals_the_local_one(
     spec_file = write_spec(tmp_path / "quick.toml", spec)
     monkeypatch.setattr(ray_executor, "finish", _ray_tasks.fail_once)
     lines = []
-    _, on_ray = _two_variants(spec, spec_file, tmp_path / "ray", log=lines.append, executor="ray")
+    on_ray = _two_variants(spec, spec_file, tmp_path / "ray", log=lines.append, executor="ray")
     runs = {p.name.split("-seed")[0]: p for p in (tmp_path / "ray").glob("*-seed0-*") if p.is_dir()}
     assert sorted(runs) == ["baseline", "no-weightmap"]
     retried = RunDir(runs["no-weightmap"]).read_record()
@@ -97,10 +90,11 @@ def test_a_ray_ablation_retries_a_dead_task_and_its_table_equals_the_local_one(
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the Ray tasks (1 CPU each): the same arithmetic, the same scores
     try:
-        _, local = _two_variants(spec, spec_file, tmp_path / "local", log=lambda *_: None)
+        # not beside the Ray runs, which it would reuse (finished runs of the same spec in a sibling folder)
+        local = _two_variants(spec, spec_file, tmp_path / "apart" / "local", log=lambda *_: None)
     finally:
         torch.set_num_threads(threads)
-    assert _without_times(on_ray) == _without_times(local)
+    assert _without_times(on_ray, tmp_path) == _without_times(local, tmp_path)
 
 
 def _ablate(tmp_path, *extra):
@@ -137,12 +131,15 @@ def test_ray_missing_says_how_to_install_it(tmp_path, capsys, monkeypatch):
 def test_a_run_asks_for_a_gpu_on_a_cluster_with_gpus_and_cpus_otherwise(tmp_path):
     spec = _spec(tmp_path)
     on_cpu, on_any = (
-        ablation.PlannedRun("baseline", 0, apply_overrides(spec, {"training.device": d}), tmp_path / d)
+        PlannedRun("baseline", None, 0, apply_overrides(spec, {"training.device": d}), tmp_path / d)
         for d in ("cpu", "auto")
     )
     executor = object.__new__(ray_executor.RayExecutor)  # no cluster needed to read its rule
-    executor.gpus, executor.cpus_per_run = 4, 3
+    executor.gpus, executor.cpus_per_run, executor.runs_per_device = 4, 3, 1
     assert executor.resources(on_any) == {"num_gpus": 1, "num_cpus": 1}
+    assert executor.resources(on_cpu) == {"num_cpus": 3}
+    executor.runs_per_device = 4  # --runs-per-device 4: four runs share a GPU
+    assert executor.resources(on_any) == {"num_gpus": 0.25, "num_cpus": 1}
     assert executor.resources(on_cpu) == {"num_cpus": 3}
     executor.gpus = 0
     assert executor.resources(on_any) == {"num_cpus": 3}

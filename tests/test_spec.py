@@ -251,3 +251,18 @@ def test_a_spec_without_a_split_is_refused(tmp_path):
     path.write_text(text[:start] + text[end:])
     with pytest.raises(SpecError, match=r"spec.toml: data.split: missing; this key is required"):
         load_spec(path)
+
+
+def test_an_override_of_the_split_method_takes_the_old_methods_keys_away():
+    spec = load_spec(EM)
+    folded = apply_overrides(
+        spec, [("data.split.method", "kfold"), ("data.split.folds", 6), ("data.split.fold", 2)]
+    )
+    assert (folded.data.split.train, folded.data.split.folds, folded.data.split.fold) == ((), 6, 2)
+    assert folded.overrides == ('data.split.method="kfold"', "data.split.folds=6", "data.split.fold=2")
+    back = apply_overrides(
+        folded, [("data.split.method", "indices"), ("data.split.train", [0]), ("data.split.evaluation", [1])]
+    )
+    assert (back.data.split.method, back.data.split.train, back.data.split.folds) == ("indices", (0,), 5)
+    with pytest.raises(SpecError, match="not used with method = 'kfold'"):  # given together: still refused
+        apply_overrides(spec, [("data.split.method", "kfold"), ("data.split.train", [0, 1])])

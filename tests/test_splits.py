@@ -76,3 +76,29 @@ def test_kfold_shuffle_is_seeded_and_too_few_samples_is_an_error():
     assert a != kfold_indices(20, 4, 0, shuffle_seed=None)
     with pytest.raises(DataError, match="5 folds need at least 5 labelled samples, the data set has 3"):
         split_collection(_collection(3), SplitSpec(method="kfold", folds=5))
+
+
+def test_kfold_of_time_lapse_data_keeps_whole_sequences_in_one_fold():
+    groups = ["01"] * 4 + ["02"] * 6 + ["03"] * 2
+    parts = kfold_indices(12, 3, 0, None, groups)
+    for part in parts.values():
+        assert len({groups[i] for i in part}) <= 1  # never a sequence cut between two parts
+    assert sorted(parts["train"] + parts["validation"] + parts["evaluation"]) == list(range(12))
+    two = kfold_indices(10, 2, 1, None, groups[:10])
+    assert two["validation"] == [] and {groups[i] for i in two["evaluation"]} != {
+        groups[i] for i in two["train"]
+    }
+    with pytest.raises(DataError, match="3 folds need 3 labelled sequences, the data set has 2 \\(01, 02\\)"):
+        split_collection(_collection(groups=groups[:10]), SplitSpec(method="kfold", folds=3))
+
+
+def test_contiguous_folds_are_scikit_learns_kfold():
+    from sklearn.model_selection import KFold
+
+    for fold, (_, test) in enumerate(KFold(n_splits=6).split(np.zeros(30))):
+        assert kfold_indices(30, 6, fold, None)["evaluation"] == list(test)
+    assert kfold_indices(30, 6, 5, None) == {
+        "train": list(range(5, 25)),
+        "validation": [0, 1, 2, 3, 4],
+        "evaluation": [25, 26, 27, 28, 29],
+    }

@@ -23,7 +23,8 @@ import contextlib
 from pathlib import Path
 
 from unetbench.ablation.folder import AblationDir
-from unetbench.ablation.plan import SWITCHES, PlannedRun, check_folds, plan, variants
+from unetbench.ablation.plan import SWITCHES, PlannedRun, check_folds, variants
+from unetbench.ablation.plan import plan as plan_runs
 from unetbench.errors import RunInterrupted, UserError
 from unetbench.results import command_line
 from unetbench.spec import ChallengeSpec
@@ -51,11 +52,13 @@ def ablate(
     cpus_per_run: int = 1,
     runs_per_device: int = 1,
     kind: str = "ablation",
+    given: list[str] = (),
 ) -> AblationDir:
     """Plan the runs, write the manifest, finish every run (skip, resume or start), and with ``folds``
     write their out-of-fold scores; returns the folder, from which the report is rendered.
 
     ``kind = "cross-validation"`` (``unetbench run --folds``): the baseline alone over the folds.
+    ``given``: the command line's ``--set KEY=VALUE`` (checked against ``folds``).
     ``executor``: ``local`` (``runs_per_device`` at a time) or ``ray`` (:mod:`unetbench.ablation.ray`, on
     the cluster at ``ray_address``, default a local instance; ``retries`` per run; ``cpus_per_run`` CPUs
     per run on a cluster without GPUs, ``1 / runs_per_device`` of a GPU otherwise).
@@ -64,10 +67,10 @@ def ablate(
 
     _check_options(spec, kind, switches, vary, out, executor, ray_address, runs_per_device)
     found = variants(spec, list(switches), list(vary), grid)
-    _check_folds(spec, folds, data_root)
+    _check_folds(spec, folds, data_root, list(given))
     key = [sorted(switches), list(vary), folds, seeds, grid]
     directory = AblationDir(out) if out is not None else AblationDir.default(spec, kind, key)
-    runs = plan(spec, found, folds=folds, seeds=seeds, out=directory.path)
+    runs = plan_runs(spec, found, folds=folds, seeds=seeds, out=directory.path)
     if executor == "local":
         _check_memory(runs, runs_per_device)
     check_folder(directory.path, what="--out")
@@ -142,15 +145,15 @@ def _check_options(spec, kind, switches, vary, out, executor, ray_address, runs_
         )
 
 
-def _check_folds(spec: ChallengeSpec, folds: int | None, data_root: Path | None) -> None:
+def _check_folds(spec: ChallengeSpec, folds: int | None, data_root: Path | None, given: list[str]) -> None:
     """``--folds`` against the data: read once here, so a bad count is one line before anything starts."""
     if folds is None:
         return
-    check_folds(spec, folds, labelled=max(folds, 2), sequences=[])  # the count and --set, without data
+    check_folds(spec, folds, labelled=max(folds, 2), sequences=[], given=given)  # without reading data
     from unetbench.datasets import load_dataset
 
     labelled = load_dataset(spec.data, data_root).labelled
-    check_folds(spec, folds, len(labelled), sorted({s.group for s in labelled if s.group}))
+    check_folds(spec, folds, len(labelled), sorted({s.group for s in labelled if s.group}), given)
 
 
 def _check_memory(runs: list[PlannedRun], runs_per_device: int) -> None:

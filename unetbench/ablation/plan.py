@@ -206,9 +206,12 @@ def variants(spec: ChallengeSpec, switches: list[str], vary: list[str], grid: st
     return found
 
 
-def check_folds(spec: ChallengeSpec, folds: int | None, labelled: int, sequences: list[str]) -> None:
+def check_folds(
+    spec: ChallengeSpec, folds: int | None, labelled: int, sequences: list[str], given: list[str] = ()
+) -> None:
     """``--folds K``: at least 2, at most the labelled images (or sequences, for time-lapse data), and no
-    ``--set data.split...`` that says otherwise; one :class:`UserError` each."""
+    ``--set data.split...`` among ``given`` (the command line's, ``KEY=VALUE``) that says otherwise; one
+    :class:`UserError` each."""
     if folds is None:
         return
     if folds < 2:
@@ -228,7 +231,7 @@ def check_folds(spec: ChallengeSpec, folds: int | None, labelled: int, sequences
             f"--folds {labelled}"
         )
     allowed = {"method": "kfold", "folds": folds}
-    for override in spec.overrides:
+    for override in given:
         key, value = parse_override(override)
         if not key.startswith("data.split."):
             continue

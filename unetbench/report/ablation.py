@@ -78,8 +78,12 @@ def _out_of_fold(summary: Summary, dataset: str) -> list[str]:
         "",
         f"Every one of the {summary.out_of_fold_images} labelled images predicted by the network of the fold "
         "that did not train on it, all scored as one set with the challenge's own metrics "
-        f"({seeds}). For ISBI 2012 that is all 30 slices, the size of the hidden test stack of the paper's "
-        "Table 1.",
+        f"({seeds})."
+        + (
+            " These are all 30 labelled slices, the size of the hidden test stack of the paper's Table 1."
+            if dataset == "isbi2012"
+            else ""
+        ),
         "",
         *_table(header, rows),
         "",
