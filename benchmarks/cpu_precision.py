@@ -93,8 +93,8 @@ def main() -> None:
         f"# em-cpu on the CPU: precision and memory layout ({machine.processor}, {machine.cpu_cores} cores)",
         "",
         f"- command: `python {' '.join(sys.argv)}`",
-        f"- commit: `{(commit or 'unknown')[:12]}{'+changes' if dirty else ''}`; torch {torch.__version__}; bf16 in "
-        f"hardware: {'yes' if execution.native_bf16() else 'no'} (what `auto` decides by)",
+        f"- commit: `{(commit or 'unknown')[:12]}{'+changes' if dirty else ''}`; torch {torch.__version__}; "
+        f"bf16 in hardware: {'yes' if execution.native_bf16() else 'no'} (what `auto` decides by)",
         f"- medians of {args.rounds} alternating rounds; a step is batch 2 of 252 px tiles, a prediction one "
         "512 x 512 slice with 8-fold test-time averaging",
         "",
