@@ -6,14 +6,15 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from unetbench.ablation.statistics import (
     CORRECTED,
     PAIRED,
     Interval,
     corrected_kfold_interval,
+    coverage,
     paired_t_interval,
+    simulate_ablations,
 )
 
 
@@ -50,48 +51,27 @@ def test_words_say_not_resolved_when_the_interval_holds_zero():
     assert Interval(0.02, 0.004, 0.036, 6, 5, CORRECTED).words() == "Δ +0.02 [0.004, 0.036]"
 
 
-def _simulate(rng, *, ablations, folds, seeds, images, effect, fold_sd, seed_sd, image_sd, rho):
-    """Per-image differences (ablation, fold, seed, image): the true effect, plus fold noise (correlated
-    across folds by ``rho``, because their training sets overlap), seed noise (a network's own) and image
-    noise (how the images of one network differ)."""
-    shared = rng.normal(size=(ablations, 1, 1))
-    own = rng.normal(size=(ablations, folds, 1))
-    fold = fold_sd * (math.sqrt(rho) * shared + math.sqrt(1 - rho) * own)
-    network = effect + fold + seed_sd * rng.normal(size=(ablations, folds, seeds))
-    return network, network[..., None] + image_sd * rng.normal(size=(ablations, folds, seeds, images))
-
-
 @pytest.mark.parametrize("seeds", [1, 2, 3])
 def test_the_corrected_interval_covers_a_known_effect_and_the_pooled_one_does_not(seeds):
-    rng = np.random.default_rng(2015)
-    folds, images, effect = 6, 5, 0.02
-    # each fold's 5 test images against its 20 training images (em.toml's proportions): correlation
-    # n_test / (n_test + n_train) between folds, the correlation the correction assumes
-    network, per_image = _simulate(
-        rng,
+    """6 folds of 5 test and 20 training images (em.toml's proportions): correlation n_test / (n_test +
+    n_train) between folds, the correlation the correction assumes; image noise three times the seed and
+    fold noise."""
+    network, per_image = simulate_ablations(
+        np.random.default_rng(2015),
         ablations=4000,
-        folds=folds,
+        folds=6,
         seeds=seeds,
-        images=images,
-        effect=effect,
+        images=5,
+        effect=0.02,
         fold_sd=0.01,
         seed_sd=0.01,
         image_sd=0.03,
         rho=5 / 25,
     )
-    covered = [
-        (lambda i: i.low <= effect <= i.high)(corrected_kfold_interval(d.ravel(), test_over_train=5 / 20))
-        for d in network
-    ]
-    coverage = float(np.mean(covered))
-    assert coverage >= 0.94, coverage  # about 95% or more: the correction errs on the safe side
-
-    # the interval it replaced: every (seed, image) difference as an independent sample
-    pooled = per_image.reshape(len(per_image), -1)
-    n = pooled.shape[1]
-    half = stats.t.ppf(0.975, n - 1) * pooled.std(axis=1, ddof=1) / math.sqrt(n)
-    pooled_coverage = float(np.mean(np.abs(pooled.mean(axis=1) - effect) <= half))
-    assert pooled_coverage <= 0.85, pooled_coverage  # about 70-80%: far too sure of itself
+    corrected, pooled = coverage(network, per_image, 0.02, test_over_train=5 / 20)
+    assert corrected >= 0.94, corrected  # about 95% or more: the correction errs on the safe side
+    assert pooled <= 0.85, pooled  # every (seed, image) difference as an independent sample: far too sure
+    assert network.shape == (4000, 6, seeds) and per_image.shape == (4000, 6, seeds, 5)
 
 
 def test_over_seeds_alone_the_paired_t_covers_95_percent():

@@ -87,3 +87,43 @@ def _t_interval(differences, correction: float, confidence: float, test: str) ->
     variance = float(values.var(ddof=1)) * (1 / n + correction)
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(variance)
     return Interval(mean, mean - half, mean + half, n, n - 1, test)
+
+
+def simulate_ablations(
+    rng: np.random.Generator,
+    *,
+    ablations: int,
+    folds: int,
+    seeds: int,
+    images: int,
+    effect: float,
+    fold_sd: float,
+    seed_sd: float,
+    image_sd: float,
+    rho: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Simulated paired differences of ``ablations`` ablations with a known ``effect``: run-level
+    (ablation, fold, seed) and per-image (ablation, fold, seed, image). Each is the effect, plus fold noise
+    (correlated across folds by ``rho``, because their training sets overlap), seed noise (a network's
+    own) and, per image, image noise (how the images of one network differ). For the coverage test and
+    ``benchmarks/interval_coverage.py``."""
+    shared = rng.normal(size=(ablations, 1, 1))
+    own = rng.normal(size=(ablations, folds, 1))
+    fold = fold_sd * (math.sqrt(rho) * shared + math.sqrt(1 - rho) * own)
+    network = effect + fold + seed_sd * rng.normal(size=(ablations, folds, seeds))
+    return network, network[..., None] + image_sd * rng.normal(size=(ablations, folds, seeds, images))
+
+
+def coverage(
+    network: np.ndarray, per_image: np.ndarray, effect: float, test_over_train: float
+) -> tuple[float, float]:
+    """How often the corrected interval over the networks, and the pooled Student-t interval over every
+    (seed, image) difference it replaced, hold the true ``effect`` (arrays of :func:`simulate_ablations`)."""
+    from scipy import stats
+
+    corrected = [corrected_kfold_interval(d.ravel(), test_over_train) for d in network]
+    covered = float(np.mean([i.low <= effect <= i.high for i in corrected]))
+    pooled = per_image.reshape(len(per_image), -1)
+    n = pooled.shape[1]
+    half = stats.t.ppf(0.975, n - 1) * pooled.std(axis=1, ddof=1) / math.sqrt(n)
+    return covered, float(np.mean(np.abs(pooled.mean(axis=1) - effect) <= half))
