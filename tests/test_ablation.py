@@ -128,7 +128,7 @@ def test_vary_makes_a_variant_per_value_other_than_the_specs_own(tmp_path):
             "one",
             "every value is the spec's own (training.learning_rate = 0.001",
         ),
-        ("training=1,2", "one", "training is a table"),
+        ("training=1,2", "one", "training: is a table"),
         ("training.learning_rate", "one", "expected KEY=V1,V2,..."),
         ("training.learning_rate=0.1,,0.2", "one", "an empty value"),
         ("training.learning_rate=0.1", "full", "--vary goes with --grid one"),

@@ -144,10 +144,12 @@ def vary_variants(spec: ChallengeSpec, text: str) -> list[Variant]:
     """One variant per value of ``--vary`` other than the spec's own (which is the baseline). An unknown
     key, a value the key refuses, or only the spec's own value: one :class:`UserError` each."""
     key, values = parse_vary(text)
-    own = _value(spec, key, text)
     variants = []
     for value in values:
-        apply_overrides(spec, [(key, value)], source=f"--vary {text}")  # a value the key refuses: one line
+        # an unknown key, a table, a value the key refuses: one line from the spec layer
+        apply_overrides(spec, [(key, value)], source=f"--vary {text}")
+    own = _value(spec, key)
+    for value in values:
         if value == own or any(v.overrides == ((key, value),) for v in variants):
             continue
         variants.append(Variant(f"{key}={_word(value)}", ((key, value),)))
@@ -158,17 +160,14 @@ def vary_variants(spec: ChallengeSpec, text: str) -> list[Variant]:
     return variants
 
 
-def _value(spec: ChallengeSpec, key: str, text: str) -> Any:
+def _value(spec: ChallengeSpec, key: str) -> Any:
+    """The spec's value at a dotted key, as the TOML file has it (None: unset)."""
     node: Any = spec_to_table(spec)
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
-            # the spec layer names the valid keys (or says the key is unset here, an optional table)
-            apply_overrides(spec, [(key, None)], source=f"--vary {text}")
-            raise UserError(f"--vary {text}: {key} is not set in this spec; set it with --set first")
+            return None
         node = node[part]
-    if isinstance(node, dict):
-        raise UserError(f"--vary {text}: {key} is a table; vary one of its keys")
-    return tuple(node) if isinstance(node, list) else node
+    return node
 
 
 def _word(value: Any) -> str:
@@ -187,7 +186,7 @@ def variants(spec: ChallengeSpec, switches: list[str], vary: list[str], grid: st
         raise UserError("--vary goes with --grid one (each value against the baseline)")
     for switch in switches:
         changes = switch_overrides(spec, switch)
-        unchanged = [f"{key} = {value!r}" for key, value in changes if _value(spec, key, key) == value]
+        unchanged = [f"{key} = {value!r}" for key, value in changes if _value(spec, key) == value]
         if len(unchanged) == len(changes):
             raise UserError(
                 f"--no-{switch}: the spec already has {', '.join(unchanged)}, so this variant would repeat "
