@@ -106,7 +106,7 @@ def test_tta_is_the_mean_of_the_transformed_predicted_restored_maps(valid_net, t
         return back[:, :, ::-1] if v >= 4 else back
 
     expected = np.mean([version_predicted(v) for v in TTA_VERSIONS[tta]], axis=0)
-    spec = InferenceSpec(tiling=tiling, tile_size=size, batch_size=5, tta=tta)
+    spec = InferenceSpec(tiling=tiling, tile_size=size, batch_size=5, tta=tta, precision="fp32")
     averaged = predict_image(net, image, spec)
     assert averaged.shape == (2, 70, 110)
     np.testing.assert_allclose(averaged, expected, atol=1e-5)
@@ -116,7 +116,7 @@ def test_tta_is_the_mean_of_the_transformed_predicted_restored_maps(valid_net, t
 
 def test_dihedral_tta_output_of_a_rotated_image_is_the_rotated_output(valid_net):
     image = np.random.default_rng(4).random((84, 84)).astype(np.float32)
-    spec = InferenceSpec(tile_size=92, batch_size=8, tta="dihedral")
+    spec = InferenceSpec(tile_size=92, batch_size=8, tta="dihedral", precision="fp32")  # exact to 1e-5
     straight = predict_image(valid_net, image, spec)
     for turns in (1, 2):
         turned = predict_image(valid_net, np.rot90(image, turns).copy(), spec)
@@ -124,7 +124,7 @@ def test_dihedral_tta_output_of_a_rotated_image_is_the_rotated_output(valid_net)
     mirrored = predict_image(valid_net, image[:, ::-1].copy(), spec)
     np.testing.assert_allclose(mirrored, straight[:, :, ::-1], atol=1e-5)
     # without averaging the network is not rotation-equivariant: the test above has teeth
-    plain = InferenceSpec(tile_size=92, batch_size=8)
+    plain = InferenceSpec(tile_size=92, batch_size=8, precision="fp32")
     assert (
         np.abs(
             predict_image(valid_net, np.rot90(image).copy(), plain)

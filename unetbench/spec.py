@@ -185,9 +185,10 @@ class TrainingSpec:
     checkpoint_every: int = 1000
     checkpoint_minutes: float = 10.0
     validate_every: int = 500  # 0: no validation during training
-    # auto: bf16 autocast on CUDA, float32 on the CPU; loss and soft-max are float32 in every case
+    # auto: bf16 autocast on CUDA and on CPUs with bf16 in hardware (unetbench.execution), else float32;
+    # loss and soft-max are float32 in every case
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: channels_last on CUDA
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: as precision
     compile: bool = False  # torch.compile the network for the training steps (validation runs eager)
 
     def __post_init__(self) -> None:
@@ -256,8 +257,8 @@ class InferenceSpec:
     # three mirror images, the release's cell protocol); dihedral (the 8 rotations and mirrors: the
     # original and the paper's "7 rotated versions", Table 1). See unetbench.inference.tiling.predict_image.
     tta: Literal["none", "flips", "dihedral"] = "none"
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, float32 on the CPU
-    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: channels_last on CUDA
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA and bf16 CPUs
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: as precision
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")

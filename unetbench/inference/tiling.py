@@ -132,7 +132,9 @@ def independent_tile_plan(model, image, *, tile_size: int, device="cpu") -> Tile
 def overlap_tile_predict(
     model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
 ) -> np.ndarray:
-    """Class probabilities (K, H, W) of a whole image by overlap-tile prediction (module docstring)."""
+    """Class probabilities (K, H, W) of a whole image by overlap-tile prediction (module docstring), in
+    float32 and the contiguous layout on every machine: the reference :func:`predict_image` is measured
+    against."""
     plan = overlap_tile_plan(model, image, tile_size=tile_size, device=device)
     return _assembled(model, plan, tile_size, batch_size, device)
 
@@ -140,13 +142,16 @@ def overlap_tile_predict(
 def independent_tile_predict(
     model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
 ) -> np.ndarray:
-    """Class probabilities (K, H, W) with the ablation's strategy (module docstring)."""
+    """Class probabilities (K, H, W) with the ablation's strategy (module docstring), in float32 as
+    :func:`overlap_tile_predict`."""
     plan = independent_tile_plan(model, image, tile_size=tile_size, device=device)
     return _assembled(model, plan, tile_size, batch_size, device)
 
 
 def _assembled(model, plan: TilePlan, tile_size: int, batch_size: int, device) -> np.ndarray:
-    spec = InferenceSpec(tile_size=tile_size, batch_size=batch_size)
+    spec = InferenceSpec(
+        tile_size=tile_size, batch_size=batch_size, precision="fp32", memory_format="contiguous"
+    )
     return plan.assemble(_run_tiles(model, plan.tiles, spec, device)).cpu().numpy()
 
 

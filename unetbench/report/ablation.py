@@ -139,19 +139,25 @@ def _second_view(summary: Summary) -> list[str]:
     ]
 
 
-def _compared(record: RunRecord) -> list[str]:
-    """What the variants compare, in the spec's numbers."""
+def _compared(record: RunRecord, summary: Summary) -> list[str]:
+    """What the variants that need it compare, in the spec's numbers."""
     spec = record.resolved_spec()
-    tile = no_tiling_tile(spec)
-    return [
-        f"- no-tiling (where run): a same-padded network trained and predicting on {tile} px tiles "
-        f"without context (the valid network's output for the {spec.training.tile_size} px training tile, "
-        f"rounded down to the pooling factor), against overlap-tile prediction with "
-        f"{spec.inference.tile_size} px input tiles and mirrored context.",
-        "- inference-only variants (test-time averaging, post-processing, inference keys): predicted with "
-        "the scored weights of the trained run of the same fold and seed (their records name it), so the "
-        "pair differs in prediction alone.",
-    ]
+    lines = []
+    if any(row.variant == "no-tiling" for row in summary.rows):
+        tile = no_tiling_tile(spec)
+        lines.append(
+            f"- no-tiling: a same-padded network trained and predicting on {tile} px tiles without context "
+            f"(the valid network's output for the {spec.training.tile_size} px training tile, rounded down "
+            f"to the pooling factor), against overlap-tile prediction with {spec.inference.tile_size} px "
+            "input tiles and mirrored context."
+        )
+    borrowed = [row.variant for row in summary.rows if row.runs and not row.trained]
+    if borrowed:
+        lines.append(
+            f"- {', '.join(borrowed)}: predicted with the scored weights of the baseline run of the same "
+            "fold and seed (their records name it), so each pair differs in prediction alone."
+        )
+    return lines
 
 
 def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[Path, Summary]:
@@ -221,7 +227,7 @@ def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[
         lines.append(
             f"- {row.variant}: " + (", ".join(f"`{o}`" for o in row.overrides) or "none (the spec file)")
         )
-    lines += [""] + _compared(baseline)
+    lines += [""] + _compared(baseline, summary)
     lines += ["", "## What differs from the paper (the baseline)", ""]
     lines += [f"- {note}" for note in differences(baseline)] + [""]
     path = destination / f"{directory.name}.md"
