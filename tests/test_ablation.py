@@ -193,6 +193,8 @@ def test_the_issues_command_in_miniature_trains_12_networks_writes_18_records_an
     assert "none (weights of the paired run)" in report and "pooled" not in report
     assert "- no-tta: predicted with the scored weights of the baseline run" in report
     assert "no-tiling" not in report  # not run, not described
+    differences = report.split("## What differs from the paper")[1]
+    assert "- Folds: each of the 3 networks" in differences and "data.split" not in differences
     for name in ("records", "ablation.json", "crossval.json", "runs.csv", "forest-rand_error.png"):
         assert (tmp_path / "reports" / "quickstart" / "abl" / name).exists()
 

@@ -160,6 +160,31 @@ def _compared(record: RunRecord, summary: Summary) -> list[str]:
     return lines
 
 
+def _shown(path: Path) -> Path:
+    """A path as the command line would name it from here: relative below the current folder."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
+def _paper_differences(baseline: RunRecord, folds: int | None) -> list[str]:
+    """The baseline run's differences from the paper, its fold's overrides told as the folds they are."""
+    notes = differences(baseline)
+    if not folds:
+        return notes
+    overrides = [o for o in baseline.overrides if not o.startswith(("data.split.", "training.seed="))]
+    notes = [note for note in notes if not note.startswith("Overrides of the spec file")]
+    notes.append(
+        f"Folds: each of the {folds} networks trained on the folds it does not evaluate or validate on (the "
+        "Data line is fold 0's); the out-of-fold scores are of labelled training images, not of the "
+        "challenge's hidden test images."
+    )
+    if overrides:
+        notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in overrides) + ".")
+    return notes
+
+
 def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[Path, Summary]:
     """Write the report (module docstring); return its absolute path and the summary."""
     from unetbench.report.figures import forest_figure
@@ -201,7 +226,7 @@ def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[
         f"- commit(s): {', '.join(f'`{c}`' for c in commits)}",
         f"- hardware: {hw.gpu or hw.processor} ({hw.cpu_cores} CPU cores), device `{hw.device}`",
         f"- records: [`{directory.name}/`]({directory.name}/) holds the manifest, the out-of-fold scores and "
-        f"every run's `record.json`; `unetbench report {folder}` renders this report again",
+        f"every run's `record.json`; `unetbench report {_shown(folder)}` renders this report again",
         "",
     ]
     lines += _out_of_fold(summary, baseline.data.dataset)
@@ -229,7 +254,7 @@ def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[
         )
     lines += [""] + _compared(baseline, summary)
     lines += ["", "## What differs from the paper (the baseline)", ""]
-    lines += [f"- {note}" for note in differences(baseline)] + [""]
+    lines += [f"- {note}" for note in _paper_differences(baseline, manifest.folds)] + [""]
     path = destination / f"{directory.name}.md"
     atomic_write_text(path, "\n".join(lines))
     _write_csvs(summary, folder, destination / f"{directory.name}.csv")
