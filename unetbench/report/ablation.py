@@ -170,19 +170,14 @@ def _shown(path: Path) -> Path:
 
 def _paper_differences(baseline: RunRecord, folds: int | None) -> list[str]:
     """The baseline run's differences from the paper, its fold's overrides told as the folds they are."""
-    notes = differences(baseline)
     if not folds:
-        return notes
-    overrides = [o for o in baseline.overrides if not o.startswith(("data.split.", "training.seed="))]
-    notes = [note for note in notes if not note.startswith("Overrides of the spec file")]
-    notes.append(
+        return differences(baseline)
+    kept = [o for o in baseline.overrides if not o.startswith("data.split.")]
+    return differences(baseline, kept) + [
         f"Folds: each of the {folds} networks trained on the folds it does not evaluate or validate on (the "
         "Data line is fold 0's); the out-of-fold scores are of labelled training images, not of the "
         "challenge's hidden test images."
-    )
-    if overrides:
-        notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in overrides) + ".")
-    return notes
+    ]
 
 
 def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[Path, Summary]:

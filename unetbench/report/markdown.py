@@ -58,9 +58,11 @@ def scored_on(record: RunRecord) -> str:
     )
 
 
-def differences(record: RunRecord) -> list[str]:
-    """Every way this run's setting differs from the paper's, one line each."""
+def differences(record: RunRecord, overrides: list[str] | None = None) -> list[str]:
+    """Every way this run's setting differs from the paper's, one line each; ``overrides``: the spec
+    overrides to list (default: the record's)."""
     spec = record.resolved_spec()
+    overrides = record.overrides if overrides is None else overrides
     notes = _data_differences(record, spec)
     model = spec.model
     if (model.depth, model.base_channels, model.padding) != (5, 64, "valid"):
@@ -124,8 +126,8 @@ def differences(record: RunRecord) -> list[str]:
         notes.append("Prediction: independent zero-padded tiles without context (paper: overlap-tile).")
     notes.append(_tta_difference(spec))
     notes.append(_precision_difference(spec, record.provenance.hardware.device, record.execution))
-    if record.overrides:
-        notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in record.overrides) + ".")
+    if overrides:
+        notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in overrides) + ".")
     return notes
 
 
