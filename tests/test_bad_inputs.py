@@ -11,6 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import tifffile
 import torch
 
 from unetbench import runner
@@ -298,3 +299,27 @@ def test_a_diverging_run_stops_with_one_line_and_keeps_its_finite_checkpoint(tmp
     weights = torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"]
     assert all(torch.isfinite(v).all() for v in weights.values())
     assert not (tmp_path / "reports").exists()
+
+
+def _truncated_stack(path: Path, keep: int) -> Path:
+    """A five-page TIFF cut after ``keep`` bytes (tifffile logs "invalid page offset" for a cut at 10700)."""
+    tifffile.imwrite(path, np.zeros((5, 64, 64), dtype=np.uint8), photometric="minisblack")
+    path.write_bytes(path.read_bytes()[:keep])
+    return path
+
+
+@pytest.mark.parametrize("keep", [100, 10700])
+def test_a_truncated_tiff_is_one_line_in_evaluate_and_data_import(tmp_path, capsys, caplog, stacks, keep):
+    """Without our hold on its logger, tifffile's "invalid page offset" reaches the terminal (pytest's
+    log capture stands in for it here) before our one line."""
+    gt, _ = stacks
+    cut = _truncated_stack(tmp_path / "cut.tif", keep)
+    argv = ["evaluate", "--challenge", "em", "--gt", gt, "--pred", cut]
+    _refused(capsys, argv, "cut.tif: cannot be read as TIFF", root=tmp_path)
+    folder = tmp_path / "isbi"
+    folder.mkdir()
+    _truncated_stack(folder / "train-volume.tif", keep)
+    tifffile.imwrite(folder / "train-labels.tif", np.zeros((5, 64, 64), dtype=np.uint8))
+    argv = ["data", "import", "isbi2012", folder, "--data-root", tmp_path / "data"]
+    _refused(capsys, argv, "train-volume.tif: cannot be read as a TIFF stack", root=tmp_path)
+    assert not [r.getMessage() for r in caplog.records if r.name == "tifffile"]

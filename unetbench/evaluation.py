@@ -16,11 +16,10 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import tifffile
 
 from unetbench import __version__
 from unetbench.datasets import ctc
-from unetbench.datasets.images import IMAGE_SUFFIXES, image_files, read_image
+from unetbench.datasets.images import IMAGE_SUFFIXES, image_files, read_image, read_tiff
 from unetbench.errors import DataError, UserError
 from unetbench.metrics import METRICS, instance_scores, isbi2012_scores, metric_hint
 
@@ -67,10 +66,7 @@ def read_array(source: str | Path) -> np.ndarray:
         except (OSError, ValueError) as err:
             raise DataError(f"{path}: cannot be read as a NumPy .npy file ({err})") from None
     if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            return np.asarray(tifffile.imread(path))
-        except Exception as err:  # tifffile raises many types for a damaged file
-            raise DataError(f"{path}: cannot be read as TIFF ({err})") from None
+        return read_tiff(path)
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return read_image(path)
     raise DataError(

@@ -8,7 +8,10 @@ with a message naming the file.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -56,29 +59,67 @@ def _single_channel(array: np.ndarray, source: str) -> np.ndarray:
     return array
 
 
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # "<tifffile.TiffPages @8> invalid page offset 20736": the object's repr says nothing to a user
+        self.messages.append(re.sub(r"^<[^>]*>\s*", "", record.getMessage()))
+
+
+@contextmanager
+def _tifffile_log() -> Iterator[list[str]]:
+    """Hold what tifffile logs while it reads, instead of letting it reach the terminal.
+
+    tifffile logs the damage it finds (``<tifffile.TiffPages @8> invalid page offset ...``) before it
+    raises or returns the pages it could read; our one line says it instead.
+    """
+    logger = logging.getLogger("tifffile")
+    collect, propagate = _Collect(), logger.propagate
+    logger.addHandler(collect)
+    logger.propagate = False
+    try:
+        yield collect.messages
+    finally:
+        logger.removeHandler(collect)
+        logger.propagate = propagate
+
+
+def read_tiff(path: Path, *, what: str = "TIFF") -> np.ndarray:
+    """A TIFF file's pixels in their stored type; a damaged or empty file is one :class:`DataError` line."""
+    with _tifffile_log() as logged:
+        try:
+            array = np.asarray(tifffile.imread(path))
+        except FileNotFoundError:
+            raise DataError(f"{path}: no such file") from None
+        except Exception as err:  # tifffile raises many types for a damaged file
+            found = f"; {logged[0]}" if logged else ""
+            raise DataError(f"{path}: cannot be read as {what} ({err}{found})") from None
+    if array.size == 0:
+        found = f" ({logged[0]})" if logged else ""
+        raise DataError(f"{path}: no pixels could be read{found}; is the file complete?")
+    return array
+
+
 def read_image(path: Path) -> np.ndarray:
     """One 2D image (TIFF or PNG) in its stored type."""
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return _single_channel(read_tiff(path, what="an image"), str(path))
     try:
-        if path.suffix.lower() in (".tif", ".tiff"):
-            array = tifffile.imread(path)
-        else:
-            with Image.open(path) as img:
-                array = np.asarray(img)
+        with Image.open(path) as img:
+            array = np.asarray(img)
     except FileNotFoundError:
         raise DataError(f"{path}: no such file") from None
-    except Exception as err:  # tifffile and Pillow raise many types for a damaged file
+    except Exception as err:  # Pillow raises many types for a damaged file
         raise DataError(f"{path}: cannot be read as an image ({err})") from None
-    return _single_channel(np.asarray(array), str(path))
+    return _single_channel(array, str(path))
 
 
 def read_stack(path: Path) -> np.ndarray:
     """A multi-page TIFF as a (N, H, W) array in its stored type."""
-    try:
-        array = np.asarray(tifffile.imread(path))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except Exception as err:
-        raise DataError(f"{path}: cannot be read as a TIFF stack ({err})") from None
+    array = read_tiff(path, what="a TIFF stack")
     if array.ndim == 2:
         array = array[None]
     if array.ndim != 3:
