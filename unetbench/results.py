@@ -68,6 +68,9 @@ class Session:
     overrides: list[str]  # the overrides of the spec this session was given
     outcome: str  # "finished", "interrupted", "killed" (found so by the next session), "running"
     processes: int = 1  # data-parallel processes (torchrun); 1 in records written before there were any
+    # CPU cores other processes kept busy on average while this session trained (unetbench.contention);
+    # None: not measured (not Linux, no training in this session, or a record from before it was)
+    others_busy: float | None = None
 
 
 @dataclass(frozen=True)

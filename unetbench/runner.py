@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 import torch
 
-from unetbench import distributed, execution
+from unetbench import contention, distributed, execution
 from unetbench.atomic import atomic_path, check_folder
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import Split, split_collection
@@ -93,6 +93,7 @@ class RunContext:
     reports: Path
     timings: dict[str, float] = field(default_factory=dict)
     borrowed: RunDir | None = None  # the run whose trained network this one predicts with
+    others_busy: float | None = None  # CPU cores others kept busy while this session trained
 
     @property
     def kind(self) -> str:
@@ -506,7 +507,9 @@ def _end_session(context: RunContext, outcome: str) -> None:
     """Close this session: its work is what the checkpoint on disk holds (all of it once training ended)."""
     session = context.sessions[-1]
     last = max(session.first_iteration, context.trainer.saved_iteration)
-    context.sessions[-1] = dataclasses.replace(session, ended=now(), outcome=outcome, last_iteration=last)
+    context.sessions[-1] = dataclasses.replace(
+        session, ended=now(), outcome=outcome, last_iteration=last, others_busy=context.others_busy
+    )
     context.run_dir.write_sessions(context.sessions)
 
 
@@ -542,8 +545,12 @@ def train(context: RunContext, interrupts: Interrupts, reporter: Reporter) -> No
     trainer, target = context.trainer, context.spec.training.iterations
     with _leaving(trainer):
         if trainer.iteration < target:
+            start = contention.read_clock()
             with reporter.training(target, trainer.iteration) as bar, interrupts.deferred():
                 trainer.fit(target, stop=interrupts.stop_requested, progress=bar)
+            context.others_busy = contention.others_busy(start, contention.read_clock())
+            if note := contention.shared_note(context.others_busy, os.cpu_count() or 1):
+                reporter.line(f"note: {note}")
     if interrupts.stop_requested():  # a signal after the last step: stop before predicting
         raise TrainingStopped(trainer.iteration)
     context.timings["training"] = trainer.log.seconds

@@ -27,6 +27,7 @@ from unetbench.ablation.statistics import (
     corrected_kfold_interval,
     paired_t_interval,
 )
+from unetbench.contention import SHARED
 from unetbench.results import AblationManifest, CrossValidated, PlannedRunEntry, RunRecord
 
 
@@ -53,6 +54,7 @@ class VariantRow:
     scores: dict[str, Spread]  # run-level scores over (fold, seed)
     effects: dict[str, Effect]  # against the baseline; empty for the baseline
     out_of_fold: dict[str, Spread]  # out-of-fold stack scores over seeds; empty without --folds
+    shared: int = 0  # trained networks whose training shared the CPU with other processes (contention)
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ def summarise(
                 },
                 effects=_effects(long, variant, metrics, ratio) if variant != BASELINE else {},
                 out_of_fold=_out_of_fold(crossval, variant, metrics),
+                shared=sum(_shared(r) for r in trained),
             )
         )
     networks = len([e for e, _ in runs if e.variant == BASELINE])
@@ -183,6 +186,11 @@ def _variant_overrides(entry: PlannedRunEntry) -> list[str]:
 
 def _number(value) -> float:
     return math.nan if value is None else float(value)
+
+
+def _shared(record: RunRecord) -> bool:
+    """Whether another process kept the CPU busy while any session of the run trained."""
+    return any(s.others_busy is not None and s.others_busy >= SHARED for s in record.sessions)
 
 
 def _image_mean(record: RunRecord, metric: str) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from unetbench.ablation.folder import AblationDir
 from unetbench.ablation.plan import BASELINE, no_tiling_tile
-from unetbench.ablation.summary import Spread, Summary, summarise
+from unetbench.ablation.summary import Spread, Summary, VariantRow, summarise
 from unetbench.atomic import atomic_write_text
 from unetbench.report.markdown import PAPER, differences
 from unetbench.results import RunRecord
@@ -37,6 +37,13 @@ def _arrow(summary: Summary, metric: str) -> str:
     return f"{metric} {'↑' if summary.higher_is_better[metric] else '↓'}"
 
 
+def _training_time(row: VariantRow) -> str:
+    if row.training_seconds is None:
+        return "none (weights of the paired run)"
+    shared = f" ({row.shared} of {row.trained} shared the CPU with other processes)" if row.shared else ""
+    return f"{row.training_seconds:.0f} s{shared}"
+
+
 def variant_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
     """Header and rows: each variant's run-level scores and, for a switch, Δ with its interval."""
     header = ["variant", "runs (trained)"] + [_arrow(summary, m) for m in summary.metrics] + ["training time"]
@@ -48,8 +55,7 @@ def variant_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
             if metric in row.effects:
                 text += f" ({row.effects[metric].run_level.words()})"
             cells.append(text)
-        seconds = row.training_seconds
-        cells.append(f"{seconds:.0f} s" if seconds is not None else "none (weights of the paired run)")
+        cells.append(_training_time(row))
         rows.append(cells)
     return header, rows
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from unetbench import contention
 from unetbench.atomic import atomic_path, atomic_write_text, check_folder
 from unetbench.metrics import METRICS
 from unetbench.results import ExecutionUsed, RunRecord
@@ -197,14 +198,20 @@ def _tta_difference(spec) -> str:
 
 
 def _sessions(record: RunRecord) -> list[str]:
+    cores = record.provenance.hardware.cpu_cores
     if len(record.sessions) == 1:
         s = record.sessions[0]
-        return [f"- command: `{s.command}`", f"- started {s.started}, finished {s.ended}"]
+        shared = contention.shared_note(s.others_busy, cores)
+        return [
+            f"- command: `{s.command}`",
+            f"- started {s.started}, finished {s.ended}" + (f"; {shared}" if shared else ""),
+        ]
     lines = [f"- {len(record.sessions)} sessions (a resume continues from the last checkpoint):"]
     for s in record.sessions:
+        shared = contention.shared_note(s.others_busy, cores)
         lines.append(
             f"  - `{s.command}` on {s.host}, {s.started} to {s.ended or 'unknown (killed)'}: iterations "
-            f"{s.first_iteration}-{s.last_iteration}, {s.outcome}"
+            f"{s.first_iteration}-{s.last_iteration}, {s.outcome}" + (f"; {shared}" if shared else "")
         )
     return lines
 
