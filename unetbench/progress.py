@@ -10,6 +10,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from unetbench.training.trainer import TrainingProgress
@@ -17,7 +18,8 @@ from unetbench.training.trainer import TrainingProgress
 
 class Reporter:
     """``watch(iteration, total)``, when given, hears of every training step (an ablation executor's
-    table of runs); it should return at once."""
+    table of runs); it should return at once. ``console``: where the bars are drawn (rich's own console,
+    the terminal, unless given)."""
 
     def __init__(
         self,
@@ -25,10 +27,12 @@ class Reporter:
         log: Callable[[str], None] = print,
         bars: bool = True,
         watch: Callable[[int, int], None] | None = None,
+        console: Console | None = None,
     ):
         self._log = log
         self.bars = bars
         self.watch = watch
+        self._console = console
         self._live: Progress | None = None
 
     def line(self, text: str) -> None:
@@ -55,7 +59,7 @@ class Reporter:
                 yield lambda: None
                 return
             columns = (TextColumn(f"  {title}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-            with Progress(*columns, transient=True) as bar:
+            with Progress(*columns, transient=True, console=self._console) as bar:
                 task = bar.add_task(title, total=total)
                 self._live = bar
                 try:
@@ -86,7 +90,7 @@ class Reporter:
             TextColumn("loss {task.fields[loss]:.4f}  {task.fields[speed]:.2f} it/s"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns) as bar:
+        with Progress(*columns, console=self._console) as bar:
             task = bar.add_task("train", total=total, completed=completed, loss=float("nan"), speed=0.0)
             self._live = bar
             try:
