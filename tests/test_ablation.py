@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unetbench import ablation
+from unetbench import ablation, execution
 from unetbench.ablation import AblationDir
 from unetbench.ablation.plan import no_tiling_tile, parse_vary, plan, spec_digest, switch_overrides, variants
 from unetbench.ablation.statistics import CORRECTED, PAIRED
@@ -412,10 +412,9 @@ def test_bad_ablation_options_are_one_line_and_write_nothing(tmp_path, capsys, e
 
 
 def test_runs_the_device_cannot_hold_are_one_line(tmp_path, capsys, monkeypatch):
-    from unetbench import runner
 
     spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
-    monkeypatch.setattr(runner, "device_memory", lambda device: (400 * 2**20, "this machine's memory"))
+    monkeypatch.setattr(execution, "device_memory", lambda device: (400 * 2**20, "this machine's memory"))
     status = main(
         [
             "ablate",

@@ -38,9 +38,9 @@ class TrainedNetwork:
 
 def load_trained(path: Path, device: str | None = None) -> TrainedNetwork:
     """The network of a run folder or of a checkpoint inside one (``<run>/checkpoints/last.pt``)."""
+    from unetbench.execution import resolve_device
     from unetbench.loader import load_spec
     from unetbench.model.unet import unet_from_spec
-    from unetbench.runner import resolve_device
     from unetbench.training.checkpoint import load_checkpoint
 
     path = Path(path)

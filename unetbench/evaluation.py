@@ -21,7 +21,16 @@ from unetbench import __version__
 from unetbench.datasets import ctc
 from unetbench.datasets.images import IMAGE_SUFFIXES, image_files, read_image, read_tiff
 from unetbench.errors import DataError, UserError
-from unetbench.metrics import METRICS, instance_scores, isbi2012_scores, metric_hint
+from unetbench.inference.postprocess import cell_instances
+from unetbench.metrics import (
+    METRICS,
+    instance_scores,
+    isbi2012_scores,
+    isbi2012_scores_per_slice,
+    metric_hint,
+)
+from unetbench.results import Scores
+from unetbench.spec import ChallengeSpec
 
 # "file.h5:dataset": a dataset inside an HDF5 file, as every command that reads arrays takes it
 HDF5_SOURCE = re.compile(r"^(?P<file>.+\.(?:h5|hdf5|hdf)):(?P<key>.+)$", re.IGNORECASE)
@@ -166,3 +175,29 @@ def evaluate_ctc(gt: str, results: str, *, metrics: list[str] | None = None) -> 
         details={"frames": [f"{seq}/t{frame:03d}" for seq, frame, _, _ in pairs]},
         seconds=time.perf_counter() - start,
     )
+
+
+def score_maps(spec: ChallengeSpec, samples, maps: list[np.ndarray], *, names=None, per_image=True) -> Scores:
+    """The spec's metrics of probability maps: the whole split's scores and each image's.
+
+    EM: the ISBI 2012 metrics against the target (cell = 1), the stack and every slice from one pass.
+    Cells: instances as the release makes them (:mod:`unetbench.inference.postprocess`, the spec's
+    ``[postprocess]``), scored against the reference instances.
+    """
+    metrics = list(spec.evaluation.metrics)
+    names = names or [s.key for s in samples]
+    if METRICS[metrics[0]].kind == "em":
+        truth = np.stack([s.target for s in samples])
+        if not per_image:
+            return Scores(isbi2012_scores(truth, np.stack(maps), metrics), {})
+        aggregate, slices = isbi2012_scores_per_slice(truth, np.stack(maps), metrics)
+        return Scores(aggregate, dict(zip(names, slices, strict=True)))
+    results = [cell_instances(m, spec.postprocess) for m in maps]
+    aggregate = instance_scores([s.instances for s in samples], results, metrics)
+    per = {}
+    if per_image:
+        per = {
+            name: instance_scores([s.instances], [r], metrics)
+            for name, s, r in zip(names, samples, results, strict=True)
+        }
+    return Scores(aggregate, per)

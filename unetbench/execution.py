@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import platform
 from pathlib import Path
 
 import torch
 
+from unetbench.errors import UserError
+from unetbench.loader import memory_problem
 from unetbench.results import ExecutionUsed, execution_phrase
+from unetbench.spec import ChallengeSpec
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 # /proc/cpuinfo flags of processors with bf16 arithmetic in hardware (x86: "flags", Arm: "Features")
@@ -99,3 +103,33 @@ def resolve(spec, device) -> ExecutionUsed:
         inference_memory_format=layout_name(inference.memory_format, device),
         native_bf16=native_bf16(),
     )
+
+
+# --- the device: which one, and whether a run fits it --------------------------------------------------
+
+
+def resolve_device(requested: str) -> str:
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' was asked for, but torch sees no GPU; use --device cpu or auto")
+    return requested
+
+
+def device_memory(device: str) -> tuple[int, str]:
+    """Total memory of the device and how to name it in a message."""
+    if torch.device(device).type == "cuda":
+        index = torch.device(device).index or 0
+        properties = torch.cuda.get_device_properties(index)
+        return properties.total_memory, f"the memory of GPU {index}, {properties.name}"
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
+
+
+def check_memory(spec: ChallengeSpec, device: str, runs: int = 1) -> None:
+    """Refuse tiles and batches that cannot fit the device, from the layer sizes, before allocating;
+    ``runs``: how many runs share the device at once (``--runs-per-device``)."""
+    available, where = device_memory(device)
+    problem = memory_problem(spec, available, where, runs=runs)
+    if problem is not None:
+        key, message = problem
+        raise UserError(f"{key}: {message}")

@@ -33,23 +33,16 @@ import h5py
 import numpy as np
 import torch
 
-from unetbench import contention, distributed, execution
+from unetbench import contention, distributed, evaluation, execution
 from unetbench.atomic import atomic_path, check_folder
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import Split, split_collection
 from unetbench.distributed import Group
 from unetbench.errors import PeerExit, RunInterrupted, UserError
-from unetbench.inference.postprocess import cell_instances
 from unetbench.inference.tiling import predict_image
 from unetbench.interrupts import Interrupts, exit_status
-from unetbench.loader import load_spec, memory_problem
-from unetbench.metrics import (
-    METRICS,
-    instance_scores,
-    isbi2012_scores,
-    isbi2012_scores_per_slice,
-    warm_up_kernels,
-)
+from unetbench.loader import load_spec
+from unetbench.metrics import METRICS, warm_up_kernels
 from unetbench.model.unet import unet_from_spec
 from unetbench.progress import Reporter
 from unetbench.results import (
@@ -124,7 +117,7 @@ def run(
     ``watch(iteration, total)``: told of every training step (see :class:`~unetbench.progress.Reporter`);
     ``command``: the command this session records (default: this process's command line).
     """
-    with distributed.joined(spec.training.device, resolve_device) as group:
+    with distributed.joined(spec.training.device, execution.resolve_device) as group:
         if not group.leader:
             follow(spec, data_root=data_root, resume=resume, group=group)
             return None
@@ -157,7 +150,7 @@ def follow(spec: ChallengeSpec, *, data_root: Path | None, resume: Path | None, 
     rank 0 and train; rank 0 does everything else (:func:`prepare` meets these agreements in order)."""
     quiet = Reporter(log=lambda text: None, bars=False)
     with group.agreement():  # 1: device, memory and data
-        check_memory(spec, group.device)
+        execution.check_memory(spec, group.device)
         _, split = _read_data(spec, data_root, quiet)
     group.agree(None)  # 2: rank 0 opens the run folder; nothing of ours can fail here
     with group.agreement():  # 3: weight maps and the network (rank 0 also scores it untrained)
@@ -226,7 +219,7 @@ def prepare(
     """Everything before the first step; nothing is written until the spec, device and data pass."""
     device = group.device
     with group.agreement():  # 1: device, memory and data (on every rank)
-        check_memory(spec, device)
+        execution.check_memory(spec, device)
         reports_root = (reports if reports is not None else Path(spec.report.directory)).absolute()
         check_folder(reports_root / spec.name, what="reports folder (--reports or report.directory)")
         location, split = _read_data(spec, data_root, reporter)
@@ -360,7 +353,7 @@ def _trainer(
         def validate(net):
             # without test-time averaging: validation only ranks checkpoints, 8x cheaper
             maps = probabilities(net, split.validation, spec, device, tta="none")
-            return score_maps(spec, split.validation, maps, per_image=False).aggregate
+            return evaluation.score_maps(spec, split.validation, maps, per_image=False).aggregate
 
     trainer = Trainer(
         spec,
@@ -391,33 +384,6 @@ def _continue(trainer: Trainer, spec: ChallengeSpec, reporter: Reporter, *, fres
                 f"training.iterations: the run has trained {trainer.iteration} iterations already; "
                 "give at least that many (or start a new run)"
             )
-
-
-def resolve_device(requested: str) -> str:
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise UserError("device 'cuda' was asked for, but torch sees no GPU; use --device cpu or auto")
-    return requested
-
-
-def device_memory(device: str) -> tuple[int, str]:
-    """Total memory of the device and how to name it in a message."""
-    if torch.device(device).type == "cuda":
-        index = torch.device(device).index or 0
-        properties = torch.cuda.get_device_properties(index)
-        return properties.total_memory, f"the memory of GPU {index}, {properties.name}"
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "this machine's memory"
-
-
-def check_memory(spec: ChallengeSpec, device: str, runs: int = 1) -> None:
-    """Refuse tiles and batches that cannot fit the device, from the layer sizes, before allocating;
-    ``runs``: how many runs share the device at once (``--runs-per-device``)."""
-    available, where = device_memory(device)
-    problem = memory_problem(spec, available, where, runs=runs)
-    if problem is not None:
-        key, message = problem
-        raise UserError(f"{key}: {message}")
 
 
 def _open_run_dir(spec: ChallengeSpec, out: Path | None, resume: Path | None) -> RunDir:
@@ -468,7 +434,7 @@ def _score_untrained(spec, model, split, device, run_dir: RunDir, reporter: Repo
     title = "untrained network: predicting"
     maps = probabilities(model.to(device), split.evaluation, spec, device, reporter, title)
     with reporter.stage("untrained network: scoring"):
-        scores = score_maps(spec, split.evaluation, maps, names=split.names(SCORED))
+        scores = evaluation.score_maps(spec, split.evaluation, maps, names=split.names(SCORED))
     untrained = UntrainedScores(scores=scores, seconds=time.perf_counter() - tick)
     run_dir.write_untrained(untrained)
     return untrained
@@ -613,37 +579,11 @@ def _write_predictions(path: Path, groups: dict[str, dict[str, np.ndarray]]) -> 
 def score(context: RunContext, maps: dict[str, list[np.ndarray]], reporter: Reporter) -> Scores:
     tick = time.perf_counter()
     with reporter.stage(f"scoring the {SCORED} images"):
-        scores = score_maps(
+        scores = evaluation.score_maps(
             context.spec, context.split.evaluation, maps[SCORED], names=context.split.names(SCORED)
         )
     context.timings["evaluation"] = time.perf_counter() - tick
     return scores
-
-
-def score_maps(spec: ChallengeSpec, samples, maps: list[np.ndarray], *, names=None, per_image=True) -> Scores:
-    """The spec's metrics of probability maps: the whole split's scores and each image's.
-
-    EM: the ISBI 2012 metrics against the target (cell = 1), the stack and every slice from one pass.
-    Cells: instances as the release makes them (:mod:`unetbench.inference.postprocess`, the spec's
-    ``[postprocess]``), scored against the reference instances.
-    """
-    metrics = list(spec.evaluation.metrics)
-    names = names or [s.key for s in samples]
-    if METRICS[metrics[0]].kind == "em":
-        truth = np.stack([s.target for s in samples])
-        if not per_image:
-            return Scores(isbi2012_scores(truth, np.stack(maps), metrics), {})
-        aggregate, slices = isbi2012_scores_per_slice(truth, np.stack(maps), metrics)
-        return Scores(aggregate, dict(zip(names, slices, strict=True)))
-    results = [cell_instances(m, spec.postprocess) for m in maps]
-    aggregate = instance_scores([s.instances for s in samples], results, metrics)
-    per = {}
-    if per_image:
-        per = {
-            name: instance_scores([s.instances], [r], metrics)
-            for name, s, r in zip(names, samples, results, strict=True)
-        }
-    return Scores(aggregate, per)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -20,14 +20,13 @@ from unetbench.ablation.plan import PlannedRun
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import split_collection
 from unetbench.errors import UserError
+from unetbench.evaluation import score_maps
 from unetbench.results import CrossValidated, OutOfFold
 from unetbench.rundir import RunDir
 
 
 def out_of_fold(runs: list[PlannedRun], folds: int, data_root: Path | None) -> CrossValidated:
     """The out-of-fold scores of every (variant, seed) whose ``folds`` runs are all finished."""
-    from unetbench.runner import score_maps
-
     groups: dict[tuple[str, int], list[PlannedRun]] = defaultdict(list)
     for run in runs:
         groups[run.variant, run.seed_index].append(run)

@@ -299,7 +299,7 @@ class LocalExecutor:
 
 def _threads_per_run(planned: PlannedRun, runs_per_device: int) -> int | None:
     """On the CPU, each of N runs gets cores / N threads; on a GPU torch keeps its default."""
-    from unetbench.runner import resolve_device
+    from unetbench.execution import resolve_device
 
     if resolve_device(planned.spec.training.device) != "cpu":
         return None

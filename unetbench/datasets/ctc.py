@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from unetbench.datasets import Collection, DatasetAdapter, Presence, Sample, register
+from unetbench.datasets.base import Collection, DatasetAdapter, Presence, Sample, register
 from unetbench.datasets.download import Resource, download, safe_extract
 from unetbench.datasets.images import read_image, to_unit_float, write_tiff
 from unetbench.errors import DataError

@@ -31,7 +31,7 @@ import h5py
 import numpy as np
 from skimage.measure import label as connected_components
 
-from unetbench.datasets import Collection, DatasetAdapter, Presence, Sample, register
+from unetbench.datasets.base import Collection, DatasetAdapter, Presence, Sample, register
 from unetbench.datasets.download import Resource, download, sha256_of
 from unetbench.datasets.images import (
     image_files,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from unetbench.datasets import Collection, Sample
+from unetbench.datasets.base import Collection, Sample
 from unetbench.errors import DataError
 from unetbench.spec import SplitSpec
 

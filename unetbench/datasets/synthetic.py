@@ -25,7 +25,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from unetbench.datasets import Collection, DatasetAdapter, Presence, Sample, register
+from unetbench.datasets.base import Collection, DatasetAdapter, Presence, Sample, register
 from unetbench.datasets.ctc import semantic_target
 from unetbench.datasets.images import to_unit_float, write_tiff
 from unetbench.datasets.isbi2012 import (
