@@ -7,16 +7,21 @@ Not collected by pytest. The instruments change no result, only timing and fate:
 - UNETBENCH_TEST_KILL_AT: SIGKILL this process right after step N (no cleanup, no checkpoint);
 - UNETBENCH_TEST_HANG_IN_CHECKPOINT: when the checkpoint of iteration N is being written, write half
   of its bytes, print ``mid-write``, and hang (a test then kills the process mid-write).
+- UNETBENCH_TEST_FILE_LIMIT_AT: ``STAGE:BYTES``, STAGE one of checkpoint, predictions, record: when the
+  stage begins, lower this process's file-size limit (RLIMIT_FSIZE) to BYTES, so that the operating system
+  refuses the stage's write (EFBIG) as it would a file too large for its limit.
 """
 
 import io
 import os
+import resource
 import signal
 import sys
 import time
 
 import torch
 
+from unetbench import runner
 from unetbench.training import trainer
 
 step_seconds = float(os.environ.get("UNETBENCH_TEST_STEP_SECONDS", "0"))
@@ -53,6 +58,26 @@ def save(obj, f, *args, **kwargs):
 
 trainer.Trainer.step = step
 torch.save = save
+
+limit_stage, _, limit_bytes = os.environ.get("UNETBENCH_TEST_FILE_LIMIT_AT", "").partition(":")
+STAGES = {
+    "checkpoint": (trainer.Trainer, "save"),
+    "predictions": (runner, "predict"),
+    "record": (runner, "record"),
+}
+
+
+def limited(original):
+    def wrapper(*args, **kwargs):
+        resource.setrlimit(resource.RLIMIT_FSIZE, (int(limit_bytes), resource.RLIM_INFINITY))
+        return original(*args, **kwargs)
+
+    return wrapper
+
+
+if limit_stage:
+    owner, name = STAGES[limit_stage]
+    setattr(owner, name, limited(getattr(owner, name)))
 
 from unetbench.cli import main  # noqa: E402
 

@@ -7,12 +7,22 @@ any failure before the rename, Ctrl-C and SIGTERM included, the temporary file i
 sees the old file or the new one, never half of one.
 
 Only a kill that gives Python no chance to clean up (SIGKILL, power loss) can leave a temporary file
-behind. Those carry :data:`TEMPORARY_MARK` in their name, and :func:`remove_temporaries` deletes them;
-the run folder does so whenever it is opened under its lock.
+behind. Those carry :data:`TEMPORARY_MARK` and their writer's process id in their name:
+:func:`remove_temporaries` deletes them all (the run folder does so whenever it is opened under its
+lock), and every write first deletes the temporaries of the same file whose writer is gone (a report
+folder, which no lock guards, is swept so).
+
+A write the machine refuses (a full disk, a file-size limit, a folder without write permission) is a
+:class:`WriteFailed`: one line naming the file and the system's reason, the previous file kept. Writers do
+not all say why they failed (``torch.save`` reports "unexpected pos 704 vs 598"), so when the error has
+no errno the machine is asked: a finite file-size limit, a nearly full file system, a folder we may not
+write in.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
 import json
 import math
 import os
@@ -24,7 +34,19 @@ from typing import Any, BinaryIO
 
 from unetbench.errors import UserError
 
+try:
+    import resource
+except ImportError:  # Windows: no file-size limits to ask about
+    resource = None
+
 TEMPORARY_MARK = ".unetbench-tmp-"
+# errors that mean the machine refused the write, not that unetbench did something wrong
+_REFUSED = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
+_NEARLY_FULL = 16 * 2**20  # bytes left on a file system below which a failed write is put down to it
+
+
+class WriteFailed(UserError):
+    """A result file the machine would not let us write; the file's previous version, if any, is intact."""
 
 
 def _umask() -> int:
@@ -39,6 +61,28 @@ _FILE_MODE = 0o666 & ~_umask()
 
 def _temporary_name(path: Path) -> str:
     return f".{path.name}{TEMPORARY_MARK}"
+
+
+def _writer_gone(leftover: Path, prefix: str) -> bool:
+    """Whether the process that wrote ``leftover`` (its id follows ``prefix``) has ended."""
+    pid = leftover.name[len(prefix) :].partition("-")[0]
+    if not pid.isdigit():
+        return False  # another naming; remove_temporaries deals with it under the run's lock
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, someone else's
+        return False
+    return False
+
+
+def _sweep_leftovers(path: Path) -> None:
+    """Delete the temporaries of ``path`` that a killed writer left."""
+    prefix = _temporary_name(path)
+    for leftover in path.parent.glob(glob.escape(prefix) + "*"):
+        if _writer_gone(leftover, prefix):
+            leftover.unlink(missing_ok=True)
 
 
 def check_writable(path: Path, *, what: str = "output") -> None:
@@ -84,9 +128,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     check_writable(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=_temporary_name(path), dir=path.parent)
+        _sweep_leftovers(path)
+        fd, name = tempfile.mkstemp(prefix=f"{_temporary_name(path)}{os.getpid()}-", dir=path.parent)
     except OSError as err:
-        raise UserError(f"{path}: cannot be written ({err.strerror or err})") from None
+        raise WriteFailed(f"{path}: cannot be written ({err.strerror or err})") from None
     os.close(fd)
     temporary = Path(name)
     os.chmod(temporary, _FILE_MODE)
@@ -95,10 +140,56 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with open(temporary, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as err:
         temporary.unlink(missing_ok=True)
-        raise
+        reason = refused_write(err, path)
+        if reason is None:
+            raise
+        kept = f"the previous {path.name} is kept" if path.exists() else "nothing was written there"
+        raise WriteFailed(f"{path}: cannot be written ({reason}); {kept}") from None
     _sync_folder(path.parent)
+
+
+def refused_write(err: BaseException, path: Path) -> str | None:
+    """Why the machine refused to write ``path``, or None when ``err`` is something else."""
+    code = err.errno if isinstance(err, OSError) and err.errno in _REFUSED else None
+    if code is None and isinstance(err, (OSError, RuntimeError)) and _about_writing(str(err)):
+        code = _probable_cause(path.parent)
+    if code is None:
+        return None
+    reason = os.strerror(code)
+    if code == errno.EFBIG and (limit := _file_size_limit()) is not None:
+        reason += f": the file-size limit (ulimit -f) is {limit} bytes"
+    elif code in (errno.ENOSPC, errno.EDQUOT):
+        reason += f" on the file system of {path.parent}"
+    return reason
+
+
+def _about_writing(message: str) -> bool:
+    """Messages of writers that fail without an errno: torch.save, h5py."""
+    lowered = message.lower()
+    return any(words in lowered for words in ("write", "unexpected pos", "errno = "))
+
+
+def _file_size_limit() -> int | None:
+    if resource is None:
+        return None
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if limit == resource.RLIM_INFINITY else limit
+
+
+def _probable_cause(folder: Path) -> int | None:
+    if _file_size_limit() is not None:
+        return errno.EFBIG
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        return None
+    if stats.f_bavail * stats.f_frsize < _NEARLY_FULL:
+        return errno.ENOSPC
+    if not os.access(folder, os.W_OK):
+        return errno.EACCES
+    return None
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import os
 import shlex
 import time
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 
 from unetbench import contention, distributed, evaluation, execution
-from unetbench.atomic import atomic_path, check_folder
+from unetbench.atomic import WriteFailed, atomic_write_bytes, check_folder
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import Split, split_collection
 from unetbench.distributed import Group
@@ -194,6 +195,12 @@ def _session(context: RunContext, interrupts: Interrupts) -> Iterator[None]:
     except (TrainingStopped, KeyboardInterrupt) as stopped:
         _end_session(context, "interrupted")
         raise RunInterrupted(_interrupted_message(context, stopped), interrupts.requested) from None
+    except WriteFailed as failed:
+        with contextlib.suppress(WriteFailed):  # the same disk may refuse the session's own note
+            _end_session(context, "failed")
+        raise WriteFailed(
+            f"{failed}; once it can be written, resume with: {context.resume_command}"
+        ) from None
     except BaseException:
         _end_session(context, "failed")
         raise
@@ -338,6 +345,9 @@ def _released_unless_prepared(run_dir: RunDir, resume_command: str, interrupts: 
             f"{run_dir.path}: interrupted before training started; resume with: {resume_command}",
             interrupts.requested,
         ) from None
+    except WriteFailed as failed:
+        run_dir.release()
+        raise WriteFailed(f"{failed}; once it can be written, resume with: {resume_command}") from None
     except BaseException:
         run_dir.release()
         raise
@@ -565,11 +575,15 @@ def probabilities(
 
 def _write_predictions(path: Path, groups: dict[str, dict[str, np.ndarray]]) -> None:
     """HDF5 with one dataset per image named as the run names it (``evaluation/25``), P(cell) float32."""
-    with atomic_path(path) as temporary, h5py.File(temporary, "w") as f:
+    # Built in memory and written as bytes: HDF5 failing to write at close (a full disk, a file-size
+    # limit) crashes the process in h5py's clean-up instead of raising.
+    image = io.BytesIO()
+    with h5py.File(image, "w") as f:
         f.attrs["content"] = "P(cell / foreground) in [0, 1] per pixel"
         for maps in groups.values():
             for name, value in maps.items():
                 f.create_dataset(name, data=value.astype(np.float32), compression="gzip")
+    atomic_write_bytes(path, image.getvalue())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -671,6 +685,11 @@ def report(context: RunContext, finished: RunRecord, interrupts: Interrupts, rep
             f"{context.run_dir.path}: the run is finished, the report was not written; write it with: "
             f"unetbench report {shlex.quote(str(context.run_dir.path))}",
             interrupts.requested,
+        ) from None
+    except WriteFailed as failed:
+        raise WriteFailed(
+            f"{failed}; the run is finished: once it can be written, write the report with: "
+            f"unetbench report {shlex.quote(str(context.run_dir.path))}"
         ) from None
     reporter.line(f"report: {path}")
     return path
