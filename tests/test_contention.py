@@ -84,6 +84,6 @@ def test_reports_name_the_runs_that_shared_their_cpu():
     assert "other processes kept" not in render_markdown(record)
     assert "other processes kept 1.0 of 2 CPU cores busy while it trained" in render_markdown(marked)
     header, rows = variant_table(summarise(manifest, [(entry, marked), *runs[1:]], runs_dir.read_crossval()))
-    times = [row[header.index("training time")] for row in rows]
+    times = [row[header.index("training time (median)")] for row in rows]
     assert times[0].endswith(" s (1 of 6 shared the CPU with other processes)"), times
     assert "shared" not in " ".join(times[1:])

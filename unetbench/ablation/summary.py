@@ -50,7 +50,8 @@ class VariantRow:
     overrides: list[str]  # beside the spec file's, fold and seed left out
     runs: int
     trained: int  # networks this variant trained (0: it predicted with its paired runs' networks)
-    training_seconds: float | None  # mean over the networks it trained
+    # median over the networks it trained: one run that shared its CPU (contention) does not move it
+    training_seconds: float | None
     scores: dict[str, Spread]  # run-level scores over (fold, seed)
     effects: dict[str, Effect]  # against the baseline; empty for the baseline
     out_of_fold: dict[str, Spread]  # out-of-fold stack scores over seeds; empty without --folds
@@ -140,7 +141,7 @@ def summarise(
                 overrides=_variant_overrides(mine[0][0]),
                 runs=len(mine),
                 trained=len(trained),
-                training_seconds=float(np.mean([r.training.seconds for r in trained])) if trained else None,
+                training_seconds=float(np.median([r.training.seconds for r in trained])) if trained else None,
                 scores={
                     m: _spread(long[(long.variant == variant) & (long.metric == m)]["run_level"])
                     for m in metrics

@@ -46,7 +46,8 @@ def _training_time(row: VariantRow) -> str:
 
 def variant_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
     """Header and rows: each variant's run-level scores and, for a switch, Δ with its interval."""
-    header = ["variant", "runs (trained)"] + [_arrow(summary, m) for m in summary.metrics] + ["training time"]
+    metrics = [_arrow(summary, m) for m in summary.metrics]
+    header = ["variant", "runs (trained)", *metrics, "training time (median)"]
     rows = []
     for row in summary.rows:
         cells = [row.variant, f"{row.runs} ({row.trained})"]
