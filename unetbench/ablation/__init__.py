@@ -119,7 +119,7 @@ def ablate(
         from unetbench.ablation.crossval import out_of_fold
 
         log(f"scoring the out-of-fold predictions of {folds} folds as one set ...")
-        directory.write_crossval(out_of_fold(runs, folds, data_root))
+        directory.write_crossval(out_of_fold(runs, folds, data_root, log))
     return directory
 
 

@@ -6,6 +6,11 @@ scored the way the challenge scores a stack (its pixel and Rand errors pool the 
 the best threshold is taken); for the cell data sets, every annotated frame, scored as SEG scores a set.
 The predictions are the runs' own (``predictions.h5``, ``evaluation/<image>``), so nothing is predicted
 again; the labels are read from the data set once.
+
+Runs reused from a folder that kept their records but not their predictions (the bundle of a committed
+report, copied beside the ablation) are scored by that folder's own ``crossval.json`` when its manifest
+names the same runs under the same variant and seed; otherwise the variant has no out-of-fold scores,
+and the log says which run lacks its predictions.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from unetbench.ablation.folder import AblationDir
 from unetbench.ablation.plan import PlannedRun
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import split_collection
@@ -25,7 +31,9 @@ from unetbench.results import CrossValidated, OutOfFold
 from unetbench.rundir import RunDir
 
 
-def out_of_fold(runs: list[PlannedRun], folds: int, data_root: Path | None) -> CrossValidated:
+def out_of_fold(
+    runs: list[PlannedRun], folds: int, data_root: Path | None, log=lambda text: None
+) -> CrossValidated:
     """The out-of-fold scores of every (variant, seed) whose ``folds`` runs are all finished."""
     groups: dict[tuple[str, int], list[PlannedRun]] = defaultdict(list)
     for run in runs:
@@ -34,6 +42,17 @@ def out_of_fold(runs: list[PlannedRun], folds: int, data_root: Path | None) -> C
     entries = []
     for (variant, seed), members in groups.items():
         if len(members) != folds or any(RunDir.state(r.directory) != "finished" for r in members):
+            continue
+        without = [r for r in members if not RunDir(r.directory).predictions.is_file()]
+        if without:
+            earlier = _scored_where_kept(members, variant, seed, folds)
+            if earlier is not None:
+                entries.append(earlier)
+            else:
+                log(
+                    f"{variant}, seed {seed}: no out-of-fold scores; {without[0].directory} kept no "
+                    "predictions and its folder no crossval.json of these runs"
+                )
             continue
         spec = members[0].spec
         key = repr(spec.data)
@@ -58,3 +77,23 @@ def out_of_fold(runs: list[PlannedRun], folds: int, data_root: Path | None) -> C
         scores = score_maps(spec, labelled, maps, per_image=False).aggregate
         entries.append(OutOfFold(variant, seed, len(labelled), scores))
     return CrossValidated(folds=folds, dataset=runs[0].spec.data.dataset, entries=entries)
+
+
+def _scored_where_kept(members: list[PlannedRun], variant: str, seed: int, folds: int) -> OutOfFold | None:
+    """The out-of-fold scores of ``members`` from the one folder they were reused from, if its manifest
+    names them under ``variant`` and ``seed`` and its ``crossval.json`` scored them over ``folds`` folds."""
+    folders = {r.directory.parent for r in members}
+    if len(folders) != 1:
+        return None
+    folder = AblationDir(folders.pop())
+    if not folder.manifest_file.is_file():
+        return None
+    listed = {
+        Path(e.directory).name
+        for e in folder.read_manifest().runs
+        if e.variant == variant and e.seed_index == seed
+    }
+    scored = folder.read_crossval()
+    if scored is None or scored.folds != folds or not {r.directory.name for r in members} <= listed:
+        return None
+    return next((e for e in scored.entries if e.variant == variant and e.seed_index == seed), None)
