@@ -1,6 +1,7 @@
 """`unetbench ablate` and `unetbench run --folds`: switches, folds, seeds and --vary are overrides, runs are
 keyed and resumable, inference-only variants train nothing, the table counts trained networks."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -225,8 +226,6 @@ def test_a_report_renders_again_from_its_committed_bundle(tmp_path, capsys):
     moved = tmp_path / "elsewhere" / "quickstart"
     moved.parent.mkdir()
     (tmp_path / "reports" / "quickstart").rename(moved)
-    import shutil
-
     shutil.rmtree(tmp_path / "a")  # the runs are gone; the bundle is enough
     capsys.readouterr()
     assert main(["report", str(moved / "a")]) == 0
@@ -488,3 +487,31 @@ def test_a_run_that_predicts_with_another_runs_network_checks_it_fits(tmp_path):
     assert record.weights_from == str(trained)
     assert record.training == source.training  # the same network, its training told once, by that run
     assert record.trained.per_image != source.trained.per_image  # predicted with flips
+
+
+def test_runs_reused_from_records_alone_take_their_out_of_fold_scores_from_their_folder(tmp_path, capsys):
+    """A committed bundle keeps records, not predictions: copied beside an ablation, its runs are reused,
+    and their out-of-fold scores are the ones its crossval.json gave them; without that file the variant
+    has none, and the log says why (no traceback)."""
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    command = ["ablate", str(spec_file), "--folds", "3", "--no-weightmap", "--no-progress"]
+    assert main([*command, "--out", str(tmp_path / "first")]) == 0
+    scored = AblationDir(tmp_path / "first").read_crossval()
+    kept = tmp_path / "kept"  # what a bundle holds: the manifest, crossval.json and each run's record
+    kept.mkdir()
+    for name in ("ablation.json", "crossval.json"):
+        (kept / name).write_bytes((tmp_path / "first" / name).read_bytes())
+    for record in _records(tmp_path / "first"):
+        (kept / record.parent.name).mkdir()
+        (kept / record.parent.name / "record.json").write_bytes(record.read_bytes())
+    shutil.rmtree(tmp_path / "first")
+    capsys.readouterr()
+    assert main([*command, "--out", str(tmp_path / "second")]) == 0
+    assert capsys.readouterr().out.count("reused, finished in") == 6
+    assert AblationDir(tmp_path / "second").read_crossval() == scored
+
+    (kept / "crossval.json").unlink()
+    assert main([*command, "--out", str(tmp_path / "third")]) == 0
+    out = capsys.readouterr().out
+    assert "baseline, seed 0: no out-of-fold scores;" in out and "kept no predictions" in out
+    assert AblationDir(tmp_path / "third").read_crossval().entries == []
