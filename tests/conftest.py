@@ -1,9 +1,21 @@
-"""Shared fixtures: the real ISBI 2012 stacks (where ../shared is present) and a loopback HTTP server."""
+"""Shared fixtures: the real ISBI 2012 stacks (where ../shared is present) and a loopback HTTP server.
+
+The suite runs with a home folder of its own: what the code under test writes under ``~`` (Ray's auth
+token, since Ray 2.59 makes one for every local instance; matplotlib's font cache) goes to a temporary
+folder that is deleted at exit, so that the user's home holds nothing new after the suite. A token left in
+``~/.ray`` turns on token authentication for the user's next ``ray start --head``, and a client that
+does not send it is refused.
+"""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import functools
 import http.server
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +24,27 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_ISBI = REPO.parent / "shared" / "datasets" / "isbi2012"
+
+
+def home_entries(home: Path) -> set[str]:
+    """The entries of a home folder two levels deep (``.ray/auth_token``, ``.cache/matplotlib``)."""
+    if not home.is_dir():
+        return set()
+    entries = set()
+    for first in home.iterdir():
+        entries.add(first.name)
+        if first.is_dir() and not first.is_symlink():
+            with contextlib.suppress(OSError):
+                entries |= {f"{first.name}/{second.name}" for second in first.iterdir()}
+    return entries
+
+
+REAL_HOME = Path.home()
+REAL_HOME_BEFORE = home_entries(REAL_HOME)
+TEST_HOME = Path(tempfile.mkdtemp(prefix="unetbench-tests-home-"))
+os.environ["HOME"] = str(TEST_HOME)
+os.environ["MPLCONFIGDIR"] = str(TEST_HOME / ".config" / "matplotlib")
+atexit.register(shutil.rmtree, TEST_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ the local executor's, and user errors are one line that leaves no folder behind.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from unetbench.report.ablation import render_ablation_report, variant_table
 from unetbench.rundir import RunDir
 
 from . import _ray_tasks
+from .conftest import REAL_HOME, REAL_HOME_BEFORE, TEST_HOME, home_entries
 from .helpers import QUICKSTART, write_spec
 
 try:  # before anything imports Ray: a local instance stays on the loopback
@@ -167,3 +169,39 @@ def test_bad_executor_options_are_one_line(tmp_path, capsys, extra, expected):
     err = capsys.readouterr().err
     assert status == 1 and err.count("\n") == 1 and err.startswith(f"error: {expected}")
     assert not (tmp_path / "abl").exists()
+
+
+def test_ray_writes_under_the_suites_home_not_the_users(local_ray):
+    """Ray's auth token of the local instance lands in the suite's temporary home, and the user's home
+    gains nothing."""
+    assert Path.home() == TEST_HOME
+    assert home_entries(REAL_HOME) <= REAL_HOME_BEFORE, home_entries(REAL_HOME) - REAL_HOME_BEFORE
+
+
+def test_a_cluster_that_wants_a_token_is_one_line_naming_rays_reason():
+    logged = (
+        "[2026-12-03 14:26:26,230 W 31056 31056] gcs_client.cc:210: Failed to get cluster ID from GCS "
+        "server: Unauthenticated: RPC error: InvalidAuthToken: Authentication token is missing or incorrect\n"
+    )
+    reason = ray_executor._ray_reason(logged)
+    assert reason.startswith("; Ray says: InvalidAuthToken") and "RAY_AUTH_MODE=token" in reason
+    other = "[2026 W 1 1] rpc_client.h:153: Failed to connect to GCS at address 127.0.0.1:6391 within 5 s\n"
+    assert (
+        ray_executor._ray_reason(other)
+        == "; Ray says: Failed to connect to GCS at address 127.0.0.1:6391 within 5 s"
+    )
+    assert ray_executor._ray_reason("") == ""
+
+
+@pytest.mark.parametrize(
+    ("address", "loopback"),
+    [
+        ("127.0.0.1:6391", True),
+        ("ray://localhost:10001", True),
+        ("[::1]:6379", True),
+        ("10.0.0.5:6379", False),
+        ("auto", False),
+    ],
+)
+def test_a_loopback_address_keeps_ray_on_the_loopback(address, loopback):
+    assert ray_executor.on_loopback(address) is loopback

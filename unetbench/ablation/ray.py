@@ -24,10 +24,14 @@ Ray is an optional extra: ``pip install 'unetbench[ray]'``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import socket
-from collections.abc import Callable
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,9 +54,18 @@ LOOPBACK = "127.0.0.1"
 INSTALL = "pip install 'unetbench[ray]'"
 
 
+def on_loopback(address: str | None) -> bool:
+    """Whether ``--ray-address`` names this machine's loopback (127.x.x.x, localhost, ::1)."""
+    if address is None or address == "auto":
+        return False
+    host = address.removeprefix("ray://").rpartition(":")[0].strip("[]")
+    return host == "localhost" or host == "::1" or host.startswith("127.")
+
+
 def import_ray(*, local: bool):
-    """Ray, or one line saying how to install it. ``local``: a local instance will be started, so Ray is
-    told to keep it on the loopback (its node address otherwise becomes the machine's network address)."""
+    """Ray, or one line saying how to install it. ``local``: a local instance will be started, or the
+    cluster's address is on the loopback, so Ray is told to keep to the loopback: otherwise it rewrites
+    127.0.0.1 to the machine's network address, for the node it starts and for the address it joins."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray reports usage to its makers unless told
     if local:
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray's switch for one-node use
@@ -104,6 +117,45 @@ def finish(
     )
 
 
+@contextlib.contextmanager
+def _ray_logs() -> Iterator[Callable[[], str]]:
+    """Hold what Ray's C++ core writes to this process's stderr while it connects (it retries a refused
+    connection with a warning a second): yields a function that returns it. On success it is written out
+    after all; on failure the one-line error names Ray's reason instead (:func:`_ray_reason`)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = False
+        try:
+            yield lambda: (held.seek(0), held.read().decode(errors="replace"))[1]
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            if not failed:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
+
+
+def _ray_reason(logged: str) -> str:
+    """Ray's own reason for a refused connection, and what to do, from its log lines ("" if none)."""
+    if "InvalidAuthToken" in logged or "Unauthenticated" in logged:
+        return (
+            "; Ray says: InvalidAuthToken, the cluster uses token authentication and this process sent no "
+            "token or another one. Set RAY_AUTH_MODE=token with the head's token (RAY_AUTH_TOKEN, "
+            "RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token), or start the head with RAY_AUTH_MODE=disabled"
+        )
+    failed = [line for line in logged.splitlines() if "Failed" in line or "rror" in line]
+    if not failed:
+        return ""
+    # "[2026-12-03 14:26:26,230 W 31056 31056] gcs_client.cc:210: Failed ...": the message alone
+    message = re.sub(r"^\S+:\d+:\s*", "", failed[-1].split("] ", 1)[-1].strip())
+    return f"; Ray says: {message}"
+
+
 class RayExecutor:
     """Connects on creation (an unreachable cluster is a :class:`UserError` before anything is written);
     ``with executor:`` shuts down a Ray instance it started.
@@ -123,7 +175,7 @@ class RayExecutor:
     ):
         if retries < 0:
             raise UserError(f"--retries must be >= 0, got {retries}")
-        self.ray = ray = import_ray(local=address is None)
+        self.ray = ray = import_ray(local=address is None or on_loopback(address))
         if address is not None:
             check_reachable(address)
         self.retries, self.cpus_per_run, self.task = retries, cpus_per_run, task or finish
@@ -131,15 +183,17 @@ class RayExecutor:
         self.started = False
         if not ray.is_initialized():
             settings: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
-            try:
-                if address is None:
-                    ray.init(include_dashboard=False, _node_ip_address=LOOPBACK, **settings)
-                else:
-                    ray.init(address=address, **settings)
-            except (ConnectionError, RuntimeError, ValueError) as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-                raise UserError(f"--executor ray: cannot start or join {where} ({first})") from None
+            with _ray_logs() as logged:
+                try:
+                    if address is None:
+                        ray.init(include_dashboard=False, _node_ip_address=LOOPBACK, **settings)
+                    else:
+                        ray.init(address=address, **settings)
+                except (ConnectionError, RuntimeError, ValueError) as err:
+                    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                    where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+                    failure = f"--executor ray: cannot start or join {where} ({first})"
+                    raise UserError(failure + _ray_reason(logged())) from None
             self.started = True
             if address is None:
                 self._check_loopback()
