@@ -5,6 +5,8 @@ Not collected by pytest. The instruments change no result, only timing and fate:
 - every training step prints ``iteration N`` on stderr (so a test can signal at a known point);
 - UNETBENCH_TEST_STEP_SECONDS: sleep this long after each step (a slow run to interrupt);
 - UNETBENCH_TEST_KILL_AT: SIGKILL this process right after step N (no cleanup, no checkpoint);
+- UNETBENCH_TEST_SIGNAL_AT: ``NAME:N``, send this process the signal NAME (SIGINT, SIGTERM) right after
+  step N: a real signal at a known step, with no timing window;
 - UNETBENCH_TEST_HANG_IN_CHECKPOINT: when the checkpoint of iteration N is being written, write half
   of its bytes, print ``mid-write``, and hang (a test then kills the process mid-write).
 - UNETBENCH_TEST_FILE_LIMIT_AT: ``STAGE:BYTES``, STAGE one of checkpoint, predictions, record: when the
@@ -26,6 +28,7 @@ from unetbench.training import trainer
 
 step_seconds = float(os.environ.get("UNETBENCH_TEST_STEP_SECONDS", "0"))
 kill_at = int(os.environ.get("UNETBENCH_TEST_KILL_AT", "-1"))
+signal_name, _, signal_step = os.environ.get("UNETBENCH_TEST_SIGNAL_AT", "").partition(":")
 hang_at = int(os.environ.get("UNETBENCH_TEST_HANG_IN_CHECKPOINT", "-1"))
 
 original_step = trainer.Trainer.step
@@ -36,6 +39,8 @@ def step(self):
     print(f"iteration {self.iteration}", file=sys.stderr, flush=True)
     if self.iteration == kill_at:
         os.kill(os.getpid(), signal.SIGKILL)
+    if signal_name and self.iteration == int(signal_step):
+        os.kill(os.getpid(), getattr(signal, signal_name))
     if step_seconds:
         time.sleep(step_seconds)
     return loss

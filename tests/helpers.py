@@ -81,8 +81,9 @@ def same_weights(a: dict, b: dict) -> bool:
 
 def start_run(args: list[str], *, cwd: Path, env: dict | None = None, **settings) -> subprocess.Popen:
     """``unetbench`` in a subprocess through tests/_wrapped_run.py, which reports every step on stderr
-    (``iteration N``) and can slow steps down, kill itself at a step or hang inside a checkpoint write:
-    ``step_seconds``, ``kill_at``, ``hang_in_checkpoint`` (see that file)."""
+    (``iteration N``) and can slow steps down, kill or signal itself at a step, hang inside a checkpoint
+    write or lower its file-size limit at a stage: ``step_seconds``, ``kill_at``, ``signal_at``,
+    ``hang_in_checkpoint``, ``file_limit_at`` (see that file)."""
     environment = {**os.environ, **(env or {})}
     for name, value in settings.items():
         environment[f"UNETBENCH_TEST_{name.upper()}"] = str(value)
@@ -107,6 +108,17 @@ def wait_for_line(process: subprocess.Popen, predicate, timeout: float = 120) ->
         if predicate(line.strip()):
             return line.strip()
     raise AssertionError("timed out waiting for a line")
+
+
+def wait_until(predicate, *, process: subprocess.Popen | None = None, timeout: float = 60, what: str) -> None:
+    """Poll ``predicate`` until it holds; fail at the deadline, or when ``process`` ends first."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the process ended (status {process.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.001)
 
 
 def finish(process: subprocess.Popen, timeout: float = 120) -> tuple[int, str, str]:

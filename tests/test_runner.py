@@ -3,7 +3,6 @@ and SIGKILL at any moment, safe checkpoints, the lock, and a record that keeps e
 
 import json
 import signal
-import time
 
 import h5py
 import pytest
@@ -24,6 +23,7 @@ from .helpers import (
     start_run,
     tiny_spec,
     wait_for_line,
+    wait_until,
     weights,
     write_spec,
 )
@@ -166,13 +166,10 @@ def test_a_real_sigint_mid_training_then_resume_equals_a_straight_run(tmp_path):
     straight = run(spec, out=tmp_path / "straight", **quiet(tmp_path))
     run_dir = tmp_path / "cut"
     args = ["run", spec_file, "--out", run_dir, "--reports", tmp_path / "reports", "--no-progress"]
-    process = start_run(args, cwd=tmp_path, step_seconds=0.02)
-    wait_for_line(process, lambda line: line == "iteration 17")
-    process.send_signal(signal.SIGINT)
-    status, _, err = finish(process)
+    status, _, err = finish(start_run(args, cwd=tmp_path, signal_at="SIGINT:17"))
     assert status == 130, err
     stopped = int(err.split("stopped after iteration ")[1].split(";")[0])
-    assert 17 <= stopped < 60 and "Traceback" not in err
+    assert stopped == 17 and "Traceback" not in err  # the step in flight completes, no other
     assert f"Resume with: unetbench run {run_dir / 'spec.toml'} --resume {run_dir}" in err
     assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["iteration"] == stopped
     assert not (run_dir / "record.json").exists()
@@ -193,15 +190,10 @@ def test_sigterm_stops_at_a_step_boundary_too(tmp_path):
     spec_file = write_spec(
         tmp_path / "tiny.toml", tiny_spec(iterations=200, **{"training.checkpoint_every": 100})
     )
-    process = start_run(
-        ["run", spec_file, "--out", tmp_path / "run", "--no-progress"], cwd=tmp_path, step_seconds=0.02
-    )
-    wait_for_line(process, lambda line: line == "iteration 9")
-    process.send_signal(signal.SIGTERM)
-    status, _, err = finish(process)
-    assert status == 143 and "stopped after iteration" in err
-    stopped = int(err.split("stopped after iteration ")[1].split(";")[0])
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == stopped >= 9
+    args = ["run", spec_file, "--out", tmp_path / "run", "--no-progress"]
+    status, _, err = finish(start_run(args, cwd=tmp_path, signal_at="SIGTERM:9"))
+    assert status == 143 and "stopped after iteration 9;" in err, err
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["iteration"] == 9
 
 
 @pytest.mark.parametrize("moment", ["folder", "first checkpoint", 4, 11])
@@ -218,8 +210,7 @@ def test_sigkill_at_any_moment_then_resume_continues_and_equals_a_straight_run(t
     else:
         process = start_run(args, cwd=tmp_path, step_seconds=0.05)
         if moment == "folder":
-            while not run_dir.exists():
-                time.sleep(0.001)
+            wait_until(run_dir.exists, process=process, what="the run folder")
         else:
             wait_for_line(process, lambda line: line == "iteration 1")
         process.kill()
