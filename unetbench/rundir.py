@@ -23,14 +23,16 @@ writer left (:func:`unetbench.atomic.remove_temporaries`).
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from unetbench.atomic import atomic_write_text, remove_temporaries
 from unetbench.errors import UserError
+from unetbench.loader import load_spec
 from unetbench.results import (
     RECORD_SCHEMA,
     RunRecord,
@@ -41,6 +43,7 @@ from unetbench.results import (
     read_json_record,
     write_json_record,
 )
+from unetbench.spec import ChallengeSpec, dump_spec, first_difference, spec_to_dict
 
 UNTRAINED_SCHEMA = 1
 SESSIONS_SCHEMA = 1
@@ -183,6 +186,24 @@ class RunDir:
             run_dir.release()
             raise
 
+    @classmethod
+    def resume(cls, path: Path, spec: ChallengeSpec) -> RunDir:
+        """:meth:`open` a run to continue it with ``spec``, which must be the spec it started with but for
+        ``training.iterations`` (and the overrides that made it)."""
+        run_dir = cls.open(path, dump_spec(spec))
+        try:
+            saved = load_spec(run_dir.spec_file)
+            if _comparable(saved) != _comparable(spec):
+                changed = first_difference(_comparable(saved), _comparable(spec))
+                raise UserError(
+                    f"{path}: the spec differs from the one this run started with ({run_dir.spec_file}: "
+                    f"{changed}); resume with the same spec (only training.iterations may change)"
+                )
+        except BaseException:
+            run_dir.release()
+            raise
+        return run_dir
+
     @staticmethod
     def state(path: Path) -> Literal["absent", "started", "finished"]:
         """What a folder holds, without locking it: nothing yet, an unfinished run, or a finished one."""
@@ -256,6 +277,46 @@ class RunDir:
     def write_sessions(self, sessions: list[Session]) -> None:
         write_json_record(self.path / self.SESSIONS, Sessions(sessions))
 
+    def begin_session(self, *, command: str, iteration: int, overrides, processes: int) -> list[Session]:
+        """The earlier sessions (those still "running" were killed) and a new one of this process, written
+        to the folder."""
+        sessions = []
+        for session in self.read_sessions():
+            if session.outcome == "running":  # killed: its work up to the checkpoint we resume from survives
+                session = dataclasses.replace(
+                    session, outcome="killed", last_iteration=max(session.first_iteration, iteration)
+                )
+            sessions.append(session)
+        sessions.append(
+            Session(
+                command=command,
+                started=now(),
+                ended=None,
+                host=host_name(),
+                pid=os.getpid(),
+                first_iteration=iteration,
+                last_iteration=iteration,
+                overrides=list(overrides),
+                outcome="running",
+                processes=processes,
+            )
+        )
+        self.write_sessions(sessions)
+        return sessions
+
+    def end_session(
+        self, sessions: list[Session], outcome: str, saved_iteration: int, *, others_busy: float | None
+    ) -> list[Session]:
+        """Close this process's session (the last): its work is what the checkpoint on disk holds."""
+        session = sessions[-1]
+        last = max(session.first_iteration, saved_iteration)
+        closed = dataclasses.replace(
+            session, ended=now(), outcome=outcome, last_iteration=last, others_busy=others_busy
+        )
+        sessions = [*sessions[:-1], closed]
+        self.write_sessions(sessions)
+        return sessions
+
     def read_weights_from(self) -> RunDir | None:
         """The run whose trained network this one predicts with (None: it trains its own)."""
         path = self.path / self.WEIGHTS_FROM
@@ -266,3 +327,11 @@ class RunDir:
 
     def write_weights_from(self, source: RunDir) -> None:
         write_json_record(self.path / self.WEIGHTS_FROM, WeightsFrom(str(source.path)))
+
+
+def _comparable(spec: ChallengeSpec) -> dict[str, Any]:
+    """The spec without what a resume may change: the iteration count and the recorded overrides."""
+    table = spec_to_dict(spec)
+    table.pop("overrides")
+    table["training"] = {k: v for k, v in table["training"].items() if k != "iterations"}
+    return table

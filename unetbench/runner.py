@@ -20,7 +20,6 @@ scores), so a user error on any rank stops every rank with one line from rank 0.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import os
 import shlex
@@ -28,7 +27,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import h5py
 import numpy as np
@@ -42,7 +40,6 @@ from unetbench.distributed import Group
 from unetbench.errors import PeerExit, RunInterrupted, UserError
 from unetbench.inference.tiling import predict_image
 from unetbench.interrupts import Interrupts, exit_status
-from unetbench.loader import load_spec
 from unetbench.metrics import METRICS, warm_up_kernels
 from unetbench.model.unet import unet_from_spec
 from unetbench.progress import Reporter
@@ -56,13 +53,11 @@ from unetbench.results import (
     TrainingSummary,
     ValidationPoint,
     command_line,
-    host_name,
-    now,
     provenance,
     run_id,
 )
 from unetbench.rundir import RunDir, UntrainedScores
-from unetbench.spec import ChallengeSpec, dump_spec, spec_to_dict, spec_to_table, training_part
+from unetbench.spec import ChallengeSpec, dump_spec, first_difference, spec_to_table, training_part
 from unetbench.training.checkpoint import load_checkpoint
 from unetbench.training.trainer import Trainer, TrainingStopped
 from unetbench.training.weightmap import training_weight_maps
@@ -279,7 +274,7 @@ def _weights_source(spec: ChallengeSpec, path: Path) -> RunDir:
     source = RunDir(path)
     other = source.read_record().resolved_spec()
     if training_part(other) != training_part(spec):
-        changed = _first_difference(training_part(other), training_part(spec))
+        changed = first_difference(training_part(other), training_part(spec))
         raise UserError(
             f"{source.path}: trained another network than this run's spec describes ({changed}); a run "
             "predicts with another's weights only where the two differ in inference, postprocess or report"
@@ -398,44 +393,11 @@ def _continue(trainer: Trainer, spec: ChallengeSpec, reporter: Reporter, *, fres
 
 def _open_run_dir(spec: ChallengeSpec, out: Path | None, resume: Path | None) -> RunDir:
     text = dump_spec(spec)
-    if resume is None:
-        if out is not None:
-            return RunDir.create(out, text)
-        return RunDir.create_unique(Path("runs") / spec.name, run_id(text), text)
-    run_dir = RunDir.open(resume, text)
-    try:
-        saved = load_spec(run_dir.spec_file)
-    except UserError:
-        run_dir.release()
-        raise
-    if _comparable(saved) != _comparable(spec):
-        run_dir.release()
-        changed = _first_difference(spec_to_table(saved), spec_to_table(spec))
-        raise UserError(
-            f"{resume}: the spec differs from the one this run started with ({run_dir.spec_file}: "
-            f"{changed}); resume with the same spec (only training.iterations may change)"
-        )
-    return run_dir
-
-
-def _comparable(spec: ChallengeSpec) -> dict[str, Any]:
-    """The spec without what a resume may change: the iteration count and the recorded overrides."""
-    table = spec_to_dict(spec)
-    table.pop("overrides")
-    table["training"] = {k: v for k, v in table["training"].items() if k != "iterations"}
-    return table
-
-
-def _first_difference(a: dict, b: dict, path: str = "") -> str:
-    for key in sorted(set(a) | set(b)):
-        where = f"{path}.{key}" if path else key
-        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
-            found = _first_difference(a[key], b[key], where)
-            if found:
-                return found
-        elif a.get(key) != b.get(key) and key != "iterations":
-            return f"{where} was {a.get(key)!r}, now {b.get(key)!r}"
-    return ""
+    if resume is not None:
+        return RunDir.resume(resume, spec)
+    if out is not None:
+        return RunDir.create(out, text)
+    return RunDir.create_unique(Path("runs") / spec.name, run_id(text), text)
 
 
 def _score_untrained(spec, model, split, device, run_dir: RunDir, reporter: Reporter) -> UntrainedScores:
@@ -453,40 +415,16 @@ def _score_untrained(spec, model, split, device, run_dir: RunDir, reporter: Repo
 def _begin_session(
     run_dir: RunDir, spec: ChallengeSpec, iteration: int, processes: int, command: str | None
 ) -> list[Session]:
-    """The earlier sessions (those still "running" were killed) and this one, written to the folder."""
-    sessions = []
-    for session in run_dir.read_sessions():
-        if session.outcome == "running":  # killed: its work up to the checkpoint we resume from survives
-            session = dataclasses.replace(
-                session, outcome="killed", last_iteration=max(session.first_iteration, iteration)
-            )
-        sessions.append(session)
-    sessions.append(
-        Session(
-            command=command or command_line(),
-            started=now(),
-            ended=None,
-            host=host_name(),
-            pid=os.getpid(),
-            first_iteration=iteration,
-            last_iteration=iteration,
-            overrides=list(spec.overrides),
-            outcome="running",
-            processes=processes,
-        )
+    return run_dir.begin_session(
+        command=command or command_line(), iteration=iteration, overrides=spec.overrides, processes=processes
     )
-    run_dir.write_sessions(sessions)
-    return sessions
 
 
 def _end_session(context: RunContext, outcome: str) -> None:
     """Close this session: its work is what the checkpoint on disk holds (all of it once training ended)."""
-    session = context.sessions[-1]
-    last = max(session.first_iteration, context.trainer.saved_iteration)
-    context.sessions[-1] = dataclasses.replace(
-        session, ended=now(), outcome=outcome, last_iteration=last, others_busy=context.others_busy
+    context.sessions = context.run_dir.end_session(
+        context.sessions, outcome, context.trainer.saved_iteration, others_busy=context.others_busy
     )
-    context.run_dir.write_sessions(context.sessions)
 
 
 def _resume_command(run_dir: RunDir, data_root: Path | None, reports: Path | None, group: Group) -> str:

@@ -639,3 +639,16 @@ def dump_spec(spec: ChallengeSpec) -> str:
         lines.append("# overrides applied: " + ", ".join(spec.overrides))
     _dump_table(spec_to_table(spec), "", lines)
     return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def first_difference(a: dict, b: dict, path: str = "") -> str:
+    """The first dotted key, in sorted order, whose values differ in two nested tables ("" if none)."""
+    for key in sorted(set(a) | set(b)):
+        where = f"{path}.{key}" if path else key
+        if isinstance(a.get(key), dict) and isinstance(b.get(key), dict):
+            found = first_difference(a[key], b[key], where)
+            if found:
+                return found
+        elif a.get(key) != b.get(key):
+            return f"{where} was {a.get(key)!r}, now {b.get(key)!r}"
+    return ""
