@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -18,6 +19,7 @@ from unetbench.atomic import (
     atomic_path,
     atomic_write_bytes,
     atomic_write_json,
+    json_ready,
     remove_temporaries,
 )
 from unetbench.errors import UserError
@@ -219,3 +221,11 @@ def test_a_patient_deferral_lets_every_signal_wait():
             assert interrupts.stop_requested()
         with pytest.raises(KeyboardInterrupt):  # outside the deferred part: at once, as always
             signal.raise_signal(signal.SIGINT)
+
+
+def test_json_ready_is_the_one_walker_every_json_writer_uses(tmp_path):
+    """String keys, lists for tuples, Python numbers for NumPy scalars, null for NaN and infinities."""
+    value = {1: (np.float32(1.5), float("nan"), [np.int64(2), float("-inf")]), "ok": "text"}
+    assert json_ready(value) == {"1": [1.5, None, [2, None]], "ok": "text"}
+    path = atomic_write_json(tmp_path / "x.json", value)
+    assert json.loads(path.read_text()) == json_ready(value)

@@ -214,15 +214,19 @@ def atomic_write_json(path: Path, payload: Any) -> Path:
     """JSON with sorted keys and a final newline (records diff cleanly); NaN and infinities, which JSON
     does not have, become null."""
     return atomic_write_text(
-        path, json.dumps(_finite(payload), indent=2, sort_keys=True, allow_nan=False) + "\n"
+        path, json.dumps(json_ready(payload), indent=2, sort_keys=True, allow_nan=False) + "\n"
     )
 
 
-def _finite(value: Any) -> Any:
+def json_ready(value: Any) -> Any:
+    """``value`` as JSON can hold it: string keys, lists for tuples, Python numbers for NumPy scalars,
+    and null for NaN and the infinities (the one walker every JSON writer goes through)."""
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_ready(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # NumPy scalars
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value

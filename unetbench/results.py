@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import platform
 import socket
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from unetbench import __version__
-from unetbench.atomic import atomic_write_json
+from unetbench.atomic import atomic_write_json, json_ready
 from unetbench.errors import UserError
 
 RECORD_SCHEMA = 2
@@ -260,20 +259,8 @@ class CrossValidated:
 
 
 def to_json(record: Any) -> Any:
-    """A record as JSON-ready values; non-finite floats become None."""
-    return _plain(dataclasses.asdict(record))
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):  # numpy scalars
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    """A record as JSON-ready values (:func:`~unetbench.atomic.json_ready`); non-finite floats become None."""
+    return json_ready(dataclasses.asdict(record))
 
 
 def write_json_record(path: Path, record: Any) -> Path:
