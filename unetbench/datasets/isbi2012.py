@@ -228,7 +228,9 @@ def read_stacks(location: Path) -> Stacks:
     return stacks
 
 
-def _samples(images: np.ndarray, labels: np.ndarray | None, part: str, source: str) -> tuple[Sample, ...]:
+def em_samples(images: np.ndarray, labels: np.ndarray | None, part: str, source: str) -> tuple[Sample, ...]:
+    """EM slices as samples (DESIGN.md's conventions): keys are slice numbers of at least two digits,
+    targets 1 = cell, instances the cells' connected components (the one builder; synthetic-em uses it)."""
     width = max(2, len(str(len(images) - 1)))
     samples = []
     for i, raw in enumerate(images):
@@ -250,10 +252,10 @@ def load(location: Path, data: DataSpec | None = None) -> Collection:
     return Collection(
         dataset=NAME,
         location=str(location),
-        labelled=_samples(stacks.train_images, stacks.train_labels, "train", str(location)),
+        labelled=em_samples(stacks.train_images, stacks.train_labels, "train", str(location)),
         unlabelled=()
         if stacks.test_images is None
-        else _samples(stacks.test_images, None, "test", str(location)),
+        else em_samples(stacks.test_images, None, "test", str(location)),
     )
 
 

@@ -29,7 +29,7 @@ from unetbench.datasets.base import Collection, DatasetAdapter, Presence, Sample
 from unetbench.datasets.ctc import semantic_target
 from unetbench.datasets.images import to_unit_float, write_tiff
 from unetbench.datasets.isbi2012 import (
-    cell_instances,
+    em_samples,
     write_hdf5_layout,
     write_slices_layout,
     write_tiff_layout,
@@ -260,13 +260,8 @@ def write_cells(
 def _load_em(location: Path, data: DataSpec) -> Collection:
     s = data.synthetic or SyntheticSpec()
     images, labels = em_stacks(s.seed, s.samples, s.height, s.width)
-    samples = []
-    for i, (raw, lab) in enumerate(zip(images, labels, strict=True)):
-        target = (lab > 0).astype(np.uint8)
-        samples.append(
-            Sample(f"{i:02d}", to_unit_float(raw, source="synthetic-em"), target, cell_instances(target))
-        )
-    return Collection("synthetic-em", f"generated (seed {s.seed})", tuple(samples))
+    samples = em_samples(images, labels, "generated", "synthetic-em")
+    return Collection("synthetic-em", f"generated (seed {s.seed})", samples)
 
 
 def _load_cells(location: Path, data: DataSpec) -> Collection:
