@@ -192,9 +192,8 @@ class RunDir:
         ``training.iterations`` (and the overrides that made it)."""
         run_dir = cls.open(path, dump_spec(spec))
         try:
-            saved = load_spec(run_dir.spec_file)
-            if _comparable(saved) != _comparable(spec):
-                changed = first_difference(_comparable(saved), _comparable(spec))
+            changed = first_difference(_comparable(load_spec(run_dir.spec_file)), _comparable(spec))
+            if changed:
                 raise UserError(
                     f"{path}: the spec differs from the one this run started with ({run_dir.spec_file}: "
                     f"{changed}); resume with the same spec (only training.iterations may change)"

@@ -251,7 +251,12 @@ def prepare(
             trainer = Trainer(spec, model, split.train, weight_maps, device=device, checkpoint=None)
             with reporter.stage(f"taking the trained network of {borrowed.path}"):
                 trainer.adopt(load_checkpoint(borrowed.checkpoint), borrowed.checkpoint)
-        sessions = _begin_session(run_dir, spec, trainer.iteration, group.world_size, command)
+        sessions = run_dir.begin_session(
+            command=command or command_line(),
+            iteration=trainer.iteration,
+            overrides=spec.overrides,
+            processes=group.world_size,
+        )
     return RunContext(
         spec=spec,
         device=device,
@@ -412,14 +417,6 @@ def _score_untrained(spec, model, split, device, run_dir: RunDir, reporter: Repo
     return untrained
 
 
-def _begin_session(
-    run_dir: RunDir, spec: ChallengeSpec, iteration: int, processes: int, command: str | None
-) -> list[Session]:
-    return run_dir.begin_session(
-        command=command or command_line(), iteration=iteration, overrides=spec.overrides, processes=processes
-    )
-
-
 def _end_session(context: RunContext, outcome: str) -> None:
     """Close this session: its work is what the checkpoint on disk holds (all of it once training ended)."""
     context.sessions = context.run_dir.end_session(
@@ -459,7 +456,8 @@ def train(context: RunContext, interrupts: Interrupts, reporter: Reporter) -> No
     trainer, target = context.trainer, context.spec.training.iterations
     with _leaving(trainer):
         if trainer.iteration < target:
-            start = contention.read_clock()
+            # the other ranks of a data-parallel run share the machine by design: not measured there
+            start = None if context.group.active else contention.read_clock()
             with reporter.training(target, trainer.iteration) as bar, interrupts.deferred():
                 trainer.fit(target, stop=interrupts.stop_requested, progress=bar)
             context.others_busy = contention.others_busy(start, contention.read_clock())

@@ -125,19 +125,18 @@ def _ray_logs() -> Iterator[Callable[[], str]]:
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
+
+        def read() -> str:
+            held.seek(0)
+            return held.read().decode(errors="replace")
+
         os.dup2(held.fileno(), 2)
-        failed = False
         try:
-            yield lambda: (held.seek(0), held.read().decode(errors="replace"))[1]
-        except BaseException:
-            failed = True
-            raise
+            yield read
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-            if not failed:
-                held.seek(0)
-                sys.stderr.write(held.read().decode(errors="replace"))
+        sys.stderr.write(read())  # reached on success only: a failure has left with its one line
 
 
 def _ray_reason(logged: str) -> str:
