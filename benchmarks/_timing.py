@@ -24,8 +24,8 @@ def device_and_name(requested: str):
     name it beside a figure: the GPU's name, or the processor and its cores."""
     import torch
 
+    from unetbench.execution import resolve_device
     from unetbench.results import hardware
-    from unetbench.runner import resolve_device
 
     device = resolve_device(requested)
     machine = hardware(device)

@@ -41,16 +41,17 @@ def load_trained(path: Path, device: str | None = None) -> TrainedNetwork:
     from unetbench.execution import resolve_device
     from unetbench.loader import load_spec
     from unetbench.model.unet import unet_from_spec
-    from unetbench.training.checkpoint import load_checkpoint
+    from unetbench.rundir import RunDir
+    from unetbench.training.checkpoint import read_checkpoint
 
     path = Path(path)
     if path.is_dir():
-        run, checkpoint = path, path / "checkpoints" / "last.pt"
+        run, checkpoint = path, RunDir(path).checkpoint
     elif path.is_file():
         run, checkpoint = path.parent.parent, path
     else:
         raise UserError(f"{path}: no such run folder or checkpoint")
-    spec_file = run / "spec.toml"
+    spec_file = RunDir(run).spec_file
     if not spec_file.is_file():
         raise UserError(
             f"{path}: not a run folder or a checkpoint inside one ({spec_file} is missing); give the folder "
@@ -60,11 +61,7 @@ def load_trained(path: Path, device: str | None = None) -> TrainedNetwork:
         raise UserError(f"{run}: has no checkpoint ({checkpoint} is missing); the run never started training")
     spec = load_spec(spec_file)
     device = resolve_device(device or spec.training.device)
-    state = load_checkpoint(checkpoint)
-    best = (state.get("log") or {}).get("best")
-    weights, iteration = state["model"], int(state["iteration"])
-    if best is not None and state.get("best_model") is not None:
-        weights, iteration = state["best_model"], int(best["iteration"])
+    weights, iteration = read_checkpoint(checkpoint).scored_weights()
     model = unet_from_spec(spec.model)
     try:
         model.load_state_dict(weights)
@@ -255,7 +252,7 @@ def export_ctc(run: Path, out: Path, *, data_root: Path | None = None, reporter=
     from unetbench.rundir import RunDir
 
     record = RunDir(run).read_record()
-    if record.data.dataset in ("isbi2012", "synthetic-em"):
+    if record.kind != "cells":
         raise UserError(f"{run}: a run on {record.data.dataset}; use `unetbench export isbi2012`")
     location = Path(data_root) / record.data.dataset if data_root else Path(record.data.location)
     if not location.is_dir():
@@ -268,7 +265,7 @@ def export_ctc(run: Path, out: Path, *, data_root: Path | None = None, reporter=
     missing = [w for w in wanted if w not in sequences]
     if missing:
         raise UserError(f"{location}: has no sequence {missing[0]}, which the run evaluated on")
-    taken = [out / f"{w}_RES" for w in wanted if (out / f"{w}_RES").exists()]
+    taken = [ctc.result_folder(out, w) for w in wanted if ctc.result_folder(out, w).exists()]
     if taken:
         raise UserError(f"{taken[0]}: exists already; choose another --out folder or remove it")
     check_folder(out, what="--out")
@@ -281,14 +278,14 @@ def export_ctc(run: Path, out: Path, *, data_root: Path | None = None, reporter=
             for name in wanted:
                 frames = sequences[name].frames
                 digits = max(len(re.sub(r"\D", "", p.stem)) for p in frames.values())
-                folder = out / f"{name}_RES"
+                folder = ctc.result_folder(out, name)
                 folder.mkdir(parents=True, exist_ok=True)
                 written.append(folder)
                 for index, frame in sorted(frames.items()):
                     image = to_unit_float(read_image(frame), source=str(frame))
                     maps = probability_maps(trained, image[None])
                     mask = instance_masks(trained, maps, str(frame))[0]
-                    path = folder / f"mask{index:0{digits}d}.tif"
+                    path = folder / ctc.mask_name(index, digits)
                     with atomic_path(path) as temporary:
                         write_tiff(temporary, mask)
                     advance()

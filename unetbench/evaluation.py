@@ -22,12 +22,14 @@ from unetbench.datasets import ctc
 from unetbench.datasets.images import IMAGE_SUFFIXES, image_files, read_image, read_tiff
 from unetbench.errors import DataError, UserError
 from unetbench.inference.postprocess import cell_instances
+from unetbench.inference.tiling import predict_image
 from unetbench.metrics import (
     METRICS,
     instance_scores,
     isbi2012_scores,
     isbi2012_scores_per_slice,
     metric_hint,
+    metrics_of,
 )
 from unetbench.results import Scores
 from unetbench.spec import ChallengeSpec
@@ -114,7 +116,7 @@ class Evaluation:
 
 
 def _check_metrics(metrics: list[str] | None, kind: str) -> list[str]:
-    valid = [name for name, info in METRICS.items() if info.kind == kind]
+    valid = metrics_of(kind)
     if not metrics:
         return valid
     for name in metrics:
@@ -186,7 +188,9 @@ def score_maps(spec: ChallengeSpec, samples, maps: list[np.ndarray], *, names=No
     """
     metrics = list(spec.evaluation.metrics)
     names = names or [s.key for s in samples]
-    if METRICS[metrics[0]].kind == "em":
+    if spec.kind not in ("em", "cells"):
+        raise ValueError("score_maps needs a checked spec (unetbench.loader.check_spec sets its kind)")
+    if spec.kind == "em":
         truth = np.stack([s.target for s in samples])
         if not per_image:
             return Scores(isbi2012_scores(truth, np.stack(maps), metrics), {})
@@ -201,3 +205,20 @@ def score_maps(spec: ChallengeSpec, samples, maps: list[np.ndarray], *, names=No
             for name, s, r in zip(names, samples, results, strict=True)
         }
     return Scores(aggregate, per)
+
+
+def probabilities(
+    model, samples, spec: ChallengeSpec, device, reporter=None, title: str = "", *, tta: str | None = None
+) -> list[np.ndarray]:
+    """P(cell / foreground) of each sample (DESIGN.md: the second class), by the spec's tiling and
+    test-time averaging (``tta`` overrides the spec's); ``reporter`` (a
+    :class:`~unetbench.progress.Reporter`) shows the images done under ``title``."""
+    model.eval()
+    if reporter is None:
+        return [predict_image(model, s.image, spec.inference, device=device, tta=tta)[1] for s in samples]
+    maps = []
+    with reporter.items(title, len(samples)) as advance:
+        for sample in samples:
+            maps.append(predict_image(model, sample.image, spec.inference, device=device, tta=tta)[1])
+            advance()
+    return maps

@@ -24,7 +24,7 @@ from typing import Any
 
 from unetbench.datasets import DATASETS
 from unetbench.errors import SpecError
-from unetbench.metrics import METRICS, metric_hint
+from unetbench.metrics import metric_hint, metrics_of
 from unetbench.model.sizes import format_bytes, inference_bytes, training_step_bytes
 from unetbench.spec import ChallengeSpec, SyntheticSpec, read_spec, with_overrides
 
@@ -116,7 +116,7 @@ def check_spec(spec: ChallengeSpec, *, source: str) -> ChallengeSpec:
     if generated and data.synthetic is None:
         spec = dataclasses.replace(spec, data=dataclasses.replace(data, synthetic=SyntheticSpec()))
         data = spec.data
-    valid = [name for name, info in METRICS.items() if info.kind == adapter.kind]
+    valid = metrics_of(adapter.kind)
     for metric in spec.evaluation.metrics:
         if metric not in valid:
             raise SpecError(
@@ -143,4 +143,4 @@ def check_spec(spec: ChallengeSpec, *, source: str) -> ChallengeSpec:
     problem = memory_problem(spec, MAX_STEP_BYTES, "any machine holds")
     if problem is not None:
         raise SpecError(source, *problem)
-    return spec
+    return dataclasses.replace(spec, kind=adapter.kind)

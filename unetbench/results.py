@@ -189,7 +189,9 @@ class RunRecord:
         from unetbench.spec import parse_spec
 
         return dataclasses.replace(
-            parse_spec(self.spec, source=f"record of {self.run_id}"), overrides=tuple(self.overrides)
+            parse_spec(self.spec, source=f"record of {self.run_id}"),
+            overrides=tuple(self.overrides),
+            kind=self.kind,
         )
 
     @property
@@ -297,6 +299,15 @@ class _FieldProblem(Exception):
     def __init__(self, where: str, message: str):
         super().__init__(message)
         self.where, self.message = where, message
+
+
+PlainProblem = _FieldProblem  # what from_plain raises: ``where`` (the field) and ``message``
+
+
+def from_plain(cls: type, value: Any, where: str = "") -> Any:
+    """Plain values (dicts, lists, numbers, strings: JSON, or a checkpoint's part) as a ``cls``, checked
+    against its annotations; a field that does not fit raises :data:`PlainProblem`."""
+    return _decode(cls, value, where)
 
 
 def _json_type(value: Any) -> str:

@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from unetbench.atomic import atomic_write_text, remove_temporaries
+import h5py
+import numpy as np
+
+from unetbench.atomic import atomic_write_bytes, atomic_write_text, remove_temporaries
 from unetbench.errors import UserError
 from unetbench.loader import load_spec
 from unetbench.results import (
@@ -257,6 +261,19 @@ class RunDir:
 
     def write_record(self, record: RunRecord) -> Path:
         return write_json_record(self.record_file, record)
+
+    def write_predictions(self, groups: dict[str, dict[str, np.ndarray]]) -> Path:
+        """``predictions.h5``: one dataset per image named as the run names it (``evaluation/25``),
+        P(cell) as float32."""
+        # Built in memory and written as bytes: HDF5 failing to write at close (a full disk, a file-size
+        # limit) crashes the process in h5py's clean-up instead of raising.
+        image = io.BytesIO()
+        with h5py.File(image, "w") as f:
+            f.attrs["content"] = "P(cell / foreground) in [0, 1] per pixel"
+            for maps in groups.values():
+                for name, value in maps.items():
+                    f.create_dataset(name, data=value.astype(np.float32), compression="gzip")
+        return atomic_write_bytes(self.predictions, image.getvalue())
 
     def read_untrained(self) -> UntrainedScores | None:
         path = self.path / self.UNTRAINED

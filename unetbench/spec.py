@@ -316,6 +316,9 @@ class ChallengeSpec:
     report: ReportSpec = field(default_factory=ReportSpec)
     # Set by with_overrides, never by the file: "key=value" in the order they were applied.
     overrides: tuple[str, ...] = field(default=(), metadata={"in_file": False})
+    # Set once, when the spec is checked against the data sets (unetbench.loader.check_spec), from the
+    # data set's adapter: "em" or "cells"; it decides the metrics, the scoring and the exports.
+    kind: str = field(default="", metadata={"in_file": False})
 
     def __post_init__(self) -> None:
         _require(

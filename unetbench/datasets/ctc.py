@@ -243,18 +243,28 @@ def describe(location: Path) -> Presence:
     return Presence("present", labelled=n_seg, unlabelled=n_frames - n_seg, detail=f"{parts}; {tra}")
 
 
+def result_folder(directory: Path, sequence: str) -> Path:
+    """Where a sequence's result masks go in the CTC result layout: ``<directory>/<sequence>_RES``."""
+    return directory / f"{sequence}_RES"
+
+
+def mask_name(frame: int, digits: int = 3) -> str:
+    """A result mask's file name: ``mask<T>.tif``, T with ``digits`` digits (the frames' own)."""
+    return f"mask{frame:0{digits}d}.tif"
+
+
 def write_results(directory: Path, sequence: str, masks: dict[int, np.ndarray], *, digits: int = 3) -> Path:
     """Write instance masks in the CTC result layout, ``<directory>/<sequence>_RES/maskNNN.tif`` (16-bit),
     which the organisers' evaluation tools read."""
     if not _SEQUENCE.match(sequence):
         raise ValueError(f"sequence names are two digits such as '01', got {sequence!r}")
-    out = directory / f"{sequence}_RES"
+    out = result_folder(directory, sequence)
     out.mkdir(parents=True, exist_ok=True)
     for frame, mask in sorted(masks.items()):
         mask = np.asarray(mask)
         if mask.dtype.kind not in "ui" or mask.min() < 0 or mask.max() > 65535:
             raise ValueError(f"frame {frame}: masks must be instance labels in 0..65535, got {mask.dtype}")
-        write_tiff(out / f"mask{frame:0{digits}d}.tif", mask.astype(np.uint16))
+        write_tiff(out / mask_name(frame, digits), mask.astype(np.uint16))
     return out
 
 

@@ -17,39 +17,13 @@ Where these functions differ from the official TWS code (none of it changes a sc
   conversion that maps an all-cell image to 0; we relabel the whole image as it is.
 """
 
-from dataclasses import dataclass
-from typing import Literal
-
 from unetbench.metrics._isbi import official_thresholds, score_stack, score_stack_and_slices
 from unetbench.metrics.information import v_info
+from unetbench.metrics.names import METRICS, MetricInfo, metrics_of
 from unetbench.metrics.pixel import pixel_error
 from unetbench.metrics.rand import rand_error, v_rand
 from unetbench.metrics.seg import detection_scores, foreground_iou, seg
 from unetbench.metrics.warping import classic_warping_error, warping_error
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    kind: Literal["em", "cells"]  # the data it applies to
-    higher_is_better: bool
-    title: str
-
-
-METRICS: dict[str, MetricInfo] = {
-    "warping_error": MetricInfo("em", False, "warping error (splits and mergers)"),
-    "rand_error": MetricInfo("em", False, "Rand error (foreground-restricted)"),
-    "pixel_error": MetricInfo("em", False, "pixel error"),
-    "v_rand": MetricInfo("em", True, "V_rand (after thinning)"),
-    "v_info": MetricInfo("em", True, "V_info (after thinning)"),
-    "classic_warping_error": MetricInfo("em", False, "classic warping error (all mismatches)"),
-    "seg": MetricInfo("cells", True, "CTC SEG"),
-    "foreground_iou": MetricInfo("cells", True, "foreground IoU (pixels pooled)"),
-    "precision": MetricInfo("cells", True, "detection precision at IoU 0.5"),
-    "recall": MetricInfo("cells", True, "detection recall at IoU 0.5"),
-    "f1": MetricInfo("cells", True, "detection F1 at IoU 0.5"),
-    "average_precision": MetricInfo("cells", True, "average precision, IoU 0.5:0.95"),
-}
-
 
 # Names that changed, with what to use instead: a spec or command with the old name is told so.
 RENAMED = {
@@ -65,13 +39,13 @@ def metric_hint(name: str) -> str:
 
 def isbi2012_scores(ground_truth, proposal, metrics=None) -> dict[str, float]:
     """Several ISBI 2012 metrics at once (cheaper than one call each: binarisations are shared)."""
-    wanted = metrics or [name for name, info in METRICS.items() if info.kind == "em"]
+    wanted = metrics or metrics_of("em")
     return score_stack(ground_truth, proposal, wanted)
 
 
 def isbi2012_scores_per_slice(ground_truth, proposal, metrics=None) -> tuple[dict[str, float], list[dict]]:
     """The stack's ISBI 2012 scores and each slice's, from one pass (see ``score_stack_and_slices``)."""
-    wanted = metrics or [name for name, info in METRICS.items() if info.kind == "em"]
+    wanted = metrics or metrics_of("em")
     return score_stack_and_slices(ground_truth, proposal, wanted)
 
 
@@ -87,7 +61,7 @@ def warm_up_kernels() -> None:
 
 def instance_scores(reference, result, metrics=None) -> dict[str, float]:
     """The Cell Tracking Challenge and instance metrics of integer label images."""
-    wanted = metrics or [name for name, info in METRICS.items() if info.kind == "cells"]
+    wanted = metrics or metrics_of("cells")
     scores: dict[str, float] = {}
     if "seg" in wanted:
         scores["seg"] = seg(reference, result)
@@ -110,6 +84,7 @@ __all__ = [
     "isbi2012_scores",
     "isbi2012_scores_per_slice",
     "metric_hint",
+    "metrics_of",
     "official_thresholds",
     "pixel_error",
     "rand_error",

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-EM_METRICS = ("pixel_error", "rand_error", "warping_error", "classic_warping_error", "v_rand", "v_info")
+from unetbench.metrics.names import metrics_of
+
+EM_METRICS = tuple(metrics_of("em"))
 _DEFAULT_RADIUS = 20  # the challenge script's window radius for the split test (41 x 41 px)
 
 

@@ -95,3 +95,13 @@ def forest_figure(summary, metric: str, path: Path) -> Path:
     ax.set_title(f"{summary.challenge}: Δ with 95% interval ({n}); red: excludes 0", fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def overlay_figures(names: list[str], samples, maps: list[np.ndarray], folder: Path) -> list[str]:
+    """:func:`overlay_figure` of each named sample, as ``overlay-<name>.png`` in ``folder`` (a ``/`` in a
+    name becomes ``-``); returns the file names."""
+    files = []
+    for name, sample, probability in zip(names, samples, maps, strict=True):
+        files.append("overlay-" + name.replace("/", "-") + ".png")
+        overlay_figure(sample, probability, folder / files[-1], title=name)
+    return files

@@ -14,7 +14,9 @@ cannot disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ import torch
 
 from unetbench.atomic import atomic_file
 from unetbench.errors import UserError
+from unetbench.results import Best, CurvePoint, PlainProblem, ValidationPoint, from_plain
 
 FORMAT = "unetbench-checkpoint"
 # 2: training tiles drawn on the device per step (no numpy random state). Version 1 files are still read
@@ -39,6 +42,76 @@ _REQUIRED = {
     "pending_loss": torch.Tensor,
     "pending_steps": int,
 }
+
+
+Weights = dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainingLog:
+    """The training so far, in the run record's types (:class:`~unetbench.results.TrainingSummary`)."""
+
+    curve: list[CurvePoint] = field(default_factory=list)
+    validation: list[ValidationPoint] = field(default_factory=list)
+    best: Best | None = None  # the best validation: its weights are the ones scored
+    seconds: float = 0.0  # training time, summed over sessions
+
+    def to_plain(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any]) -> TrainingLog:
+        return from_plain(cls, plain, "log")
+
+
+def scored_weights(
+    log: TrainingLog, last: Weights, iteration: int, best: Weights | None
+) -> tuple[Weights, int]:
+    """The one rule for the weights a run scores, and their iteration: the best validation's, else the
+    last."""
+    if log.best is not None and best is not None:
+        return best, log.best.iteration
+    return last, iteration
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint holds (module docstring), typed; :meth:`to_plain` is what is saved."""
+
+    iteration: int
+    model: Weights
+    optimizer: dict[str, Any]
+    torch_rng: torch.Tensor
+    pending_loss: torch.Tensor
+    pending_steps: int
+    log: TrainingLog
+    cuda_rng: list[torch.Tensor] | None = None
+    best_model: Weights | None = None
+    world_size: int = 1
+    ranks: list[dict[str, Any]] = field(default_factory=list)  # the rank states of ranks 1, 2, ...
+    version: int = 2
+
+    def scored_weights(self) -> tuple[Weights, int]:
+        return scored_weights(self.log, self.model, self.iteration, self.best_model)
+
+    def to_plain(self) -> dict[str, Any]:
+        plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "version"}
+        plain["log"] = self.log.to_plain()
+        return plain
+
+    @classmethod
+    def from_plain(cls, state: dict[str, Any], source: Path) -> Checkpoint:
+        names = {f.name for f in dataclasses.fields(cls)}
+        try:
+            log = TrainingLog.from_plain(state["log"])
+        except PlainProblem as problem:
+            raise UserError(f"{source}: checkpoint field {problem.where!r}: {problem.message}") from None
+        return cls(**{k: v for k, v in state.items() if k in names and k != "log"}, log=log)
+
+
+def read_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """:func:`load_checkpoint`, typed."""
+    return Checkpoint.from_plain(load_checkpoint(path, map_location=map_location), Path(path))
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> Path:

@@ -35,8 +35,8 @@ import contextlib
 import gc
 import math
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,15 @@ import torch
 from unetbench import execution
 from unetbench.distributed import SINGLE, Group, rank_seed
 from unetbench.errors import PeerExit, UserError
-from unetbench.training.checkpoint import VERSION, load_checkpoint, save_checkpoint
+from unetbench.results import Best, CurvePoint, ValidationPoint
+from unetbench.training.checkpoint import (
+    VERSION,
+    Checkpoint,
+    TrainingLog,
+    read_checkpoint,
+    save_checkpoint,
+    scored_weights,
+)
 from unetbench.training.loss import weighted_cross_entropy
 from unetbench.training.sampler import TileBatcher, step_seed
 
@@ -56,14 +64,6 @@ class TrainingStopped(Exception):
     def __init__(self, iteration: int):
         super().__init__(f"training stopped at iteration {iteration}")
         self.iteration = iteration
-
-
-@dataclass
-class TrainingLog:
-    curve: list[dict[str, float]] = field(default_factory=list)  # iteration, loss (mean since last), lr
-    validation: list[dict[str, Any]] = field(default_factory=list)  # iteration, metrics
-    best: dict[str, Any] | None = None  # iteration, metric, value: the weights kept as the best
-    seconds: float = 0.0  # training time, summed over sessions
 
 
 def make_optimizer(model: torch.nn.Module, training) -> torch.optim.Optimizer:
@@ -163,6 +163,20 @@ class Trainer:
         self.forward = self.model
         gc.collect()
 
+    @contextlib.contextmanager
+    def leaving_group_after(self) -> Iterator[None]:
+        """Around training: when it ends at a point the ranks agree on (the last step, or a stop agreed at
+        a log point), every rank leaves the process group together; after an error the group is left as
+        it is (a peer may be gone, and torchrun ends the others)."""
+        try:
+            yield
+        except TrainingStopped:
+            self.release()
+            self.group.leave()
+            raise
+        self.release()
+        self.group.leave()
+
     # --- checkpoints -----------------------------------------------------------------------------
 
     def _rank_state(self) -> dict[str, Any]:
@@ -176,17 +190,17 @@ class Trainer:
     def state(self, others: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         """Everything a step depends on, as plain tensors, numbers, strings, lists and dicts; ``others``:
         the rank states of ranks 1, 2, ... of a data-parallel run."""
-        return {
-            "iteration": self.iteration,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+        return Checkpoint(
+            iteration=self.iteration,
+            model=self.model.state_dict(),
+            optimizer=self.optimizer.state_dict(),
             **self._rank_state(),
-            "log": asdict(self.log),
-            "pending_steps": self._pending_steps,
-            "best_model": self.best_weights,
-            "world_size": self.group.world_size,
-            "ranks": others or [],
-        }
+            log=self.log,
+            pending_steps=self._pending_steps,
+            best_model=self.best_weights,
+            world_size=self.group.world_size,
+            ranks=others or [],
+        ).to_plain()
 
     def save(self) -> Path | None:
         """Write the checkpoint (atomically: a kill during the write leaves the previous one intact).
@@ -214,23 +228,25 @@ class Trainer:
         if self.group.active:
             shared = None
             if self.group.leader:  # what the other ranks need of it
-                shared = {key: state[key] for key in ("iteration", "model", "optimizer", "pending_steps")}
-                shared["ranks"] = state.get("ranks", [])
+                shared = {
+                    key: getattr(state, key) for key in ("iteration", "model", "optimizer", "pending_steps")
+                }
+                shared["ranks"] = state.ranks
             shared = self.group.broadcast(shared)
             if not self.group.leader:
                 self.model.load_state_dict(shared["model"])
                 self.optimizer.load_state_dict(shared["optimizer"])
                 self._restore_rank(shared["ranks"][self.group.rank - 1], shared)
 
-    def _restore_leader(self) -> dict[str, Any]:
-        state = load_checkpoint(self.checkpoint, map_location="cpu")
-        if state["version"] != VERSION:
+    def _restore_leader(self) -> Checkpoint:
+        state = read_checkpoint(self.checkpoint, map_location="cpu")
+        if state.version != VERSION:
             raise UserError(
                 f"{self.checkpoint}: written by an earlier unetbench that drew its training tiles "
-                f"differently (checkpoint version {state['version']}); its weights can be applied (unetbench "
+                f"differently (checkpoint version {state.version}); its weights can be applied (unetbench "
                 "predict, export) but the run cannot continue exactly; start a new run"
             )
-        trained_on = state.get("world_size", 1)
+        trained_on = state.world_size
         if trained_on != self.group.world_size:
             raise UserError(
                 f"{self.checkpoint}: this run trained on {trained_on} process(es) (effective batch "
@@ -241,23 +257,24 @@ class Trainer:
                 "--gpus"
             )
         self._take(state, self.checkpoint, optimizer=True)
-        self._restore_rank(state, state)
+        plain = state.to_plain()
+        self._restore_rank(plain, plain)
         return state
 
-    def adopt(self, state: dict[str, Any], source: Path) -> None:
+    def adopt(self, state: Checkpoint, source: Path) -> None:
         """Take the trained network of another run's checkpoint ``state`` (read from ``source``): its
         weights, training log and best weights, to predict with. This trainer does not train further."""
         self._take(state, source, optimizer=False)
-        self.iteration = self.saved_iteration = int(state["iteration"])
+        self.iteration = self.saved_iteration = state.iteration
 
-    def _take(self, state: dict[str, Any], source: Path | None, *, optimizer: bool) -> None:
+    def _take(self, state: Checkpoint, source: Path | None, *, optimizer: bool) -> None:
         try:
-            self.model.load_state_dict(state["model"])
+            self.model.load_state_dict(state.model)
             if optimizer:
-                self.optimizer.load_state_dict(state["optimizer"])
-            self.log = TrainingLog(**state["log"])
-            if state.get("best_model") is not None:
-                self.best_weights = {k: v.cpu() for k, v in state["best_model"].items()}
+                self.optimizer.load_state_dict(state.optimizer)
+            self.log = state.log
+            if state.best_model is not None:
+                self.best_weights = {k: v.cpu() for k, v in state.best_model.items()}
                 if self.best_weights.keys() != self.model.state_dict().keys():
                     raise ValueError("the best weights do not fit the network")
         except (RuntimeError, ValueError, TypeError, KeyError) as err:
@@ -277,9 +294,7 @@ class Trainer:
 
     def scored_weights(self) -> tuple[dict[str, torch.Tensor], int]:
         """The weights to score and their iteration: the best validation's, else the last."""
-        if self.log.best is not None and self.best_weights is not None:
-            return self.best_weights, int(self.log.best["iteration"])
-        return self.model.state_dict(), self.iteration
+        return scored_weights(self.log, self.model.state_dict(), self.iteration, self.best_weights)
 
     # --- one step --------------------------------------------------------------------------------
 
@@ -342,11 +357,7 @@ class Trainer:
                 if not math.isfinite(mean):
                     self._diverged(mean)
                 self.log.curve.append(
-                    {
-                        "iteration": self.iteration,
-                        "loss": mean,
-                        "lr": learning_rate(self.training, self.iteration - 1),
-                    }
+                    CurvePoint(self.iteration, mean, learning_rate(self.training, self.iteration - 1))
                 )
                 self._pending = torch.zeros_like(self._pending)
                 self._pending_steps = 0
@@ -367,7 +378,7 @@ class Trainer:
                 last_saved = time.perf_counter()
             if stopping:
                 raise TrainingStopped(self.iteration)
-            loss = self.log.curve[-1]["loss"] if self.log.curve else math.nan
+            loss = self.log.curve[-1].loss if self.log.curve else math.nan
             progress.update(self.iteration, loss, (self.iteration - first) / max(now - started, 1e-9))
         self.save()
         return self.log
@@ -390,11 +401,11 @@ class Trainer:
 
         metrics = self.validate(self.model)
         primary = self.spec.evaluation.primary
-        self.log.validation.append({"iteration": self.iteration, "metrics": metrics})
+        self.log.validation.append(ValidationPoint(self.iteration, metrics))
         higher = METRICS[primary].higher_is_better
         value, best = metrics[primary], self.log.best
         if value is None or math.isnan(value):
             return  # an undefined score is never the best
-        if best is None or (value > best["value"] if higher else value < best["value"]):
-            self.log.best = {"iteration": self.iteration, "metric": primary, "value": value}
+        if best is None or (value > best.value if higher else value < best.value):
+            self.log.best = Best(self.iteration, primary, value)
             self.best_weights = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
