@@ -263,7 +263,7 @@ def test_inference_precision_and_layout_come_from_the_spec():
 
 
 def test_the_report_lists_the_precision_a_run_used():
-    from unetbench.report.markdown import _precision_difference
+    from unetbench.report.paper import _precision_difference
 
     assert _precision_difference(tiny_spec(), "cpu") == "Precision: float32 throughout, as in the paper."
     on_gpu = _precision_difference(tiny_spec(), "cuda")

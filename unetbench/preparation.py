@@ -30,7 +30,7 @@ from unetbench.progress import Reporter
 from unetbench.results import Session, command_line, run_id
 from unetbench.rundir import RunDir, UntrainedScores
 from unetbench.spec import ChallengeSpec, dump_spec, first_difference, training_part
-from unetbench.training.checkpoint import load_checkpoint
+from unetbench.training.checkpoint import read_checkpoint
 from unetbench.training.trainer import Trainer, TrainingStopped
 from unetbench.training.weightmap import training_weight_maps
 
@@ -122,7 +122,7 @@ def prepare(
         else:
             trainer = Trainer(spec, model, split.train, weight_maps, device=device, checkpoint=None)
             with reporter.stage(f"taking the trained network of {borrowed.path}"):
-                trainer.adopt(load_checkpoint(borrowed.checkpoint), borrowed.checkpoint)
+                trainer.adopt(read_checkpoint(borrowed.checkpoint), borrowed.checkpoint)
         sessions = run_dir.begin_session(
             command=command or command_line(),
             iteration=trainer.iteration,

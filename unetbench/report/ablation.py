@@ -17,7 +17,7 @@ from unetbench.ablation.folder import AblationDir
 from unetbench.ablation.plan import BASELINE, no_tiling_tile
 from unetbench.ablation.summary import Spread, Summary, VariantRow, summarise
 from unetbench.atomic import atomic_write_text
-from unetbench.report.markdown import PAPER, differences
+from unetbench.report.paper import PAPER, differences
 from unetbench.results import RunRecord
 
 RUNS_CSV = "runs.csv"

@@ -1,0 +1,244 @@
+"""The paper's setting as data: its scores, and the settings every report compares a run against.
+
+Ronneberger, Fischer & Brox (2015) and, where the paper is silent, the authors' release (DESIGN.md).
+:data:`PAPER_SETTINGS` is the one table of settings: a run's report lists each row where the run's spec
+differs from it, and each row the paper leaves open (``paper`` None) with the run's value, so that a reader
+sees every departure and every choice the paper did not make for us. :func:`differences` adds the lines
+that depend on the run's record rather than its spec (data, iterations, the loss's scale, the scored
+weights, the precision that ran, the overrides).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from unetbench.results import ExecutionUsed, RunRecord
+
+_TABLE_2 = (
+    'Table 2, whose "IOU" column is the challenge\'s SEG measure (the mean Jaccard index of each '
+    "reference cell with the segment that covers more than half of it), the quantity the organisers ranked "
+    "by; it is compared with this run's SEG, not with the pooled foreground IoU"
+)
+# The paper's numbers, on the challenges' hidden test sets: (scores, where the paper gives them).
+PAPER = {
+    "isbi2012": ({"warping_error": 0.000353, "rand_error": 0.0382, "pixel_error": 0.0611}, "Table 1"),
+    "phc-u373": ({"seg": 0.9203}, _TABLE_2),
+    "dic-hela": ({"seg": 0.7756}, _TABLE_2),
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row: ``keys`` of the spec, the paper's values for them (None: the paper does not give them),
+    and how the paper says it. ``kind``: the data the row is about ("em", "cells"; "" for every run)."""
+
+    topic: str
+    keys: tuple[str, ...]
+    paper: tuple[Any, ...] | None
+    says: str
+    kind: str = ""
+
+    def difference(self, spec, kind: str) -> str | None:
+        """The report's line for a run of ``spec``, or None where the run has the paper's setting."""
+        if self.kind and self.kind != kind:
+            return None
+        values = tuple(_value(spec, key) for key in self.keys)
+        if self.paper is not None and values == self.paper:
+            return None
+        if not self.keys:
+            return f"{self.topic}: {self.says}."
+        shown = ", ".join(
+            f"{key.rpartition('.')[2]} {_shown(v)}" for key, v in zip(self.keys, values, strict=True)
+        )
+        return f"{self.topic}: {shown} ({self.says})."
+
+
+PAPER_SETTINGS: tuple[Setting, ...] = (
+    Setting("Network depth", ("model.depth",), (5,), "paper: 5 levels, 4 poolings"),
+    Setting(
+        "Network width",
+        ("model.base_channels",),
+        (64,),
+        "paper: 64 channels at the first level, 1024 deepest",
+    ),
+    Setting(
+        "Convolutions", ("model.padding",), ("valid",), "paper: unpadded, the output smaller than the input"
+    ),
+    Setting(
+        "Drop-out",
+        ("model.dropout",),
+        (0.5,),
+        "the authors' release: element-wise 0.5 on the two deepest levels; the paper: at the end of the "
+        "contracting path",
+    ),
+    Setting("Batch normalisation", ("model.batch_norm",), (False,), "paper: none"),
+    Setting(
+        "Initialisation",
+        (),
+        None,
+        "normal with std sqrt(2/N), N the inputs of a unit, as the paper (Sec. 3); the network built is "
+        "Fig. 1's, from which the release's prototxt differs",
+    ),
+    Setting(
+        "Training tile",
+        ("training.tile_size", "training.batch_size"),
+        (572, 1),
+        "paper: one 572 px tile per step",
+    ),
+    Setting(
+        "Optimiser", ("training.optimizer", "training.momentum"), ("sgd", 0.99), "paper: SGD, momentum 0.99"
+    ),
+    Setting("Weight decay", ("training.weight_decay",), None, "the paper gives none"),
+    Setting(
+        "Learning-rate schedule", ("training.lr_schedule",), None, "the paper gives neither rate nor schedule"
+    ),
+    Setting(
+        "Elastic deformation",
+        ("augmentation.elastic", "augmentation.elastic_spacing", "augmentation.elastic_sigma"),
+        (True, 285.5, 10.0),
+        "paper: displacements on a 3x3 grid over the 572 px tile, 10 px std",
+    ),
+    Setting(
+        "Interpolation of the deformed image", ("augmentation.interpolation",), ("cubic",), "paper: bicubic"
+    ),
+    Setting(
+        "Other augmentation",
+        ("augmentation.shift", "augmentation.rotation", "augmentation.flip", "augmentation.grey_values"),
+        None,
+        "the paper names shifts, rotations and grey-value variations but gives no magnitudes",
+    ),
+    Setting(
+        "Weight map border term",
+        ("weightmap.enabled", "weightmap.w0", "weightmap.sigma"),
+        (True, 10.0, 5.0),
+        "paper: w0 = 10, sigma = 5 px",
+    ),
+    Setting(
+        "Weight map class balance",
+        ("weightmap.class_balance",),
+        None,
+        "Eq. 2's w_c balances the class frequencies; the paper does not say over which pixels",
+    ),
+    Setting(
+        "Prediction",
+        ("inference.tiling",),
+        ("overlap-tile",),
+        "paper: overlap-tile, mirrored at the image border; 'none': zero-padded tiles without context",
+    ),
+    Setting(
+        "Test-time averaging",
+        ("inference.tta",),
+        ("dihedral",),
+        "paper, Table 1: the image and 7 rotated versions, averaged",
+        kind="em",
+    ),
+    Setting(
+        "Test-time averaging",
+        ("inference.tta",),
+        ("flips",),
+        "the authors' release averages mirrored versions for the cell data",
+        kind="cells",
+    ),
+)
+
+
+def differences(record: RunRecord, overrides: list[str] | None = None) -> list[str]:
+    """Every way this run's setting differs from the paper's, one line each; ``overrides``: the spec
+    overrides to list (default: the record's)."""
+    spec = record.resolved_spec()
+    overrides = record.overrides if overrides is None else overrides
+    notes = _data_differences(record, spec)
+    notes += [line for row in PAPER_SETTINGS if (line := row.difference(spec, record.kind)) is not None]
+    training = spec.training
+    notes.append(
+        f"Training: {record.training.iterations} iterations; the paper trained for 10 hours on a 6 GB "
+        "GPU and gives no iteration count."
+    )
+    pixels = record.training.effective_batch or training.batch_size
+    pixels *= record.output_size**2
+    notes.append(
+        f"Loss scale: the weighted cross-entropy is the mean over the {pixels:,} output pixels of a step "
+        f"(Eq. 1 sums them), so learning rate {training.learning_rate} here equals "
+        f"{training.learning_rate / pixels:.3g} on Eq. 1's sum; the paper gives no rate."
+    )
+    if record.training.processes > 1:
+        notes.append(
+            f"Data-parallel over {record.training.processes} processes: an effective batch of "
+            f"{record.training.effective_batch} tiles per step at the spec's learning rate (not scaled)."
+        )
+    best = record.training.best
+    if best is not None:
+        notes.append(
+            f"Scored weights: those of the best validation {best.metric} (iteration {best.iteration} of "
+            f"{record.training.iterations}); the paper scores the network it trained, and does not say it "
+            "chose a checkpoint."
+        )
+    notes.append(_precision_difference(spec, record.provenance.hardware.device, record.execution))
+    if overrides:
+        notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in overrides) + ".")
+    return notes
+
+
+def _value(spec, key: str) -> Any:
+    value = spec
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _precision_difference(spec, device: str, used: ExecutionUsed | None = None) -> str:
+    """The precision line of a run's differences: what ran (``used``, the record's), else what ``auto``
+    meant when records did not say: bf16 channels_last on CUDA, float32 contiguous on every CPU."""
+    if used is None:
+        cuda = device.startswith("cuda")
+        training, inference = spec.training, spec.inference
+
+        def chosen(value: str, on_cuda: str, on_cpu: str) -> str:
+            return value if value != "auto" else on_cuda if cuda else on_cpu
+
+        used = ExecutionUsed(
+            training_precision=chosen(training.precision, "bf16", "fp32"),
+            training_memory_format=chosen(training.memory_format, "channels_last", "contiguous"),
+            compiled=training.compile,
+            inference_precision=chosen(inference.precision, "bf16", "fp32"),
+            inference_memory_format=chosen(inference.memory_format, "channels_last", "contiguous"),
+            native_bf16=False,
+        )
+    if {used.training_precision, used.inference_precision} == {"fp32"} and not used.compiled:
+        return "Precision: float32 throughout, as in the paper."
+    return (
+        f"Precision: training {used.describe_training()}; prediction {used.describe_inference()}; loss and "
+        "soft-max in float32 (the paper's Caffe computed in float32)."
+    )
+
+
+def _data_differences(record: RunRecord, spec) -> list[str]:
+    dataset = record.data.dataset
+    trained_on = len(record.data.split.get("train", []))
+    if dataset == "isbi2012":
+        return [
+            f"Data: scored on {len(record.data.split[record.data.scored])} held-out training slices, not on "
+            "the challenge's 30 test slices, whose labels were never published; trained on "
+            f"{trained_on} slices (the paper: all 30)."
+        ]
+    if dataset in PAPER:  # the Cell Tracking Challenge sets
+        post = spec.postprocess
+        removed = (
+            f"segments of at most {post.remove_small} px removed" if post.remove_small else "no size filter"
+        )
+        return [
+            "Data: scored on the annotated frames of the held-out sequence, not on the challenge's hidden "
+            "test sequences.",
+            f"Instances: P(cell) > 0.5 (the arg-max), {post.connectivity}-connected components, {removed}"
+            f"{', holes filled' if post.fill_holes else ''}; the release: arg-max, 8-connected, segments of "
+            "at most 500 px removed (PhC-U373), and a field-of-interest rule at the border that is not "
+            "applied here.",
+        ]
+    return [f"Data: `{dataset}` is synthetic; these numbers show the pipeline works, the paper has none."]
