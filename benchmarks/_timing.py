@@ -24,7 +24,7 @@ def device_and_name(requested: str):
     name it beside a figure: the GPU's name, or the processor and its cores."""
     import torch
 
-    from unetbench.execution import resolve_device
+    from unetbench.devices import resolve_device
     from unetbench.results import hardware
 
     device = resolve_device(requested)

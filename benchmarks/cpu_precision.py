@@ -1,6 +1,6 @@
 """em-cpu's training step and prediction on the CPU in four settings: float32 or bf16 autocast, contiguous
 or channels_last. What ``precision = "auto"`` and ``memory_format = "auto"`` choose on a CPU with bf16 in
-hardware (:mod:`unetbench.execution`) comes from this table.
+hardware (:mod:`unetbench.devices`) comes from this table.
 
 A step is ``Trainer.step`` with em-cpu.toml's settings (batch 2 of 252 px tiles drawn and deformed from 20
 random 512 x 512 slices, Adam); prediction is one 512 x 512 slice with em-cpu's overlap-tile (one 604 px
@@ -24,12 +24,12 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from unetbench import execution
+from unetbench import devices
 from unetbench.atomic import atomic_write_text
 from unetbench.inference.tiling import predict_image
-from unetbench.loader import apply_overrides, load_spec
 from unetbench.model.unet import unet_from_spec
 from unetbench.results import git_revision, hardware
+from unetbench.spec_checks import apply_overrides, load_spec
 from unetbench.training.trainer import Trainer
 
 SPEC = Path(__file__).resolve().parents[1] / "challenges" / "em-cpu.toml"
@@ -94,7 +94,7 @@ def main() -> None:
         "",
         f"- command: `python {' '.join(sys.argv)}`",
         f"- commit: `{(commit or 'unknown')[:12]}{'+changes' if dirty else ''}`; torch {torch.__version__}; "
-        f"bf16 in hardware: {'yes' if execution.native_bf16() else 'no'} (what `auto` decides by)",
+        f"bf16 in hardware: {'yes' if devices.native_bf16() else 'no'} (what `auto` decides by)",
         f"- medians of {args.rounds} alternating rounds; a step is batch 2 of 252 px tiles, a prediction one "
         "512 x 512 slice with 8-fold test-time averaging",
         "",

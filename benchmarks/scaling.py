@@ -39,8 +39,8 @@ QUICKSTART = REPO / "challenges" / "quickstart.toml"
 def _rank(rank: int, world: int, port: int, spec_file: str, steps: int, threads: int, out: str) -> None:
     from unetbench.datasets import load_dataset
     from unetbench.datasets.splits import split_collection
-    from unetbench.loader import load_spec
     from unetbench.model.unet import unet_from_spec
+    from unetbench.spec_checks import load_spec
     from unetbench.training.trainer import Trainer
     from unetbench.training.weightmap import training_weight_maps
 
@@ -94,8 +94,8 @@ def ray_overhead(runs: int, iterations: int, rounds: int) -> tuple[float, list[f
     alternating for ``rounds`` rounds."""
     from unetbench import ablation
     from unetbench.ablation import ray as ray_executor
-    from unetbench.loader import apply_overrides, load_spec
     from unetbench.spec import dump_spec
+    from unetbench.spec_checks import apply_overrides, load_spec
 
     ray = ray_executor.import_ray(local=True)
     with tempfile.TemporaryDirectory() as folder:

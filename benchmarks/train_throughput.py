@@ -32,9 +32,9 @@ import torch
 from _timing import device_and_name  # noqa: I001 - the benchmarks folder is on sys.path
 from torch import nn
 
-from unetbench import execution
-from unetbench.loader import apply_overrides, load_spec
+from unetbench import devices
 from unetbench.model.unet import UNet
+from unetbench.spec_checks import apply_overrides, load_spec
 from unetbench.training.loss import weighted_cross_entropy
 from unetbench.training.trainer import Trainer
 
@@ -131,7 +131,7 @@ def measure(trainer: Trainer, steps: int):
     images = images.contiguous(memory_format=trainer.memory_format)
 
     def forward_backward():
-        with execution.autocast(trainer.training.precision, device):
+        with devices.autocast(trainer.training.precision, device):
             logits = trainer.forward(images)
         weighted_cross_entropy(logits.float(), targets, weights).backward()
 
@@ -177,7 +177,7 @@ def main() -> None:
         f"FLOP per 572x572 training tile (forward + backward): {flops / 1e9:.1f} G (stated: {STATED_GFLOP} G)"
     )
     references = {}
-    for precision in dict.fromkeys(execution.precision(p, device) for p in args.precision):
+    for precision in dict.fromkeys(devices.precision(p, device) for p in args.precision):
         dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         references[precision] = matmul_rate(device, dtype, 8192 if cuda else 2048, 20 if cuda else 5)
         print(
@@ -198,7 +198,7 @@ def main() -> None:
                     trainer = trainer_for(device, batch, precision, compiled, Path(folder))
                     seconds, network, peak = measure(trainer, steps)
                     achieved = flops * batch / seconds
-                    resolved = execution.precision(precision, device)
+                    resolved = devices.precision(precision, device)
                     memory = "-" if peak is None else f"{peak / 2**30:.1f} GiB"
                     utilisation = achieved / references[resolved]
                     print(

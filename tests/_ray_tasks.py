@@ -26,4 +26,4 @@ def fail_once(planned, directory, data_root, board, cpus, command):
             return original(self, batch)
 
         trainer.Trainer.step = step
-    return ray_executor.finish(planned, directory, data_root, board, cpus, command)
+    return ray_executor.run_planned(planned, directory, data_root, board, cpus, command)

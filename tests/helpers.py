@@ -30,7 +30,7 @@ WRAPPER = Path(__file__).resolve().parent / "_wrapped_run.py"
 
 
 def tiny_spec(iterations=6, **extra):
-    from unetbench.loader import apply_overrides, load_spec
+    from unetbench.spec_checks import apply_overrides, load_spec
 
     return apply_overrides(
         load_spec(QUICKSTART),

@@ -7,16 +7,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unetbench import ablation, execution
+from unetbench import ablation, devices
 from unetbench.ablation import AblationDir
 from unetbench.ablation.plan import no_tiling_tile, parse_vary, plan, spec_digest, switch_overrides, variants
 from unetbench.ablation.statistics import CORRECTED, PAIRED
 from unetbench.ablation.summary import summarise
 from unetbench.cli import main
 from unetbench.errors import UserError
-from unetbench.loader import apply_overrides, load_spec
 from unetbench.model.sizes import output_size
 from unetbench.rundir import RunDir
+from unetbench.spec_checks import apply_overrides, load_spec
 from unetbench.training.trainer import Trainer
 
 from .helpers import tiny_spec, write_spec
@@ -413,7 +413,7 @@ def test_bad_ablation_options_are_one_line_and_write_nothing(tmp_path, capsys, e
 def test_runs_the_device_cannot_hold_are_one_line(tmp_path, capsys, monkeypatch):
 
     spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
-    monkeypatch.setattr(execution, "device_memory", lambda device: (400 * 2**20, "this machine's memory"))
+    monkeypatch.setattr(devices, "device_memory", lambda device: (400 * 2**20, "this machine's memory"))
     status = main(
         [
             "ablate",

@@ -14,7 +14,7 @@ import pytest
 import tifffile
 import torch
 
-from unetbench import execution
+from unetbench import devices
 from unetbench.cli import main
 from unetbench.datasets import isbi2012, synthetic
 from unetbench.rundir import RunDir
@@ -215,7 +215,7 @@ def test_tiles_no_machine_can_hold_are_refused_by_spec_check(tmp_path, capsys):
 def test_tiles_this_device_cannot_hold_are_refused_before_anything_is_allocated(
     tmp_path, capsys, monkeypatch
 ):
-    monkeypatch.setattr(execution, "device_memory", lambda device: (8 * 2**30, "this machine's memory"))
+    monkeypatch.setattr(devices, "device_memory", lambda device: (8 * 2**30, "this machine's memory"))
     monkeypatch.chdir(tmp_path)
     argv = ["run", EM, "--set", "training.batch_size=8", "--device", "cpu", "--data-root", tmp_path / "none"]
     err = _refused(

@@ -1,10 +1,10 @@
-"""execution.native_bf16 reads the processor's flags: hand-made /proc/cpuinfo texts."""
+"""devices.native_bf16 reads the processor's flags: hand-made /proc/cpuinfo texts."""
 
 from pathlib import Path
 
 import pytest
 
-from unetbench import execution
+from unetbench import devices
 
 
 @pytest.mark.parametrize(
@@ -26,9 +26,9 @@ def test_native_bf16_reads_the_cpu_flags(tmp_path, monkeypatch, text, expected):
     def fake(path, *rest):
         return real(cpuinfo) if str(path) == "/proc/cpuinfo" else real(path, *rest)
 
-    monkeypatch.setattr(execution, "Path", fake)
-    execution.native_bf16.cache_clear()
+    monkeypatch.setattr(devices, "Path", fake)
+    devices.native_bf16.cache_clear()
     try:
-        assert execution.native_bf16() is expected
+        assert devices.native_bf16() is expected
     finally:
-        execution.native_bf16.cache_clear()
+        devices.native_bf16.cache_clear()

@@ -21,7 +21,7 @@ def test_the_paper_network_trains_in_bf16_compiled_with_finite_decreasing_loss(t
     torch.compile from the spec, the paper's full network at its 572 px tile."""
     from types import SimpleNamespace
 
-    from unetbench.loader import apply_overrides, load_spec
+    from unetbench.spec_checks import apply_overrides, load_spec
     from unetbench.training.trainer import Trainer
 
     from .helpers import REPO

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from unetbench import execution
+from unetbench import devices
 from unetbench.errors import UserError
 from unetbench.inference.tiling import overlap_tile_predict, predict_image
 from unetbench.model.unet import UNet
@@ -122,26 +122,26 @@ def test_the_tiles_of_a_step_depend_on_the_seed_and_the_iteration_only(tmp_path)
 def test_precision_and_layout_resolve_per_device(monkeypatch, native):
     """auto: bf16 and channels_last on CUDA and on a CPU with bf16 in hardware, float32 contiguous on
     other CPUs."""
-    monkeypatch.setattr(execution, "native_bf16", lambda: native)
+    monkeypatch.setattr(devices, "native_bf16", lambda: native)
     cpu = "bf16" if native else "fp32"
-    assert execution.precision("auto", "cpu") == cpu and execution.precision("auto", "cuda") == "bf16"
-    assert execution.precision("bf16", "cpu") == "bf16" and execution.precision("fp32", "cuda") == "fp32"
+    assert devices.precision("auto", "cpu") == cpu and devices.precision("auto", "cuda") == "bf16"
+    assert devices.precision("bf16", "cpu") == "bf16" and devices.precision("fp32", "cuda") == "fp32"
     layout = torch.channels_last if native else torch.contiguous_format
-    assert execution.memory_format("auto", "cpu") == layout
-    assert execution.memory_format("auto", "cuda") == torch.channels_last
-    used = execution.resolve(tiny_spec(), "cpu")
+    assert devices.memory_format("auto", "cpu") == layout
+    assert devices.memory_format("auto", "cuda") == torch.channels_last
+    used = devices.resolve(tiny_spec(), "cpu")
     assert (used.training_precision, used.training_memory_format, used.native_bf16) == (
         cpu,
         "channels_last" if native else "contiguous",
         native,
     )
-    assert execution.describe("bf16", "channels_last", "cpu", compiled=True) == (
+    assert devices.describe("bf16", "channels_last", "cpu", compiled=True) == (
         "bf16 autocast, channels_last, torch.compile"
     )
-    with execution.autocast("bf16", "cpu"):
+    with devices.autocast("bf16", "cpu"):
         assert torch.ones(2, 2) @ torch.ones(2, 2) is not None
         assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.bfloat16
-    with execution.autocast("fp32", "cpu"):
+    with devices.autocast("fp32", "cpu"):
         assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.float32
 
 
@@ -284,7 +284,7 @@ def test_the_report_lists_the_precision_a_run_used():
 def test_a_run_records_what_auto_became(tmp_path, monkeypatch):
     from unetbench.runner import run
 
-    monkeypatch.setattr(execution, "native_bf16", lambda: True)
+    monkeypatch.setattr(devices, "native_bf16", lambda: True)
     spec = tiny_spec(iterations=2, **{"report.directory": str(tmp_path / "reports")})
     record = RunDir(run(spec, out=tmp_path / "r", progress=False, log=lambda *_: None)).read_record()
     assert record.execution.training_precision == "bf16" and record.execution.native_bf16

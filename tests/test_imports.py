@@ -66,5 +66,5 @@ def test_no_import_circle():
 
 def test_prediction_and_export_do_not_import_the_runner():
     graph = import_graph()
-    assert "unetbench.runner" not in graph["unetbench.apply"]
+    assert "unetbench.runner" not in graph["unetbench.predict_export"]
     assert "unetbench.runner" not in graph["unetbench.evaluation"]

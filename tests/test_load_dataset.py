@@ -8,7 +8,7 @@ from unetbench.cli import main
 from unetbench.datasets import load_dataset, synthetic
 from unetbench.datasets.splits import split_collection
 from unetbench.errors import DataError, SpecError
-from unetbench.loader import apply_overrides, load_spec
+from unetbench.spec_checks import apply_overrides, load_spec
 
 CHALLENGES = Path(__file__).resolve().parents[1] / "challenges"
 

@@ -16,9 +16,9 @@ from unetbench.ablation.plan import PlannedRun
 from unetbench.cli import main
 from unetbench.distributed import free_loopback_port
 from unetbench.errors import UserError
-from unetbench.loader import apply_overrides, load_spec
 from unetbench.report.ablation import render_ablation_report, variant_table
 from unetbench.rundir import RunDir
+from unetbench.spec_checks import apply_overrides, load_spec
 
 from . import _ray_tasks
 from .conftest import REAL_HOME, REAL_HOME_BEFORE, TEST_HOME, home_entries
@@ -76,7 +76,7 @@ def test_a_ray_ablation_retries_a_dead_task_and_its_table_equals_the_local_one(
 ):
     spec = _spec(tmp_path)
     spec_file = write_spec(tmp_path / "quick.toml", spec)
-    monkeypatch.setattr(ray_executor, "finish", _ray_tasks.fail_once)
+    monkeypatch.setattr(ray_executor, "run_planned", _ray_tasks.fail_once)
     lines = []
     on_ray = _two_variants(spec, spec_file, tmp_path / "ray", log=lines.append, executor="ray")
     runs = {p.name.split("-seed")[0]: p for p in (tmp_path / "ray").glob("*-seed0-*") if p.is_dir()}

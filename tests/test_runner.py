@@ -367,7 +367,7 @@ def test_a_report_whose_figures_were_deleted_names_them_instead_of_linking(tmp_p
 def test_the_record_keeps_the_overrides_given_at_the_start(tmp_path):
     """Resumed from the run folder's spec.toml (which cannot hold overrides), the record still names them."""
     run_dir = run(tiny_spec(iterations=2), out=tmp_path / "run", **quiet(tmp_path))
-    from unetbench.loader import apply_overrides, load_spec
+    from unetbench.spec_checks import apply_overrides, load_spec
 
     again = apply_overrides(
         load_spec(run_dir / "spec.toml"), {"training.iterations": 4}, source="command line"

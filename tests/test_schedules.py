@@ -7,8 +7,8 @@ import math
 
 import pytest
 
-from unetbench.loader import apply_overrides, load_spec
 from unetbench.rundir import RunDir
+from unetbench.spec_checks import apply_overrides, load_spec
 from unetbench.training.trainer import learning_rate
 
 from .helpers import QUICKSTART

@@ -7,13 +7,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from unetbench.errors import SpecError
-from unetbench.loader import apply_overrides, load_spec
 from unetbench.spec import (
     ChallengeSpec,
     dump_spec,
     parse_override,
     spec_to_dict,
 )
+from unetbench.spec_checks import apply_overrides, load_spec
 
 CHALLENGES = Path(__file__).resolve().parents[1] / "challenges"
 EM = CHALLENGES / "em.toml"

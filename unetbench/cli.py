@@ -17,9 +17,9 @@ from unetbench import __version__
 from unetbench.datasets import DATASETS, dataset_location, get_adapter, resolve_data_root, synthetic
 from unetbench.datasets.download import staged_directory
 from unetbench.errors import PeerExit, RunInterrupted, UserError
-from unetbench.loader import apply_overrides, load_spec, memory_estimates
 from unetbench.model.sizes import format_bytes, output_size
 from unetbench.spec import MAX_GENERATED_PIXELS, dump_spec, parse_override
+from unetbench.spec_checks import apply_overrides, load_spec, memory_estimates
 
 app = typer.Typer(
     name="unetbench",
@@ -618,7 +618,7 @@ def predict_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Apply a trained network: float32 P(cell) TIFFs (1 = cell / non-membrane), one per input."""
-    from unetbench.apply import load_trained, predict_files
+    from unetbench.predict_export import load_trained, predict_files
     from unetbench.progress import Reporter
 
     network = load_trained(trained, device)
@@ -641,7 +641,7 @@ def export_isbi2012_command(
     out: Annotated[Path, typer.Option(help="The submission file, e.g. submission.tif.")],
 ) -> None:
     """The 30 test slices as the official evaluation reads them: one 32-bit TIFF stack, P(cell) in [0, 1]."""
-    from unetbench.apply import export_isbi2012
+    from unetbench.predict_export import export_isbi2012
 
     typer.echo(f"wrote {export_isbi2012(run_dir, out)}")
 
@@ -654,7 +654,7 @@ def export_ctc_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Segmentation results of every frame of the evaluated sequences, in the CTC layout (16-bit masks)."""
-    from unetbench.apply import export_ctc
+    from unetbench.predict_export import export_ctc
     from unetbench.progress import Reporter
 
     for folder in export_ctc(

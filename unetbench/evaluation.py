@@ -189,7 +189,7 @@ def score_maps(spec: ChallengeSpec, samples, maps: list[np.ndarray], *, names=No
     metrics = list(spec.evaluation.metrics)
     names = names or [s.key for s in samples]
     if spec.kind not in ("em", "cells"):
-        raise ValueError("score_maps needs a checked spec (unetbench.loader.check_spec sets its kind)")
+        raise ValueError("score_maps needs a checked spec (unetbench.spec_checks.check_spec sets its kind)")
     if spec.kind == "em":
         truth = np.stack([s.target for s in samples])
         if not per_image:

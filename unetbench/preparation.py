@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from unetbench import distributed, evaluation, execution
+from unetbench import devices, distributed, evaluation
 from unetbench.atomic import WriteFailed, check_folder
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import Split, split_collection
@@ -93,7 +93,7 @@ def prepare(
     """Everything before the first step; nothing is written until the spec, device and data pass."""
     device = group.device
     with group.agreement():  # 1: device, memory and data (on every rank)
-        execution.check_memory(spec, device)
+        devices.check_memory(spec, device)
         reports_root = (reports if reports is not None else Path(spec.report.directory)).absolute()
         check_folder(reports_root / spec.name, what="reports folder (--reports or report.directory)")
         location, split = read_data(spec, data_root, reporter)
@@ -181,7 +181,7 @@ def _borrowed(run_dir: RunDir, source: RunDir | None, spec: ChallengeSpec, group
 def _setting(spec: ChallengeSpec, device: str, group: Group, split: Split, location: str) -> str:
     """The run's first line: device, precision, processes and data."""
     training = spec.training
-    how = execution.describe(training.precision, training.memory_format, device, training.compile)
+    how = devices.describe(training.precision, training.memory_format, device, training.compile)
     words = f"device {device}, training in {how}; "
     if group.active:
         words += (

@@ -116,7 +116,7 @@ class Hardware:
 @dataclass(frozen=True)
 class ExecutionUsed:
     """What the spec's ``auto`` precision and layout became on the machine that ran
-    (:func:`unetbench.execution.resolve`)."""
+    (:func:`unetbench.devices.resolve`)."""
 
     training_precision: str  # fp32 or bf16
     training_memory_format: str  # channels_last or contiguous

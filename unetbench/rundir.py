@@ -36,7 +36,6 @@ import numpy as np
 
 from unetbench.atomic import atomic_write_bytes, atomic_write_text, remove_temporaries
 from unetbench.errors import UserError
-from unetbench.loader import load_spec
 from unetbench.results import (
     RECORD_SCHEMA,
     RunRecord,
@@ -48,6 +47,7 @@ from unetbench.results import (
     write_json_record,
 )
 from unetbench.spec import ChallengeSpec, dump_spec, first_difference, spec_to_dict
+from unetbench.spec_checks import load_spec
 
 UNTRAINED_SCHEMA = 1
 SESSIONS_SCHEMA = 1

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from unetbench import contention, distributed, evaluation, execution
+from unetbench import contention, devices, distributed, evaluation
 from unetbench.atomic import WriteFailed
 from unetbench.distributed import Group
 from unetbench.errors import PeerExit, RunInterrupted
@@ -77,7 +77,7 @@ def run(
     ``watch(iteration, total)``: told of every training step (see :class:`~unetbench.progress.Reporter`);
     ``command``: the command this session records (default: this process's command line).
     """
-    with distributed.joined(spec.training.device, execution.resolve_device) as group:
+    with distributed.joined(spec.training.device, devices.resolve_device) as group:
         if not group.leader:
             train_beside_leader(spec, data_root=data_root, resume=resume, group=group)
             return None
@@ -112,7 +112,7 @@ def train_beside_leader(
     rank 0 and train; rank 0 does everything else (:func:`prepare` meets these agreements in order)."""
     quiet = Reporter(log=lambda text: None, bars=False)
     with group.agreement():  # 1: device, memory and data
-        execution.check_memory(spec, group.device)
+        devices.check_memory(spec, group.device)
         _, split = read_data(spec, data_root, quiet)
     group.agree(None)  # 2: rank 0 opens the run folder; nothing of ours can fail here
     with group.agreement():  # 3: weight maps and the network (rank 0 also scores it untrained)
@@ -242,7 +242,7 @@ def record(
         higher_is_better={m: METRICS[m].higher_is_better for m in spec.evaluation.metrics},
         figures=figures,
         reports_directory=str(context.reports),
-        execution=execution.resolve(spec, context.device),
+        execution=devices.resolve(spec, context.device),
         weights_from=str(context.borrowed.path) if context.borrowed else None,
     )
     context.run_dir.write_record(finished)

@@ -7,8 +7,8 @@ the file, the dotted key and what would be valid, before any data is read or any
 
 This module knows the spec's own rules only. What depends on the registries (which data sets exist,
 which metrics fit them, whether a data set is generated) is checked one layer up, in
-:mod:`unetbench.loader`, whose :func:`~unetbench.loader.load_spec` and
-:func:`~unetbench.loader.apply_overrides` are what the rest of unetbench calls; so ``spec`` imports
+:mod:`unetbench.spec_checks`, whose :func:`~unetbench.spec_checks.load_spec` and
+:func:`~unetbench.spec_checks.apply_overrides` are what the rest of unetbench calls; so ``spec`` imports
 neither ``datasets`` nor ``metrics``, and both may import ``spec``.
 
 Command-line flags and ablation variants change a spec only through overrides (:func:`with_overrides`),
@@ -185,7 +185,7 @@ class TrainingSpec:
     checkpoint_every: int = 1000
     checkpoint_minutes: float = 10.0
     validate_every: int = 500  # 0: no validation during training
-    # auto: bf16 autocast on CUDA and on CPUs with bf16 in hardware (unetbench.execution), else float32;
+    # auto: bf16 autocast on CUDA and on CPUs with bf16 in hardware (unetbench.devices), else float32;
     # loss and soft-max are float32 in every case
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: as precision
@@ -316,7 +316,7 @@ class ChallengeSpec:
     report: ReportSpec = field(default_factory=ReportSpec)
     # Set by with_overrides, never by the file: "key=value" in the order they were applied.
     overrides: tuple[str, ...] = field(default=(), metadata={"in_file": False})
-    # Set once, when the spec is checked against the data sets (unetbench.loader.check_spec), from the
+    # Set once, when the spec is checked against the data sets (unetbench.spec_checks.check_spec), from the
     # data set's adapter: "em" or "cells"; it decides the metrics, the scoring and the exports.
     kind: str = field(default="", metadata={"in_file": False})
 
@@ -448,7 +448,7 @@ def parse_spec(table: Mapping[str, Any], *, source: str = "<spec>") -> Challenge
 
 
 def read_spec(path: str | Path) -> ChallengeSpec:
-    """Read a challenge spec file and check the spec's own rules (:func:`unetbench.loader.load_spec`
+    """Read a challenge spec file and check the spec's own rules (:func:`unetbench.spec_checks.load_spec`
     adds the checks against the data sets and metrics).
 
     Raises

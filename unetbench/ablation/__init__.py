@@ -158,7 +158,7 @@ def _check_folds(spec: ChallengeSpec, folds: int | None, data_root: Path | None,
 
 def _check_memory(runs: list[PlannedRun], runs_per_device: int) -> None:
     """N runs at once on this machine's device: refused in one line when its memory cannot hold them."""
-    from unetbench.execution import check_memory, resolve_device
+    from unetbench.devices import check_memory, resolve_device
 
     for run in runs:  # arithmetic on layer sizes: cheap
         check_memory(run.spec, resolve_device(run.spec.training.device), runs=runs_per_device)

@@ -154,7 +154,7 @@ def failures(results: dict[str, tuple[str, str]], total: int, directory: Ablatio
 # What runs report, and the table of runs
 
 
-class Board:
+class RunProgress:
     """What the running runs report: per run, its attempts, where it runs and its last iteration (a Ray
     actor under the Ray executor, a plain object fed from a queue under the local one)."""
 
@@ -252,7 +252,7 @@ class LocalExecutor:
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no state of this one's torch
         messages = context.Queue()
         todo, running, results = list(runs), {}, {}
-        board = Board()
+        board = RunProgress()
         threads = _threads_per_run(runs[0], self.runs_per_device)
         command = command_line()
         log(
@@ -299,14 +299,14 @@ class LocalExecutor:
 
 def _threads_per_run(planned: PlannedRun, runs_per_device: int) -> int | None:
     """On the CPU, each of N runs gets cores / N threads; on a GPU torch keeps its default."""
-    from unetbench.execution import resolve_device
+    from unetbench.devices import resolve_device
 
     if resolve_device(planned.spec.training.device) != "cpu":
         return None
     return max(1, (os.cpu_count() or 1) // runs_per_device)
 
 
-def _read_messages(messages, board: Board, results: dict, wait: float = 0.5) -> None:
+def _read_messages(messages, board: RunProgress, results: dict, wait: float = 0.5) -> None:
     """Take what the run processes said: ``(kind, name, *values)``."""
     deadline = time.monotonic() + wait
     while True:

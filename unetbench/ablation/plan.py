@@ -45,10 +45,10 @@ from pathlib import Path
 from typing import Any
 
 from unetbench.errors import UserError
-from unetbench.loader import apply_overrides
 from unetbench.model.sizes import output_size
 from unetbench.rundir import RunDir
 from unetbench.spec import ChallengeSpec, dump_spec, parse_override, spec_to_table, training_part
+from unetbench.spec_checks import apply_overrides
 
 SWITCHES = ("weightmap", "elastic", "tiling", "tta")
 BASELINE = "baseline"

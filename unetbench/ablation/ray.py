@@ -16,7 +16,8 @@
   times) and resumes from its checkpoint: a failure costs at most one checkpoint interval of that run. A
   user error (bad data, a spec the device cannot hold) is not retried: it would fail again.
 - **The table.** The terminal shows every run: queued, running (iteration, attempt, node), done or
-  failed; the runs report their iterations to a small actor (:class:`~unetbench.ablation.executors.Board`).
+  failed; the runs report their iterations to a small actor
+  (:class:`~unetbench.ablation.executors.RunProgress`).
 - **Order.** The runs that train first, then the inference-only runs, which take their networks.
 
 Ray is an optional extra: ``pip install 'unetbench[ray]'``.
@@ -37,7 +38,7 @@ from typing import Any
 
 from unetbench.ablation.executors import (
     STOP_SECONDS,
-    Board,
+    RunProgress,
     failures,
     finish_logged,
     pending_runs,
@@ -96,7 +97,7 @@ def check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
-def finish(
+def run_planned(
     planned: PlannedRun, directory: AblationDir, data_root: Path | None, board, cpus: int, command: str
 ) -> tuple[str, str]:
     """The Ray task of one planned run: skip, resume or start it, its output in its log file. ``command``:
@@ -159,7 +160,7 @@ class RayExecutor:
     """Connects on creation (an unreachable cluster is a :class:`UserError` before anything is written);
     ``with executor:`` shuts down a Ray instance it started.
 
-    ``task``: the function each run becomes (default :func:`finish`; tests give one that fails once).
+    ``task``: the function each run becomes (default :func:`run_planned`; tests give one that fails once).
     """
 
     def __init__(
@@ -177,7 +178,7 @@ class RayExecutor:
         self.ray = ray = import_ray(local=address is None or on_loopback(address))
         if address is not None:
             check_reachable(address)
-        self.retries, self.cpus_per_run, self.task = retries, cpus_per_run, task or finish
+        self.retries, self.cpus_per_run, self.task = retries, cpus_per_run, task or run_planned
         self.runs_per_device, self.directory = runs_per_device, directory
         self.started = False
         if not ray.is_initialized():
@@ -238,7 +239,7 @@ class RayExecutor:
 
     def _wave(self, pending: list[PlannedRun], data_root: Path | None, progress: bool, log) -> None:
         ray = self.ray
-        board = ray.remote(num_cpus=0)(Board).remote()
+        board = ray.remote(num_cpus=0)(RunProgress).remote()
         remote = ray.remote(self.task)
         refs = {}
         for planned in pending:

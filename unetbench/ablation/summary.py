@@ -106,15 +106,9 @@ class Summary:
         )
 
 
-def summarise(
-    manifest: AblationManifest,
-    runs: list[tuple[PlannedRunEntry, RunRecord]],
-    crossval: CrossValidated | None = None,
-) -> Summary:
-    """The findings (module docstring) from the manifest and the records."""
-    first = runs[0][1]
-    metrics = first.metrics
-    long = pd.DataFrame(
+def _long_table(runs: list[tuple[PlannedRunEntry, RunRecord]], metrics: list[str]) -> pd.DataFrame:
+    """One row per (run, metric): variant, fold, seed, the run-level score and the mean over images."""
+    return pd.DataFrame(
         [
             (
                 e.variant,
@@ -129,28 +123,38 @@ def summarise(
         ],
         columns=["variant", "fold", "seed", "metric", "run_level", "per_image"],
     )
+
+
+def _variant_row(variant, runs, long: pd.DataFrame, metrics, ratio, crossval) -> VariantRow:
+    mine = [(e, r) for e, r in runs if e.variant == variant]
+    trained = [r for e, r in mine if r.weights_from is None]
+    return VariantRow(
+        variant=variant,
+        overrides=_variant_overrides(mine[0][0]),
+        runs=len(mine),
+        trained=len(trained),
+        training_seconds=float(np.median([r.training.seconds for r in trained])) if trained else None,
+        scores={
+            m: _spread(long[(long.variant == variant) & (long.metric == m)]["run_level"]) for m in metrics
+        },
+        effects=_effects(long, variant, metrics, ratio) if variant != BASELINE else {},
+        out_of_fold=_out_of_fold(crossval, variant, metrics),
+        shared=sum(_shared(r) for r in trained),
+    )
+
+
+def summarise(
+    manifest: AblationManifest,
+    runs: list[tuple[PlannedRunEntry, RunRecord]],
+    crossval: CrossValidated | None = None,
+) -> Summary:
+    """The findings (module docstring) from the manifest and the records."""
+    first = runs[0][1]
+    metrics = first.metrics
+    long = _long_table(runs, metrics)
     ratio = _test_over_train(first) if manifest.folds else None
     variants = list(dict.fromkeys(e.variant for e, _ in runs))
-    rows = []
-    for variant in variants:
-        mine = [(e, r) for e, r in runs if e.variant == variant]
-        trained = [r for e, r in mine if r.weights_from is None]
-        rows.append(
-            VariantRow(
-                variant=variant,
-                overrides=_variant_overrides(mine[0][0]),
-                runs=len(mine),
-                trained=len(trained),
-                training_seconds=float(np.median([r.training.seconds for r in trained])) if trained else None,
-                scores={
-                    m: _spread(long[(long.variant == variant) & (long.metric == m)]["run_level"])
-                    for m in metrics
-                },
-                effects=_effects(long, variant, metrics, ratio) if variant != BASELINE else {},
-                out_of_fold=_out_of_fold(crossval, variant, metrics),
-                shared=sum(_shared(r) for r in trained),
-            )
-        )
+    rows = [_variant_row(variant, runs, long, metrics, ratio, crossval) for variant in variants]
     networks = len([e for e, _ in runs if e.variant == BASELINE])
     return Summary(
         kind=manifest.kind,

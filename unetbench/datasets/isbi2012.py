@@ -89,7 +89,7 @@ class Stacks:
     layout: str
 
 
-def cell_instances(target: np.ndarray) -> np.ndarray:
+def target_regions(target: np.ndarray) -> np.ndarray:
     """Instance labels of the cells: 4-connected components of ``target == 1`` (0 = membrane)."""
     return connected_components(target.astype(bool), connectivity=1).astype(np.int32)
 
@@ -240,7 +240,7 @@ def em_samples(images: np.ndarray, labels: np.ndarray | None, part: str, source:
                 key=f"{i:0{width}d}",  # the slice number; runs name it by split: evaluation/25
                 image=to_unit_float(raw, source=f"{source} ({part} slice {i})"),
                 target=target,
-                instances=None if target is None else cell_instances(target),
+                instances=None if target is None else target_regions(target),
             )
         )
     return tuple(samples)

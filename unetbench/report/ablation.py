@@ -147,9 +147,19 @@ def _second_view(summary: Summary) -> list[str]:
 
 
 def _compared(record: RunRecord, summary: Summary) -> list[str]:
-    """What the variants that need it compare, in the spec's numbers."""
+    """Each variant's overrides, and what the variants that need it compare, in the spec's numbers."""
     spec = record.resolved_spec()
-    lines = []
+    lines = [
+        "## What was compared",
+        "",
+        "Overrides of each variant (beside the spec file's, folds and seeds left out):",
+        "",
+    ]
+    for row in summary.rows:
+        lines.append(
+            f"- {row.variant}: " + (", ".join(f"`{o}`" for o in row.overrides) or "none (the spec file)")
+        )
+    lines.append("")
     if any(row.variant == "no-tiling" for row in summary.rows):
         tile = no_tiling_tile(spec)
         lines.append(
@@ -204,6 +214,33 @@ def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[
         for metric in summary.metrics:
             charts.append(f"forest-{metric}.png")
             forest_figure(summary, metric, folder / charts[-1])
+    lines = _heading(manifest, directory.name, records, baseline, summary, folder)
+    lines += _out_of_fold(summary, baseline.data.dataset)
+    header, rows = variant_table(summary)
+    lines += [
+        "## What each variant is worth" if summary.rows[1:] else "## The runs",
+        "",
+        summary.caption(),
+        "",
+        *_table(header, rows),
+        "",
+    ]
+    if charts:
+        lines += [f"![{name}]({directory.name}/{name})" for name in charts] + [""]
+    lines += _per_run(summary) + _second_view(summary)
+    lines += _compared(baseline, summary)
+    lines += ["", "## What differs from the paper (the baseline)", ""]
+    lines += [f"- {note}" for note in _paper_differences(baseline, manifest.folds)] + [""]
+    path = destination / f"{directory.name}.md"
+    atomic_write_text(path, "\n".join(lines))
+    _write_csvs(summary, folder, destination / f"{directory.name}.csv")
+    return path, summary
+
+
+def _heading(
+    manifest, name: str, records: list[RunRecord], baseline: RunRecord, summary, folder: Path
+) -> list[str]:
+    """Title, command, runs, commits, hardware and where the records are."""
     commits = sorted(
         {
             (r.provenance.commit or "unknown")[:12] + ("+changes" if r.provenance.dirty else "")
@@ -219,48 +256,18 @@ def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[
         else f"the spec's own split ({', '.join(baseline.data.split[baseline.data.scored])} evaluated)"
     )
     title = "cross-validation" if manifest.kind == "cross-validation" else "ablation"
-    lines = [
-        f"# {manifest.challenge}: {title} {directory.name}",
+    return [
+        f"# {manifest.challenge}: {title} {name}",
         "",
         f"- command: `{manifest.command}`",
         f"- runs: {len(records)} ({trained} trained networks), {len(summary.rows)} variant(s), "
         f"{manifest.seeds} seed(s), on {folds}",
         f"- commit(s): {', '.join(f'`{c}`' for c in commits)}",
         f"- hardware: {hw.gpu or hw.processor} ({hw.cpu_cores} CPU cores), device `{hw.device}`",
-        f"- records: [`{directory.name}/`]({directory.name}/) holds the manifest, the out-of-fold scores and "
+        f"- records: [`{name}/`]({name}/) holds the manifest, the out-of-fold scores and "
         f"every run's `record.json`; `unetbench report {_shown(folder)}` renders this report again",
         "",
     ]
-    lines += _out_of_fold(summary, baseline.data.dataset)
-    header, rows = variant_table(summary)
-    lines += [
-        "## What each variant is worth" if summary.rows[1:] else "## The runs",
-        "",
-        summary.caption(),
-        "",
-        *_table(header, rows),
-        "",
-    ]
-    if charts:
-        lines += [f"![{name}]({directory.name}/{name})" for name in charts] + [""]
-    lines += _per_run(summary) + _second_view(summary)
-    lines += [
-        "## What was compared",
-        "",
-        "Overrides of each variant (beside the spec file's, folds and seeds left out):",
-        "",
-    ]
-    for row in summary.rows:
-        lines.append(
-            f"- {row.variant}: " + (", ".join(f"`{o}`" for o in row.overrides) or "none (the spec file)")
-        )
-    lines += [""] + _compared(baseline, summary)
-    lines += ["", "## What differs from the paper (the baseline)", ""]
-    lines += [f"- {note}" for note in _paper_differences(baseline, manifest.folds)] + [""]
-    path = destination / f"{directory.name}.md"
-    atomic_write_text(path, "\n".join(lines))
-    _write_csvs(summary, folder, destination / f"{directory.name}.csv")
-    return path, summary
 
 
 def _write_csvs(summary: Summary, folder: Path, variants_csv: Path) -> None:

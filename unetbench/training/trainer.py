@@ -15,7 +15,7 @@ state has to travel between devices. The losses are summed on the device and rea
 only; validation and checkpoints are the other places where the host waits for the device.
 
 **Precision, layout, compilation** come from the spec (``training.precision``, ``memory_format``,
-``compile``; :mod:`unetbench.execution`) and run the same lines on the CPU as on a GPU. The compiled
+``compile``; :mod:`unetbench.devices`) and run the same lines on the CPU as on a GPU. The compiled
 network serves the training steps; validation and the saved weights use the network itself.
 
 Interrupts are honoured between steps only: ``fit`` asks ``stop()`` before each step, and when it says
@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from unetbench import execution
+from unetbench import devices
 from unetbench.distributed import SINGLE, Group, rank_seed
 from unetbench.errors import PeerExit, UserError
 from unetbench.results import Best, CurvePoint, ValidationPoint
@@ -125,7 +125,7 @@ class Trainer:
         self.validate = validate
         self.tile = spec.training.tile_size
         self.out = model.output_size(self.tile)
-        self.memory_format = execution.memory_format(self.training.memory_format, self.device)
+        self.memory_format = devices.memory_format(self.training.memory_format, self.device)
         self.model.to(self.device, memory_format=self.memory_format)
         # the steps go through DDP (several processes) and torch.compile (the spec's); the state dict,
         # validation and prediction use the network itself
@@ -313,7 +313,7 @@ class Trainer:
             group["lr"] = learning_rate(self.training, self.iteration)
         images, targets, weights = batch if batch is not None else self.batch(self.iteration)
         images = images.contiguous(memory_format=self.memory_format)
-        with execution.autocast(self.training.precision, self.device):
+        with devices.autocast(self.training.precision, self.device):
             logits = self.forward(images)
         loss = weighted_cross_entropy(logits.float(), targets, weights)  # float32 soft-max and loss
         self.optimizer.zero_grad(set_to_none=True)

@@ -32,9 +32,9 @@ from pathlib import Path
 import torch
 
 from unetbench.errors import UserError
-from unetbench.loader import memory_problem
 from unetbench.results import ExecutionUsed, execution_phrase
 from unetbench.spec import ChallengeSpec
+from unetbench.spec_checks import memory_problem
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 # /proc/cpuinfo flags of processors with bf16 arithmetic in hardware (x86: "flags", Arm: "Features")

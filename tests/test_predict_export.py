@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetbench.apply import load_trained
 from unetbench.cli import main
 from unetbench.datasets import synthetic
 from unetbench.inference.postprocess import cell_instances
 from unetbench.inference.tiling import predict_image
-from unetbench.loader import apply_overrides, load_spec
+from unetbench.predict_export import load_trained
+from unetbench.spec_checks import apply_overrides, load_spec
 
 from .helpers import QUICKSTART, quiet, tiny_spec
 

@@ -38,10 +38,10 @@ class TrainedNetwork:
 
 def load_trained(path: Path, device: str | None = None) -> TrainedNetwork:
     """The network of a run folder or of a checkpoint inside one (``<run>/checkpoints/last.pt``)."""
-    from unetbench.execution import resolve_device
-    from unetbench.loader import load_spec
+    from unetbench.devices import resolve_device
     from unetbench.model.unet import unet_from_spec
     from unetbench.rundir import RunDir
+    from unetbench.spec_checks import load_spec
     from unetbench.training.checkpoint import read_checkpoint
 
     path = Path(path)
