@@ -19,8 +19,6 @@ import socket
 import subprocess
 import sys
 import time
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from typing import Any
 from unetbench import __version__
 from unetbench.atomic import atomic_write_json, json_ready
 from unetbench.errors import UserError
+from unetbench.typed import Dialect, Problem, decode
 
 RECORD_SCHEMA = 2
 MANIFEST_SCHEMA = 3  # 3: folds, --vary, inference-only runs
@@ -288,26 +287,11 @@ def read_json_record(path: Path, cls: type, *, what: str, schema: int):
             "render it with the unetbench that wrote it, or run again"
         )
     try:
-        return _decode(cls, payload, "")
-    except _FieldProblem as problem:
+        return from_plain(cls, payload)
+    except Problem as problem:
         raise UserError(
             f"{path}: {problem.where or 'the record'}: {problem.message}; is it {what}?"
         ) from None
-
-
-class _FieldProblem(Exception):
-    def __init__(self, where: str, message: str):
-        super().__init__(message)
-        self.where, self.message = where, message
-
-
-PlainProblem = _FieldProblem  # what from_plain raises: ``where`` (the field) and ``message``
-
-
-def from_plain(cls: type, value: Any, where: str = "") -> Any:
-    """Plain values (dicts, lists, numbers, strings: JSON, or a checkpoint's part) as a ``cls``, checked
-    against its annotations; a field that does not fit raises :data:`PlainProblem`."""
-    return _decode(cls, value, where)
 
 
 def _json_type(value: Any) -> str:
@@ -317,53 +301,22 @@ def _json_type(value: Any) -> str:
     return "a number" if isinstance(value, (int, float)) else type(value).__name__
 
 
-def _decode(tp: Any, value: Any, where: str) -> Any:
-    if tp is Any:
-        return value
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise _FieldProblem(where, f"must be an object, got {_json_type(value)}")
-        hints = typing.get_type_hints(tp)
-        kwargs = {}
-        for f in dataclasses.fields(tp):
-            key = f"{where}.{f.name}" if where else f.name
-            if f.name not in value:
-                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                    raise _FieldProblem(key, "missing")
-                continue
-            kwargs[f.name] = _decode(hints[f.name], value[f.name], key)
-        return tp(**kwargs)
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        members = typing.get_args(tp)
-        if value is None and type(None) in members:
-            return None
-        problems = []
-        for member in (m for m in members if m is not type(None)):
-            try:
-                return _decode(member, value, where)
-            except _FieldProblem as problem:
-                problems.append(problem.message)
-        raise _FieldProblem(where, problems[0])
-    if origin is list:
-        (item,) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise _FieldProblem(where, f"must be a list, got {_json_type(value)}")
-        return [_decode(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        _, item = typing.get_args(tp)
-        if not isinstance(value, dict):
-            raise _FieldProblem(where, f"must be an object, got {_json_type(value)}")
-        return {k: _decode(item, v, f"{where}.{k}") for k, v in value.items()}
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _FieldProblem(where, f"must be a number, got {_json_type(value)}")
-        return float(value)
-    if tp in (int, str, bool):
-        if type(value) is not tp:
-            raise _FieldProblem(where, f"must be {_json_type(tp())}, got {_json_type(value)}")
-        return value
-    raise TypeError(f"record field type {tp!r} at {where} is not supported")  # a bug, not user input
+# How the decoder (unetbench.typed) speaks of a record: JSON's words; keys a later unetbench added are
+# ignored, so that records stay readable within a schema.
+JSON = Dialect(
+    table="an object",
+    describe=_json_type,
+    type_words={float: "a number", int: "a number", str: "a string", bool: "a boolean", list: "a list"},
+    strict=False,
+    missing="missing",
+)
+PlainProblem = Problem  # what from_plain raises: ``where`` (the field) and ``message``
+
+
+def from_plain(cls: type, value: Any, where: str = "") -> Any:
+    """Plain values (dicts, lists, numbers, strings: JSON, or a checkpoint's part) as a ``cls``, checked
+    against its annotations; a field that does not fit raises :data:`PlainProblem`."""
+    return decode(cls, value, where, JSON)
 
 
 # --------------------------------------------------------------------------------------------------

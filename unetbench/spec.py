@@ -19,7 +19,6 @@ record says what it ran with.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import sys
 import types
@@ -31,6 +30,7 @@ from typing import Any, Literal
 
 from unetbench.errors import SpecError
 from unetbench.model.sizes import output_size
+from unetbench.typed import Dialect, Problem, ValueProblem, decode, join, unknown_key
 
 # A generated data set lives in memory, and makes ~5 images a second: beyond this many pixels (about
 # 1,000 slices of 512 x 512) it would take minutes to hours and gigabytes before the first training step.
@@ -42,13 +42,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 
-class _ValueProblem(Exception):
-    """Raised inside ``__post_init__``; the parser turns it into a SpecError with the full key path."""
-
-    def __init__(self, key: str, message: str):
-        super().__init__(message)
-        self.key = key
-        self.message = message
+_ValueProblem = ValueProblem  # raised inside ``__post_init__``; reported with the full key path
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -356,95 +350,36 @@ def _describe(value: Any) -> str:
     return f"{kind.get(type(value), type(value).__name__)} {shown}"
 
 
-def _join(path: str, key: str | int) -> str:
-    if isinstance(key, int):
-        return f"{path}[{key}]"
-    return f"{path}.{key}" if path else key
-
-
 def _is_union(tp: Any) -> bool:
     return typing.get_origin(tp) in (typing.Union, types.UnionType)
-
-
-def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
-    """Check ``value`` from the TOML file against annotation ``tp``; return it in the dataclass's form."""
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise SpecError(source, key, f"must be a table ([{key}]), got {_describe(value)}")
-        return _parse_table(tp, value, key, source)
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices or type(value) is not type(choices[0]):
-            raise SpecError(
-                source, key, f"got {_describe(value)}; valid choices: {', '.join(repr(c) for c in choices)}"
-            )
-        return value
-    if _is_union(tp):
-        members = [m for m in typing.get_args(tp) if m is not type(None)]
-        tables = [m for m in members if dataclasses.is_dataclass(m)]
-        if tables and isinstance(value, dict):  # an optional table: its own errors name the key inside it
-            return _convert(tables[0], value, key, source)
-        for member in members:
-            try:
-                return _convert(member, value, key, source)
-            except SpecError:
-                continue
-        wanted = " or ".join(_TYPE_WORDS.get(m, str(m)) for m in members)
-        raise SpecError(source, key, f"must be {wanted}, got {_describe(value)}")
-    if origin is tuple:
-        (item_type, _ellipsis) = typing.get_args(tp)
-        if not isinstance(value, list):
-            raise SpecError(source, key, f"must be an array, got {_describe(value)}")
-        return tuple(_convert(item_type, item, _join(key, i), source) for i, item in enumerate(value))
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SpecError(source, key, f"must be a number, got {_describe(value)}")
-        if not math.isfinite(value):
-            raise SpecError(source, key, f"must be a finite number, got {value}")
-        return float(value)
-    if tp in (bool, int, str):
-        if type(value) is not tp:
-            raise SpecError(source, key, f"must be {_TYPE_WORDS[tp]}, got {_describe(value)}")
-        return value
-    raise TypeError(
-        f"spec annotation {tp!r} at {key} is not supported by the parser"
-    )  # a bug, not user error
 
 
 def _file_fields(cls: type) -> dict[str, dataclasses.Field]:
     return {f.name: f for f in dataclasses.fields(cls) if f.metadata.get("in_file", True)}
 
 
+# How the decoder (unetbench.typed) speaks of a spec: TOML's words, the value shown, unknown keys refused.
+TOML = Dialect(
+    table="a table",
+    describe=_describe,
+    type_words={**_TYPE_WORDS, list: "an array"},
+    strict=True,
+    missing="missing; this key is required",
+    fields=_file_fields,
+)
+
+
 def _unknown_key(source: str, path: str, key: str, fields: Mapping[str, Any], shown: str = "") -> SpecError:
-    """The error for a key the table does not have, with the closest valid key as a suggestion."""
-    close = difflib.get_close_matches(key, list(fields), n=1)
-    hint = f" (did you mean {_join(path, close[0])!r}?)" if close else ""
-    return SpecError(
-        source, shown or _join(path, key), f"unknown key{hint}; valid keys here: {', '.join(fields)}"
-    )
-
-
-def _parse_table(cls: type, table: Mapping[str, Any], path: str, source: str) -> Any:
-    fields = _file_fields(cls)
-    hints = typing.get_type_hints(cls)
-    for key in table:
-        if key not in fields:
-            raise _unknown_key(source, path, key, fields)
-    kwargs = {name: _convert(hints[name], value, _join(path, name), source) for name, value in table.items()}
-    for name, f in fields.items():
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if required and name not in kwargs:
-            raise SpecError(source, _join(path, name), "missing; this key is required")
-    try:
-        return cls(**kwargs)
-    except _ValueProblem as problem:
-        raise SpecError(source, _join(path, problem.key), problem.message) from None
+    problem = unknown_key(path, key, fields, shown)
+    return SpecError(source, problem.where, problem.message)
 
 
 def parse_spec(table: Mapping[str, Any], *, source: str = "<spec>") -> ChallengeSpec:
     """Build a :class:`ChallengeSpec` from an already-parsed TOML document."""
-    return _parse_table(ChallengeSpec, table, "", source)
+    try:
+        return decode(ChallengeSpec, dict(table), "", TOML)
+    except Problem as problem:
+        raise SpecError(source, problem.where, problem.message) from None
 
 
 def read_spec(path: str | Path) -> ChallengeSpec:
@@ -629,7 +564,7 @@ def _dump_table(table: Mapping[str, Any], path: str, lines: list[str]) -> None:
         lines.append(f"\n[{path}]")
     lines.extend(f"{key} = {_toml_value(value)}" for key, value in scalars.items())
     for key, sub in tables.items():
-        _dump_table(sub, _join(path, key), lines)
+        _dump_table(sub, join(path, key), lines)
 
 
 def dump_spec(spec: ChallengeSpec) -> str:
