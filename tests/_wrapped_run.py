@@ -7,6 +7,8 @@ Not collected by pytest. The instruments change no result, only timing and fate:
 - UNETBENCH_TEST_KILL_AT: SIGKILL this process right after step N (no cleanup, no checkpoint);
 - UNETBENCH_TEST_SIGNAL_AT: ``NAME:N``, send this process the signal NAME (SIGINT, SIGTERM) right after
   step N: a real signal at a known step, with no timing window;
+- UNETBENCH_TEST_PAUSE_AT: after step N, print ``paused at N`` on stderr and sleep (a test then kills
+  the process, or under torchrun every process, at a known step; the checkpoints before N are on disk);
 - UNETBENCH_TEST_HANG_IN_CHECKPOINT: when the checkpoint of iteration N is being written, write half
   of its bytes, print ``mid-write``, and hang (a test then kills the process mid-write).
 - UNETBENCH_TEST_FILE_LIMIT_AT: ``STAGE:BYTES``, STAGE one of checkpoint, predictions, record: when the
@@ -30,6 +32,7 @@ step_seconds = float(os.environ.get("UNETBENCH_TEST_STEP_SECONDS", "0"))
 kill_at = int(os.environ.get("UNETBENCH_TEST_KILL_AT", "-1"))
 signal_name, _, signal_step = os.environ.get("UNETBENCH_TEST_SIGNAL_AT", "").partition(":")
 hang_at = int(os.environ.get("UNETBENCH_TEST_HANG_IN_CHECKPOINT", "-1"))
+pause_at = int(os.environ.get("UNETBENCH_TEST_PAUSE_AT", "-1"))
 
 original_step = trainer.Trainer.step
 
@@ -41,6 +44,9 @@ def step(self):
         os.kill(os.getpid(), signal.SIGKILL)
     if signal_name and self.iteration == int(signal_step):
         os.kill(os.getpid(), getattr(signal, signal_name))
+    if self.iteration == pause_at:
+        print(f"paused at {pause_at}", file=sys.stderr, flush=True)
+        time.sleep(600)
     if step_seconds:
         time.sleep(step_seconds)
     return loss

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +22,7 @@ from unetbench.training.checkpoint import load_checkpoint
 from unetbench.training.sampler import step_seed
 
 from . import _ddp_worker
-from .helpers import QUICKSTART, tiny_spec
+from .helpers import QUICKSTART, WRAPPER, tiny_spec, wait_for_line
 
 LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
 
@@ -75,7 +74,10 @@ def test_a_data_parallel_resume_restores_every_rank(tmp_path):
     assert [p["loss"] for p in a["log"]["curve"]] == [p["loss"] for p in b["log"]["curve"]]
 
 
-def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
+def _torchrun(args: list[str], cwd: Path, **settings) -> subprocess.Popen:
+    """``torchrun --nproc-per-node 2 -m unetbench run ARGS``; with ``settings`` (see
+    tests/_wrapped_run.py) every rank runs through the test wrapper instead."""
+    program = ["-m", "unetbench"] if not settings else [str(WRAPPER)]
     command = [
         sys.executable,
         "-m",
@@ -84,15 +86,18 @@ def _torchrun(args: list[str], cwd: Path) -> subprocess.Popen:
         "--master-addr=127.0.0.1",
         f"--master-port={distributed.free_loopback_port()}",
         "--local-addr=127.0.0.1",
-        "-m",
-        "unetbench",
+        *program,
         "run",
         *map(str, args),
     ]
     return subprocess.Popen(
         command,
         cwd=cwd,
-        env={**os.environ, **LOOPBACK},
+        env={
+            **os.environ,
+            **LOOPBACK,
+            **{f"UNETBENCH_TEST_{k.upper()}": str(v) for k, v in settings.items()},
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -120,25 +125,20 @@ def _kill_all(pid: int) -> None:
 
 
 def test_a_two_process_quickstart_run_is_killed_resumes_and_writes_one_record(tmp_path):
-    """``torchrun --nproc-per-node 2 -m unetbench run``: SIGKILL to torchrun and both ranks after the
-    first checkpoint past iteration 0, then the same command with --resume: one record, two sessions
+    """``torchrun --nproc-per-node 2 -m unetbench run``: SIGKILL to torchrun and both ranks after step 41
+    (the checkpoint of step 40 on disk), then the same command with --resume: one record, two sessions
     (killed, finished), the effective batch of 2 processes, and the weights of an uninterrupted run."""
     common = ["--iterations", "200", "--set", "training.checkpoint_every=40", "--no-progress"]
     common += ["--reports", tmp_path / "reports"]
     run, straight = tmp_path / "run", tmp_path / "straight"
-    first = _torchrun([QUICKSTART, "--out", run, *common], tmp_path)
+    first = _torchrun([QUICKSTART, "--out", run, *common], tmp_path, pause_at=41)
     checkpoint = run / "checkpoints" / "last.pt"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if checkpoint.is_file() and load_checkpoint(checkpoint)["iteration"] >= 40:
-            break
-        assert first.poll() is None, first.communicate()
-        time.sleep(0.2)
+    wait_for_line(first, lambda line: line.endswith("paused at 41"), timeout=240)
     _kill_all(first.pid)
     first.wait()
     assert RunDir.state(run) == "started"
     killed_at = load_checkpoint(checkpoint)["iteration"]
-    assert 40 <= killed_at < 200
+    assert killed_at == 40
 
     second = _torchrun([QUICKSTART, "--resume", run, *common], tmp_path)
     out, err = second.communicate(timeout=300)

@@ -164,7 +164,8 @@ def differences(record: RunRecord, overrides: list[str] | None = None) -> list[s
     )
     if record.training.processes > 1:
         notes.append(
-            f"Data-parallel over {record.training.processes} processes: an effective batch of "
+            f"Training tiles: data-parallel over {record.training.processes} processes, an effective "
+            f"batch of "
             f"{record.training.effective_batch} tiles per step at the spec's learning rate (not scaled)."
         )
     best = record.training.best
