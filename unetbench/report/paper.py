@@ -28,6 +28,9 @@ PAPER = {
 }
 
 
+PAPER_PARAMETERS = 31_030_658  # the network of Fig. 1: 5 levels, 64 to 1024 channels, unpadded
+
+
 @dataclass(frozen=True)
 class Setting:
     """One row: ``keys`` of the spec, the paper's values for them (None: the paper does not give them),
@@ -150,6 +153,10 @@ def differences(record: RunRecord, overrides: list[str] | None = None) -> list[s
     overrides = record.overrides if overrides is None else overrides
     notes = _data_differences(record, spec)
     notes += [line for row in PAPER_SETTINGS if (line := row.difference(spec, record.kind)) is not None]
+    if record.parameters != PAPER_PARAMETERS:
+        notes.append(
+            f"Network size: {record.parameters:,} parameters (paper's network: {PAPER_PARAMETERS:,})."
+        )
     training = spec.training
     notes.append(
         f"Training: {record.training.iterations} iterations; the paper trained for 10 hours on a 6 GB "
