@@ -254,6 +254,16 @@ def _with_command_line(spec, overrides: list[str], *, device=None, iterations=No
     return apply_overrides(spec, changes, source="command line") if changes else spec
 
 
+Track = Annotated[
+    list[str],
+    typer.Option(
+        "--track",
+        help="Also show the run in tensorboard (event files in the run folder) or mlflow "
+        "(MLFLOW_TRACKING_URI, else a local store beside the run); repeatable.",
+    ),
+]
+
+
 @app.command("run")
 def run_command(
     spec_file: Annotated[Path, typer.Argument(help="A challenge spec, e.g. challenges/quickstart.toml.")],
@@ -289,12 +299,15 @@ def run_command(
     runs_per_device: Annotated[
         int, typer.Option(help="With --folds: runs at once on the device, each in a process of its own.")
     ] = 1,
+    track: Track = [],  # noqa: B006 - typer reads the default, it is never mutated
 ) -> None:
     """Train U-Net as the spec says, predict with overlap-tile, evaluate, and write the report."""
     from unetbench.atomic import check_folder
     from unetbench.runner import run
+    from unetbench.tracking import Tracking, check_kinds
 
     spec = load_spec(spec_file)
+    kinds = check_kinds(track)
     if folds is not None:
         for option, value in (("--resume", resume), ("--gpus", gpus), ("--reports", reports)):
             if value is not None:
@@ -314,6 +327,7 @@ def run_command(
             data_root=data_root,
             progress=progress,
             runs_per_device=runs_per_device,
+            track=kinds,
         )
         return
     if runs_per_device != 1:
@@ -341,8 +355,18 @@ def run_command(
                 argv.append(f"{option}={value}")
         if not progress:
             argv.append("--no-progress")
+        argv += [f"--track={kind}" for kind in kinds]
         raise typer.Exit(distributed.launch(gpus, argv))
-    run(spec, data_root=data_root, out=out, resume=resume, reports=reports, progress=progress, log=typer.echo)
+    run(
+        spec,
+        data_root=data_root,
+        out=out,
+        resume=resume,
+        reports=reports,
+        progress=progress,
+        log=typer.echo,
+        tracking=Tracking(kinds) if kinds else None,
+    )
 
 
 def _check_gpus(gpus: int, spec) -> None:
@@ -370,6 +394,34 @@ def _check_gpus(gpus: int, spec) -> None:
         raise UserError(
             f"--gpus {gpus}: this machine has {count} GPU(s) that torch sees; give at most {count}"
         )
+
+
+@app.command("track")
+def track_command(
+    directory: Annotated[
+        Path,
+        typer.Argument(
+            help="A finished run folder, an ablation or cross-validation folder, or a report's bundle."
+        ),
+    ],
+    to: Annotated[str, typer.Option(help="tensorboard or mlflow.")],
+) -> None:
+    """Write finished runs to TensorBoard or MLflow from their records, as --track would have."""
+    from unetbench.ablation import AblationDir
+    from unetbench.tracking import replay, run_labels
+
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such folder")
+    labels, group = {}, None
+    if (directory / AblationDir.MANIFEST).is_file():  # its runs named by variant, fold and seed
+        ablation = AblationDir(directory)
+        group = ablation.name
+        for entry in ablation.read_manifest().runs:
+            labels[ablation.run_folder(entry.directory).resolve()] = run_labels(
+                entry.variant, entry.fold, entry.seed_index
+            )
+    count = replay(directory, to, labels=labels, group=group, log=typer.echo)
+    typer.echo(f"{count} run(s) written to {to}")
 
 
 @app.command("report")
@@ -480,10 +532,13 @@ def ablate_command(
             "between them); ray: 1/N of a GPU per run.",
         ),
     ] = 1,
+    track: Track = [],  # noqa: B006 - typer reads the default, it is never mutated
 ) -> None:
     """Measure what each trick is worth: the same run over spec overrides, folds and seeds, as a table."""
     from unetbench import ablation
+    from unetbench.tracking import check_kinds
 
+    kinds = check_kinds(track)
     spec = load_spec(spec_file)
     spec = _with_command_line(spec, overrides, iterations=iterations)  # the baseline; switches go on top
     switches = [
@@ -509,6 +564,7 @@ def ablate_command(
         retries=retries,
         cpus_per_run=cpus_per_run,
         runs_per_device=runs_per_device,
+        track=kinds,
     )
 
 

@@ -30,6 +30,7 @@ from unetbench.progress import Reporter
 from unetbench.results import Session, command_line, run_id
 from unetbench.rundir import RunDir, UntrainedScores
 from unetbench.spec import ChallengeSpec, dump_spec, first_difference, training_part
+from unetbench.tracking import Tracker, Tracking, open_trackers
 from unetbench.training.checkpoint import read_checkpoint
 from unetbench.training.trainer import Trainer, TrainingStopped
 from unetbench.training.weightmap import training_weight_maps
@@ -55,6 +56,7 @@ class RunContext:
     timings: dict[str, float] = field(default_factory=dict)
     borrowed: RunDir | None = None  # the run whose trained network this one predicts with
     others_busy: float | None = None  # CPU cores others kept busy while this session trained
+    trackers: Tracker = field(default_factory=Tracker)  # where the run is shown (--track)
 
 
 @contextlib.contextmanager
@@ -89,6 +91,7 @@ def prepare(
     group: Group = distributed.SINGLE,
     command: str | None = None,
     weights_from: Path | None = None,
+    tracking: Tracking | None = None,
 ) -> RunContext:
     """Everything before the first step; nothing is written until the spec, device and data pass."""
     device = group.device
@@ -123,6 +126,12 @@ def prepare(
             trainer = Trainer(spec, model, split.train, weight_maps, device=device, checkpoint=None)
             with reporter.stage(f"taking the trained network of {borrowed.path}"):
                 trainer.adopt(read_checkpoint(borrowed.checkpoint), borrowed.checkpoint)
+        trackers = Tracker()
+        if tracking is not None and tracking.kinds:
+            # a run that predicts with another's network has no training of its own to show
+            history = trainer.log if borrowed is None else None
+            trackers = open_trackers(tracking, run_dir.path, spec, start=trainer.iteration, log=history)
+            reporter.line(f"tracking: {trackers.where}")
         sessions = run_dir.begin_session(
             command=command or command_line(),
             iteration=trainer.iteration,
@@ -143,6 +152,7 @@ def prepare(
         reports=reports_root,
         timings=timings,
         borrowed=borrowed,
+        trackers=trackers,
     )
 
 

@@ -13,6 +13,8 @@
         record.json          the run record, written last: its presence means the run is finished
         weights-from.json    only in a run that predicts with another run's trained network instead
                              of training its own (an ablation's inference-only variant): that run's folder
+        events.out.tfevents.*  only with --track tensorboard: the run's TensorBoard event files
+        mlflow.json          only with --track mlflow: the MLflow store and run id a resume continues
 
 A folder is created with one exclusive ``mkdir`` (never check-then-create), locked at once, and stays
 locked for the life of the run or resume; a second process is refused with one line naming the holder.

@@ -20,6 +20,8 @@ untrained scores), so a user error on any rank stops every rank with one line fr
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import shlex
 import time
@@ -47,10 +49,9 @@ from unetbench.preparation import (
 from unetbench.progress import Reporter
 from unetbench.results import DataUsed, RunRecord, Scores, TrainingSummary, provenance
 from unetbench.spec import ChallengeSpec, spec_to_table
+from unetbench.tracking import Tracking
 from unetbench.training.trainer import Trainer, TrainingStopped
 from unetbench.training.weightmap import training_weight_maps
-
-__all__ = ["RunContext", "SCORED", "predict", "prepare", "record", "report", "run", "score", "train"]
 
 
 def run(
@@ -65,6 +66,7 @@ def run(
     watch=None,
     command: str | None = None,
     weights_from: Path | None = None,
+    tracking: Tracking | None = None,
 ) -> Path | None:
     """Train, predict, score, record and report; returns the run folder (None on the ranks > 0 of a
     data-parallel run, which train only).
@@ -75,7 +77,8 @@ def run(
 
     ``reports``: the reports folder (default: the spec's ``report.directory``, from the current folder);
     ``watch(iteration, total)``: told of every training step (see :class:`~unetbench.progress.Reporter`);
-    ``command``: the command this session records (default: this process's command line).
+    ``command``: the command this session records (default: this process's command line);
+    ``tracking``: where the run is also shown (``--track``, :mod:`unetbench.tracking`; rank 0 alone).
     """
     with distributed.joined(spec.training.device, devices.resolve_device) as group:
         if not group.leader:
@@ -95,13 +98,16 @@ def run(
                 group=group,
                 command=command,
                 weights_from=weights_from,
+                tracking=tracking,
             )
-            with context.run_dir, session(context, interrupts):
-                train(context, interrupts, reporter)
-                maps = predict(context, reporter)
-                scores = score(context, maps, reporter)
-                finished = record(context, scores, maps, reporter)
-            report(context, finished, interrupts, reporter)
+            with contextlib.closing(context.trackers):
+                with context.run_dir, session(context, interrupts):
+                    train(context, interrupts, reporter)
+                    maps = predict(context, reporter)
+                    scores = score(context, maps, reporter)
+                    finished = record(context, scores, maps, reporter)
+                path = report(context, finished, interrupts, reporter)
+                context.trackers.finished(finished, context.run_dir.figures, path)
         return context.run_dir.path
 
 
@@ -146,7 +152,10 @@ def train(context: RunContext, interrupts: Interrupts, reporter: Reporter) -> No
             # the other ranks of a data-parallel run share the machine by design: not measured there
             start = None if context.group.active else contention.read_clock()
             with reporter.training(target, trainer.iteration) as bar, interrupts.deferred():
-                trainer.fit(target, stop=interrupts.stop_requested, progress=bar)
+                shown = dataclasses.replace(
+                    bar, logged=context.trackers.logged, validated=context.trackers.validated
+                )
+                trainer.fit(target, stop=interrupts.stop_requested, progress=shown)
             context.others_busy = contention.others_busy(start, contention.read_clock())
             if note := contention.shared_note(context.others_busy, os.cpu_count() or 1):
                 reporter.line(f"note: {note}")

@@ -20,6 +20,7 @@ write the manifest, finish every run, score the folds out of fold.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 
 from unetbench.ablation.folder import AblationDir
@@ -53,12 +54,14 @@ def ablate(
     runs_per_device: int = 1,
     kind: str = "ablation",
     given: list[str] = (),
+    track: tuple[str, ...] = (),
 ) -> AblationDir:
     """Plan the runs, write the manifest, finish every run (skip, resume or start), and with ``folds``
     write their out-of-fold scores; returns the folder, from which the report is rendered.
 
     ``kind = "cross-validation"`` (``unetbench run --folds``): the baseline alone over the folds.
-    ``given``: the command line's ``--set KEY=VALUE`` (checked against ``folds``).
+    ``given``: the command line's ``--set KEY=VALUE`` (checked against ``folds``); ``track``: where every
+    run is also shown (``--track``, :mod:`unetbench.tracking`).
     ``executor``: ``local`` (``runs_per_device`` at a time) or ``ray`` (:mod:`unetbench.ablation.ray`, on
     the cluster at ``ray_address``, default a local instance; ``retries`` per run; ``cpus_per_run`` CPUs
     per run on a cluster without GPUs, ``1 / runs_per_device`` of a GPU otherwise).
@@ -71,6 +74,7 @@ def ablate(
     key = [sorted(switches), list(vary), folds, seeds, grid]
     directory = AblationDir(out) if out is not None else AblationDir.default(spec, kind, key)
     runs = plan_runs(spec, found, folds=folds, seeds=seeds, out=directory.path)
+    runs = [dataclasses.replace(r, track=tuple(track)) for r in runs]
     if executor == "local":
         _check_memory(runs, runs_per_device)
     check_folder(directory.path, what="--out")

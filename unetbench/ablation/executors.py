@@ -80,6 +80,7 @@ def run_one(
         watch=watch,
         command=command,
         weights_from=planned.weights_from,
+        tracking=planned.tracking() if planned.track else None,
     )
     state = RunDir.state(planned.directory)
     if state == "finished":

@@ -94,6 +94,7 @@ class PlannedRun:
     spec: ChallengeSpec
     directory: Path  # its own folder below the ablation's, or a reused finished run's
     weights_from: Path | None = None  # the trained run this one predicts with (an inference-only variant)
+    track: tuple[str, ...] = ()  # where the run is also shown (--track): no part of the plan's identity
 
     @property
     def name(self) -> str:
@@ -102,6 +103,14 @@ class PlannedRun:
     @property
     def trains(self) -> bool:
         return self.weights_from is None
+
+    def tracking(self):
+        """The run's :class:`~unetbench.tracking.Tracking`: its variant, fold and seed as labels, its
+        ablation folder as the group."""
+        from unetbench.tracking import Tracking, run_labels
+
+        labels = run_labels(self.variant, self.fold, self.seed_index)
+        return Tracking(self.track, labels, self.directory.parent.name)
 
     def describe(self) -> str:
         fold = f", fold {self.fold}" if self.fold is not None else ""

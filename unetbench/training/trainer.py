@@ -92,10 +92,15 @@ def learning_rate(training, iteration: int) -> float:
 
 @dataclass
 class TrainingProgress:
-    """Callbacks for whoever shows progress (the trainer itself prints nothing)."""
+    """Callbacks for whoever shows or tracks progress (the trainer itself prints nothing): ``update`` at
+    every step (iteration, the last logged loss, iterations per second); ``logged`` at every point of the
+    training curve, with the tiles per second since the previous point; ``validated`` after a
+    validation."""
 
     update: Callable[[int, float, float], None] = lambda iteration, loss, speed: None
     validating: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    logged: Callable[[CurvePoint, float], None] = lambda point, tiles_per_second: None
+    validated: Callable[[ValidationPoint], None] = lambda point: None
 
 
 class Trainer:
@@ -339,49 +344,62 @@ class Trainer:
         """
         progress = progress or TrainingProgress()
         log_every = max(1, iterations // 200)
-        every, minutes = self.training.checkpoint_every, self.training.checkpoint_minutes
-        self._since = started = last_saved = time.perf_counter()
+        self._since = started = self._last_saved = self._last_logged = time.perf_counter()
         first = self.iteration
-        agreed = self.group.active  # stop and time-based checkpoints decided together, at log points
         while self.iteration < iterations:
-            if not agreed and stop():
+            if not self.group.active and stop():  # one process: asked before every step
                 self.save()
                 raise TrainingStopped(self.iteration)
             self._pending = self._pending + self.step()
             self._pending_steps += 1
             log_point = self.iteration % log_every == 0 or self.iteration == iterations
             if log_point:
-                # host sync: log points only; the mean over every rank's tiles
-                total = float(self.group.sum(self._pending))
-                mean = total / (self._pending_steps * self.group.world_size)
-                if not math.isfinite(mean):
-                    self._diverged(mean)
-                self.log.curve.append(
-                    CurvePoint(self.iteration, mean, learning_rate(self.training, self.iteration - 1))
-                )
-                self._pending = torch.zeros_like(self._pending)
-                self._pending_steps = 0
-            if (
-                self.validate
-                and self.group.leader
-                and self.training.validate_every
-                and self.iteration % self.training.validate_every == 0
-            ):
+                self._log_point(progress)
+            if self._validation_due():
                 with progress.validating():
                     self._validate()
-            now = time.perf_counter()
-            due, stopping = now - last_saved >= 60 * minutes, False
-            if agreed:
-                due, stopping = self.group.any(due, stop()) if log_point else (False, False)
-            if self.iteration % every == 0 or due or stopping:
-                self.save()
-                last_saved = time.perf_counter()
-            if stopping:
+                progress.validated(self.log.validation[-1])
+            if self._checkpoint_when_due(log_point, stop):
                 raise TrainingStopped(self.iteration)
             loss = self.log.curve[-1].loss if self.log.curve else math.nan
-            progress.update(self.iteration, loss, (self.iteration - first) / max(now - started, 1e-9))
+            speed = (self.iteration - first) / max(time.perf_counter() - started, 1e-9)
+            progress.update(self.iteration, loss, speed)
         self.save()
         return self.log
+
+    def _log_point(self, progress: TrainingProgress) -> None:
+        """A point of the training curve: the mean loss over every rank's tiles since the last point (the
+        host waits for the device here only), and the tiles per second since then."""
+        total = float(self.group.sum(self._pending))
+        mean = total / (self._pending_steps * self.group.world_size)
+        if not math.isfinite(mean):
+            self._diverged(mean)
+        self.log.curve.append(
+            CurvePoint(self.iteration, mean, learning_rate(self.training, self.iteration - 1))
+        )
+        tiles = self._pending_steps * self.group.world_size * self.training.batch_size
+        now = time.perf_counter()
+        progress.logged(self.log.curve[-1], tiles / max(now - self._last_logged, 1e-9))
+        self._last_logged = now
+        self._pending = torch.zeros_like(self._pending)
+        self._pending_steps = 0
+
+    def _validation_due(self) -> bool:
+        every = self.training.validate_every
+        return bool(self.validate and self.group.leader and every and self.iteration % every == 0)
+
+    def _checkpoint_when_due(self, log_point: bool, stop: Callable[[], bool]) -> bool:
+        """Checkpoint every ``checkpoint_every`` iterations or ``checkpoint_minutes`` minutes; returns
+        whether to stop. In a data-parallel run the ranks agree at log points, in one small all-reduce,
+        whether a time-based checkpoint is due and whether to stop."""
+        due = time.perf_counter() - self._last_saved >= 60 * self.training.checkpoint_minutes
+        stopping = False
+        if self.group.active:
+            due, stopping = self.group.any(due, stop()) if log_point else (False, False)
+        if self.iteration % self.training.checkpoint_every == 0 or due or stopping:
+            self.save()
+            self._last_saved = time.perf_counter()
+        return stopping
 
     def _diverged(self, mean: float) -> None:
         """Stop a run whose loss is no longer a number, keeping the checkpoint on disk (its weights are
