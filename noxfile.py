@@ -13,7 +13,7 @@ nox.options.default_venv_backend = "venv"
 def tests(session: nox.Session) -> None:
     # The CPU build first: a bare "torch" requirement would pull the newest CUDA build.
     session.install("torch==2.13.0")
-    session.install("-e", ".[test,ray,tensorboard,mlflow]")
+    session.install("-e", ".[test,ray,tensorboard,mlflow,bioimageio]")
     session.run("python", "-m", "pytest", *session.posargs)
 
 

@@ -32,7 +32,10 @@ spec_app = typer.Typer(help="Check and show challenge specs.", no_args_is_help=T
 data_app = typer.Typer(help="Fetch, import, generate and list data sets.", no_args_is_help=True)
 app.add_typer(spec_app, name="spec")
 app.add_typer(data_app, name="data")
-export_app = typer.Typer(help="Write challenge submissions from a finished run.", no_args_is_help=True)
+export_app = typer.Typer(
+    help="Write challenge submissions or model files (TorchScript, ONNX, bioimage.io) from a finished run.",
+    no_args_is_help=True,
+)
 app.add_typer(export_app, name="export")
 
 DataRoot = Annotated[
@@ -653,7 +656,13 @@ def evaluate(
 
 @app.command("predict")
 def predict_command(
-    trained: Annotated[Path, typer.Argument(help="A run folder, or the checkpoint inside one.")],
+    trained: Annotated[
+        Path,
+        typer.Argument(
+            help="A run folder, the checkpoint inside one, or a file of unetbench export (TorchScript .pt, "
+            ".onnx, bioimage.io .zip)."
+        ),
+    ],
     inputs: Annotated[
         list[str],
         typer.Argument(
@@ -679,7 +688,9 @@ def predict_command(
 
     network = load_trained(trained, device)
     typer.echo(
-        f"network: {network.source} (iteration {network.iteration}), spec {network.spec.name}, "
+        f"network: {network.source} "
+        f"({'exported, float32' if network.iteration < 0 else f'iteration {network.iteration}'}), "
+        f"spec {network.spec.name}, "
         f"tiling {network.spec.inference.tiling}, test-time averaging {tta or network.spec.inference.tta}, "
         f"device {network.device}"
     )
@@ -717,6 +728,43 @@ def export_ctc_command(
         run_dir, out, data_root=data_root, reporter=Reporter(log=typer.echo, bars=progress)
     ):
         typer.echo(f"wrote {folder}")
+
+
+@export_app.command("torchscript")
+def export_torchscript_command(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run.")],
+    out: Annotated[Path, typer.Option(help="The TorchScript file, e.g. model.pt.")],
+) -> None:
+    """The run's scored network with its soft-max as TorchScript (any valid input size; checked against
+    PyTorch to 1e-4)."""
+    from unetbench.model_export import export_torchscript
+
+    typer.echo(f"wrote {export_torchscript(run_dir, out)}")
+
+
+@export_app.command("onnx")
+def export_onnx_command(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run.")],
+    out: Annotated[Path, typer.Option(help="The ONNX file, e.g. model.onnx.")],
+) -> None:
+    """The run's scored network with its soft-max as ONNX (symbolic batch and size; checked against
+    PyTorch with onnxruntime to 1e-4)."""
+    from unetbench.model_export import export_onnx
+
+    typer.echo(f"wrote {export_onnx(run_dir, out)}")
+
+
+@export_app.command("bioimageio")
+def export_bioimageio_command(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run.")],
+    out: Annotated[Path, typer.Option(help="The package, e.g. model.zip.")],
+    author: Annotated[str, typer.Option(help="The package's author.")] = "unetbench",
+) -> None:
+    """A bioimage.io model package (format 0.5): PyTorch, TorchScript and ONNX weights, test tensors, the
+    valid sizes, the run's report; tested with bioimageio.core before it is written."""
+    from unetbench.model_export import export_bioimageio
+
+    typer.echo(f"wrote {export_bioimageio(run_dir, out, author=author)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,12 +13,14 @@ project's one scaling rule, :func:`unetbench.datasets.images.to_unit_float`).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from unetbench.atomic import atomic_path, check_folder
 from unetbench.errors import DataError, UserError
@@ -26,12 +28,15 @@ from unetbench.inference.postprocess import cell_instances
 from unetbench.inference.tiling import TTA_VERSIONS, predict_image
 from unetbench.spec import ChallengeSpec
 
+SPEC_ENTRY = "unetbench-spec.toml"  # the run's spec inside an exported TorchScript or ONNX file
+PACKAGE_MODELS = ("model.torchscript.pt", "model.onnx")  # what `predict` takes from a bioimage.io package
+
 
 @dataclass
 class TrainedNetwork:
     spec: ChallengeSpec
     model: object  # the UNet, in eval mode, on ``device``
-    iteration: int  # the iteration whose weights these are
+    iteration: int  # the iteration whose weights these are; -1 for an exported network (which does not say)
     source: Path  # the checkpoint
     device: str
 
@@ -45,6 +50,8 @@ def load_trained(path: Path, device: str | None = None) -> TrainedNetwork:
     from unetbench.training.checkpoint import read_checkpoint
 
     path = Path(path)
+    if path.is_file() and (path.suffix.lower() in (".onnx", ".zip") or _is_torchscript(path)):
+        return load_exported(path, device)
     if path.is_dir():
         run, checkpoint = path, RunDir(path).checkpoint
     elif path.is_file():
@@ -70,6 +77,97 @@ def load_trained(path: Path, device: str | None = None) -> TrainedNetwork:
             f"{checkpoint}: does not fit the network of {spec_file} ({str(err).splitlines()[0]})"
         ) from None
     return TrainedNetwork(spec, model.to(device).eval(), iteration, checkpoint, device)
+
+
+def _is_torchscript(path: Path) -> bool:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith(f"extra/{SPEC_ENTRY}") for name in archive.namelist())
+
+
+class ExportedNetwork(torch.nn.Module):
+    """An exported network (TorchScript or ONNX, which give P(class)) in the tiler's place: its output as
+    log-probabilities, whose soft-max (the tiler's) gives the probabilities back."""
+
+    def __init__(self, run, model_spec):
+        super().__init__()
+        self.run, self.depth, self.padding = run, model_spec.depth, model_spec.padding
+
+    def forward(self, x):
+        return torch.log(self.run(x.float()).clamp_min(1e-38))
+
+
+def load_exported(path: Path, device: str | None = None) -> TrainedNetwork:
+    """A network exported by ``unetbench export torchscript|onnx|bioimageio``, with the spec it carries."""
+    import zipfile
+
+    what = "not a network exported by unetbench export (torchscript, onnx or bioimageio)"
+    try:
+        if path.suffix.lower() == ".zip":
+            with zipfile.ZipFile(path) as archive:
+                name = next((n for n in PACKAGE_MODELS if n in archive.namelist()), None)
+                if name is None:
+                    raise UserError(f"{path}: a zip without {' or '.join(PACKAGE_MODELS)}; {what}")
+                data, onnx = archive.read(name), name.endswith(".onnx")
+        else:
+            data, onnx = path.read_bytes(), path.suffix.lower() == ".onnx"
+        run, text, device = _onnx_runner(data) if onnx else _torchscript_runner(data, device)
+    except UserError:
+        raise
+    except Exception as err:  # torch, onnx and zipfile raise many kinds for foreign files
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise UserError(f"{path}: {what} ({first})") from None
+    if not text:
+        raise UserError(f"{path}: carries no unetbench spec; {what}")
+    spec = _carried_spec(text, path)
+    # an exported graph computes in float32, whatever precision the run predicted in (its record says)
+    fp32 = dataclasses.replace(spec.inference, precision="fp32", memory_format="contiguous")
+    spec = dataclasses.replace(spec, inference=fp32)
+    return TrainedNetwork(spec, ExportedNetwork(run, spec.model).eval(), -1, path, device)
+
+
+def _carried_spec(text: str, path: Path):
+    import sys
+
+    from unetbench.spec import parse_spec
+    from unetbench.spec_checks import check_spec
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 only
+        import tomli as tomllib
+    return check_spec(parse_spec(tomllib.loads(text), source=f"{path} (its spec)"), source=str(path))
+
+
+def _torchscript_runner(data: bytes, device: str | None):
+    import io
+
+    from unetbench.devices import resolve_device
+
+    device = resolve_device(device or "cpu")
+    files = {SPEC_ENTRY: ""}
+    module = torch.jit.load(io.BytesIO(data), map_location=device, _extra_files=files)
+    text = files[SPEC_ENTRY]
+    return module.eval(), text.decode() if isinstance(text, bytes) else text, device
+
+
+def _onnx_runner(data: bytes):
+    """An onnxruntime session on the CPU as a function of tensors (a run with it predicts on the CPU)."""
+    import onnx
+    import onnxruntime
+
+    model = onnx.load_from_string(data)
+    text = next((p.value for p in model.metadata_props if p.key == SPEC_ENTRY), "")
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {name: x.detach().cpu().numpy()})[0])
+
+    return run, text, "cpu"
 
 
 @dataclass

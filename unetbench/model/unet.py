@@ -152,6 +152,11 @@ class UNet(nn.Module):
         """(B, C_in, H, W) -> (B, classes, H', W') logits; H' = W' = output_size(H) for valid padding."""
         for size in x.shape[-2:]:
             self.output_size(int(size))  # a clear ValueError before a shape error deep inside
+        return self.logits(x)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward` without the size check, whose Python integers a traced or exported graph would
+        fix; for sizes the network takes (:meth:`output_size`)."""
         skips = []
         for level, encoder in enumerate(self.encoders):
             x = encoder(x)
@@ -166,14 +171,27 @@ class UNet(nn.Module):
         return self.head(x)
 
 
-def unet_from_spec(model_spec) -> UNet:
-    """The network a :class:`~unetbench.spec.ModelSpec` describes."""
-    return UNet(
-        model_spec.in_channels,
-        model_spec.classes,
+class ProbabilityUNet(UNet):
+    """The same network (same parameters, same state dict) whose output is the soft-max over the
+    classes: P(class) per pixel, what an exported model gives (:mod:`unetbench.model_export`)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.logits(x), dim=1)
+
+
+def unet_kwargs(model_spec) -> dict:
+    """The keyword arguments of :class:`UNet` that a :class:`~unetbench.spec.ModelSpec` describes."""
+    return dict(
+        in_channels=model_spec.in_channels,
+        classes=model_spec.classes,
         depth=model_spec.depth,
         base_channels=model_spec.base_channels,
         padding=model_spec.padding,
         dropout=model_spec.dropout,
         batch_norm=model_spec.batch_norm,
     )
+
+
+def unet_from_spec(model_spec) -> UNet:
+    """The network a :class:`~unetbench.spec.ModelSpec` describes."""
+    return UNet(**unet_kwargs(model_spec))
