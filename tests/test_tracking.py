@@ -204,3 +204,19 @@ def test_an_ablation_tracks_each_run_named_by_variant_fold_and_seed(tmp_path, lo
     assert os.path.isdir(directory.path / "mlartifacts")
     if importlib.util.find_spec("tensorboard") is not None:  # the records kept as artifacts are no runs
         assert replay(directory.path, "tensorboard", log=lambda *_: None) == 2
+
+
+def test_the_issues_command_leaves_events_with_every_log_point_and_a_validation(tmp_path, monkeypatch):
+    """`unetbench run challenges/quickstart.toml --iterations 40 --track tensorboard`: 40 log points, and
+    the validation of a run shorter than validate_every (250), at its last iteration."""
+    pytest.importorskip("tensorboard")
+    from .helpers import QUICKSTART
+
+    monkeypatch.chdir(tmp_path)
+    args = ["run", str(QUICKSTART), "--iterations", "40", "--track", "tensorboard", "--out", "run"]
+    assert main([*args, "--no-progress"]) == 0
+    record = _record(tmp_path / "run")
+    scalars, _ = _scalars(tmp_path / "run")
+    assert [s for s, _ in scalars["train/loss"]] == list(range(1, 41))
+    assert [s for s, _ in scalars[f"validation/{record.primary}"]] == [40]
+    assert record.training.scored_iteration == 40  # the last weights, as without the validation

@@ -178,7 +178,7 @@ class TrainingSpec:
     # checkpoint_minutes minutes, whichever comes first: a kill loses at most that much training.
     checkpoint_every: int = 1000
     checkpoint_minutes: float = 10.0
-    validate_every: int = 500  # 0: no validation during training
+    validate_every: int = 500  # 0: no validation; a run shorter than this validates once, at its end
     # auto: bf16 autocast on CUDA and on CPUs with bf16 in hardware (unetbench.devices), else float32;
     # loss and soft-max are float32 in every case
     precision: Literal["auto", "fp32", "bf16"] = "auto"

@@ -355,7 +355,7 @@ class Trainer:
             log_point = self.iteration % log_every == 0 or self.iteration == iterations
             if log_point:
                 self._log_point(progress)
-            if self._validation_due():
+            if self._validation_due(iterations):
                 with progress.validating():
                     self._validate()
                 progress.validated(self.log.validation[-1])
@@ -384,9 +384,13 @@ class Trainer:
         self._pending = torch.zeros_like(self._pending)
         self._pending_steps = 0
 
-    def _validation_due(self) -> bool:
+    def _validation_due(self, iterations: int) -> bool:
+        """Every ``validate_every`` iterations; and at the last iteration of a run that has not validated
+        yet (shorter than ``validate_every``), whose scored weights are then the last ones either way."""
         every = self.training.validate_every
-        return bool(self.validate and self.group.leader and every and self.iteration % every == 0)
+        if not (self.validate and self.group.leader and every):
+            return False
+        return self.iteration % every == 0 or (self.iteration == iterations and not self.log.validation)
 
     def _checkpoint_when_due(self, log_point: bool, stop: Callable[[], bool]) -> bool:
         """Checkpoint every ``checkpoint_every`` iterations or ``checkpoint_minutes`` minutes; returns
