@@ -30,3 +30,78 @@ def device_and_name(requested: str):
     device = resolve_device(requested)
     machine = hardware(device)
     return torch.device(device), machine.gpu or f"{machine.processor}, {machine.cpu_cores} cores"
+
+
+def result_header(title: str) -> list[str]:
+    """The first lines of a benchmark's result file: what, the command, the commit, the machine."""
+    import platform
+    import sys
+
+    import torch
+
+    from unetbench.results import git_revision, hardware
+
+    commit, dirty = git_revision()
+    machine = hardware("cpu")
+    return [
+        f"# {title}",
+        "",
+        f"- command: `python {' '.join(sys.argv)}`",
+        f"- commit: `{(commit or 'unknown')[:12]}{'+changes' if dirty else ''}`; Python "
+        f"{platform.python_version()}, torch {torch.__version__}",
+        f"- machine: {machine.processor}, {machine.cpu_cores} cores ({platform.machine()})",
+        "",
+    ]
+
+
+def write_result(path, lines: list[str]) -> None:
+    """Print the result and, with ``path``, write it there atomically (a table is copied from a file)."""
+    from unetbench.atomic import atomic_write_text
+
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if path is not None:
+        atomic_write_text(path, text)
+        print(f"wrote {path}")
+
+
+class recorded:
+    """``with recorded(path, title):`` prints as usual and, with ``path``, also writes what was printed as
+    a Markdown result file (header: command, commit, machine; the output in a block)."""
+
+    def __init__(self, path, title: str):
+        self.path, self.title = path, title
+
+    def __enter__(self):
+        import contextlib
+        import io
+        import sys
+
+        self.buffer = io.StringIO()
+        self._tee = _Tee(sys.stdout, self.buffer)
+        self._redirect = contextlib.redirect_stdout(self._tee)
+        self._redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._redirect.__exit__(*exc)
+        if exc[0] is None and self.path is not None:
+            from unetbench.atomic import atomic_write_text
+
+            lines = result_header(self.title) + ["```", self.buffer.getvalue().rstrip(), "```"]
+            atomic_write_text(self.path, "\n".join(lines) + "\n")
+            print(f"wrote {self.path}")
+
+
+class _Tee:
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self):
+        for stream in self.streams:
+            stream.flush()

@@ -3,7 +3,7 @@ for the numpy and the torch implementations (on the GPU too when there is one), 
 a batch of 8 at once as the trainer cuts them (``TileBatcher``: draws, grids and one ``grid_sample`` per
 tensor kind for the whole batch), in one run.
 
-    python benchmarks/augment_weightmap_speed.py [--repeats 5]
+    python benchmarks/augment_weightmap_speed.py [--repeats 5] [--out FILE.md]
 
 Weight maps use the real ISBI 2012 labels from ../shared/datasets when present, else synthetic EM-like
 slices of the same size.
@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import tifffile
 import torch
-from _timing import median_seconds  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import median_seconds, recorded  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.datasets import synthetic
 from unetbench.spec import AugmentationSpec
@@ -34,7 +34,13 @@ LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, help="write the output here too (Markdown)")
     args = parser.parse_args()
+    with recorded(args.out, "Weight maps and augmentation: speed"):
+        _measure(args)
+
+
+def _measure(args) -> None:
     cores = os.cpu_count()
     print(
         f"machine: {platform.machine()}, {cores} cores, torch {torch.__version__}, median of {args.repeats}"

@@ -5,7 +5,7 @@ the Rand and pixel errors and V-scores, 10 for warping) on the 30 real 512x512 I
 3 s on the 2-core CI machine. The reference is ``skimage.metrics.adapted_rand_error`` on the same data at
 one threshold (0.5), with scipy's 4-connected labelling of both stacks included, as a user would call it.
 
-    python benchmarks/isbi_metrics_speed.py [--repeats 3]
+    python benchmarks/isbi_metrics_speed.py [--repeats 3] [--out reports/benchmarks/isbi-metrics-speed.md]
 
 Needs ../shared/datasets/isbi2012 (the real labels); proposals are made from them: the labels themselves,
 blurred labels (sigma 2 px), blurred labels with smooth noise, and blurred labels with per-pixel noise
@@ -15,15 +15,13 @@ blurred labels (sigma 2 px), blurred labels with smooth noise, and blurred label
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import tifffile
-from _timing import median_seconds  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import median_seconds, result_header, write_result  # noqa: I001 - the benchmarks folder is on sys.path
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
@@ -44,6 +42,7 @@ def skimage_reference(gt: np.ndarray, proposal: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="write the result here too (Markdown)")
     args = parser.parse_args()
     if not LABELS.is_file():
         sys.exit(f"{LABELS} not found: this benchmark needs the real ISBI 2012 labels (../shared/datasets)")
@@ -59,17 +58,26 @@ def main() -> None:
             np.float32
         ),
     }
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"data: {gt.shape[0]} slices of {gt.shape[1]}x{gt.shape[2]} px; median of {args.repeats} runs")
+    lines = result_header("The ISBI 2012 metrics: speed on the 30 real slices")
+    lines += [
+        f"- data: {gt.shape[0]} slices of {gt.shape[1]}x{gt.shape[2]} px; median of {args.repeats} runs"
+    ]
     start = time.perf_counter()
     isbi2012_scores(gt[:1], blurred[:1], FIVE)
-    print(f"first call (numba compilation, or loading its cache): {time.perf_counter() - start:.2f} s")
-    print(f"{'proposal':<32} {'five metrics, s':>15} {'skimage ARE, s':>15} {'ratio':>7}  {'<= 3 s':>6}")
+    lines += [
+        f"- first call (numba compilation, or loading its cache): {time.perf_counter() - start:.2f} s",
+        "",
+    ]
+    lines += [
+        "| proposal | five metrics | scikit-image ARE | ratio | within 3 s |",
+        "|---|---:|---:|---:|---|",
+    ]
     for name, proposal in proposals.items():
         ours = median_seconds(lambda p=proposal: isbi2012_scores(gt, p, FIVE), args.repeats)
         reference = median_seconds(lambda p=proposal: skimage_reference(gt, p), args.repeats)
         within = "yes" if ours <= 3 else "NO"
-        print(f"{name:<32} {ours:>15.2f} {reference:>15.2f} {ours / reference:>7.1f}  {within:>6}")
+        lines.append(f"| {name} | {ours:.2f} s | {reference:.2f} s | {ours / reference:.1f} | {within} |")
+    write_result(args.out, lines)
 
 
 if __name__ == "__main__":

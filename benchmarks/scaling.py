@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing
+from _timing import result_header, write_result  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench import distributed
 
@@ -115,6 +116,8 @@ def ray_overhead(runs: int, iterations: int, rounds: int) -> tuple[float, list[f
         count = 2 * seeds
         common = dict(seeds=seeds, grid="one", data_root=None, progress=False, log=lambda *_: None)
         start = time.perf_counter()
+        # Ray rewrites 127.0.0.1 to the machine's network address unless told not to: keep it on the loopback
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(num_cpus=1, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
         started = time.perf_counter() - start
         local, on_ray = [], []
@@ -146,42 +149,36 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, help="write the result here too (Markdown)")
     args = parser.parse_args()
-    from unetbench.results import git_revision, hardware
-
-    machine = hardware("cpu")
-    commit, dirty = git_revision()
-    print(
-        f"commit {commit}{' (dirty)' if dirty else ''}; {machine.processor}, {machine.cpu_cores} cores; "
-        f"torch {torch.__version__}"
-    )
+    lines = result_header("Scaling out on this machine: data-parallel training and the Ray executor")
     rates = data_parallel(args.spec, args.processes, args.steps, args.rounds)
     base = statistics.median(rates[args.processes[0]])
-    print(
-        f"\ndata-parallel training, {args.spec.name}, {args.steps} timed steps per process (gloo), median of "
-        f"{args.rounds} alternating rounds (min-max):"
-    )
-    print(f"| processes | tiles/s | vs {args.processes[0]} process(es) |")
-    print("|---|---|---|")
+    lines += [
+        f"Data-parallel training, {args.spec.name}, {args.steps} timed steps per process (gloo on the "
+        f"loopback), median of {args.rounds} alternating rounds (min-max):",
+        "",
+        f"| processes | tiles/s | vs {args.processes[0]} process(es) |",
+        "|---|---|---|",
+    ]
     for world, values in rates.items():
         rate = statistics.median(values)
-        print(f"| {world} | {rate:.1f} ({min(values):.1f}-{max(values):.1f}) | {rate / base:.2f}x |")
+        lines.append(f"| {world} | {rate:.1f} ({min(values):.1f}-{max(values):.1f}) | {rate / base:.2f}x |")
     started, local, on_ray = ray_overhead(args.runs, args.iterations, args.rounds)
     extra = [r - lo for r, lo in zip(on_ray, local, strict=True)]
     share = statistics.median(extra) / statistics.median(local)
-    print(
-        f"\nablation executors, quickstart at {args.iterations} iterations, {2 * max(1, args.runs // 2)} "
-        f"runs one at a time, median of {args.rounds} alternating rounds:"
-    )
-    print(
+    lines += [
+        "",
+        f"Ablation executors, quickstart at {args.iterations} iterations, {2 * max(1, args.runs // 2)} "
+        f"runs one at a time, median of {args.rounds} alternating rounds:",
+        "",
         f"- local: {statistics.median(local):.2f} s per run; ray (local instance, 1 CPU): "
-        f"{statistics.median(on_ray):.2f} s per run"
-    )
-    print(
+        f"{statistics.median(on_ray):.2f} s per run",
         f"- ray overhead per task: {statistics.median(extra):+.2f} s (rounds: "
-        f"{', '.join(f'{e:+.2f}' for e in extra)}; {share:+.1%} of a run)"
-    )
-    print(f"- starting the local Ray instance: {started:.1f} s (once per ablation)")
+        f"{', '.join(f'{e:+.2f}' for e in extra)}; {share:+.1%} of a run)",
+        f"- starting the local Ray instance: {started:.1f} s (once per ablation)",
+    ]
+    write_result(args.out, lines)
 
 
 if __name__ == "__main__":

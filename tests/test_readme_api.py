@@ -1,14 +1,16 @@
-"""Every Python name README documents (`unetbench.x.y`) can be imported."""
+"""Every Python name README and docs/ document (`unetbench.x.y`) can be imported."""
 
 import importlib
 import re
 from pathlib import Path
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+REPO = Path(__file__).resolve().parents[1]
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 
 def test_every_documented_python_name_imports():
-    names = sorted(set(re.findall(r"`(unetbench(?:\.[A-Za-z_]\w*)+)`", README.read_text())))
+    text = "\n".join(page.read_text() for page in PAGES)
+    names = sorted(set(re.findall(r"`(unetbench(?:\.[A-Za-z_]\w*)+)`", text)))
     assert "unetbench.model.UNet" in names
     missing = []
     for name in names:
