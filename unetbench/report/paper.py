@@ -203,7 +203,16 @@ def _shown(value: Any) -> str:
 
 def _precision_difference(spec, device: str, used: ExecutionUsed | None = None) -> str:
     """The precision line of a run's differences: what ran (``used``, the record's), else what ``auto``
-    meant when records did not say: bf16 channels_last on CUDA, float32 contiguous on every CPU."""
+    meant when records did not say: bf16 channels_last on CUDA; on a CPU it depended on the processor,
+    which the line says."""
+    auto = {spec.training.precision, spec.inference.precision} == {"auto"}
+    if used is None and auto and not device.startswith("cuda"):
+        # records from before `execution` was recorded: on the CPU `auto` depended on the processor
+        return (
+            "Precision: `auto`, not recorded by the unetbench that ran (on a CPU, by version and processor: "
+            "float32, or bf16 autocast where the processor computes bf16 in hardware); loss and soft-max in "
+            "float32."
+        )
     if used is None:
         cuda = device.startswith("cuda")
         training, inference = spec.training, spec.inference
