@@ -73,10 +73,11 @@ def check_kinds(kinds: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 def _reach(uri: str) -> None:
     """Ask the store at ``uri`` for one experiment, with no retries: an unreachable server is one line."""
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     from mlflow.tracking import MlflowClient
 
+    probe = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    before = {key: os.environ.get(key) for key in probe}
+    os.environ.update(probe)  # for the probe alone: the run's own requests keep MLflow's retries
     try:
         MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
     except Exception as err:  # mlflow raises MlflowException, requests' errors and others
@@ -85,6 +86,12 @@ def _reach(uri: str) -> None:
             f"MLFLOW_TRACKING_URI={uri}: cannot reach the MLflow store ({first[:200]}); start the server, "
             "correct the variable, or unset it for a local store beside the run"
         ) from None
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class Tracker:
