@@ -345,19 +345,11 @@ def run_command(
     if gpus is not None and gpus > 1:
         from unetbench import distributed
 
+        given = {"--device": device, "--iterations": iterations, "--out": out, "--resume": resume}
+        given.update({"--reports": reports, "--data-root": data_root})
         argv = ["run", str(spec_file), *(f"--set={o}" for o in overrides)]
-        for option, value in (
-            ("--device", device),
-            ("--iterations", iterations),
-            ("--out", out),
-            ("--resume", resume),
-            ("--reports", reports),
-            ("--data-root", data_root),
-        ):
-            if value is not None:
-                argv.append(f"{option}={value}")
-        if not progress:
-            argv.append("--no-progress")
+        argv += [f"{option}={value}" for option, value in given.items() if value is not None]
+        argv += [] if progress else ["--no-progress"]
         argv += [f"--track={kind}" for kind in kinds]
         raise typer.Exit(distributed.launch(gpus, argv))
     run(

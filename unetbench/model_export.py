@@ -294,74 +294,17 @@ def _files(network, spec, sizes: Sizes, image: np.ndarray, work: Path) -> None:
     Image.fromarray(np.concatenate([raw, cell], axis=1)).save(work / "cover.png")
 
 
-def _description(record, spec, sizes: Sizes, work: Path, author: str, run: Path):
-    import bioimageio.spec.model.v0_5 as v
+RAW, PROBABILITIES = "raw", "probabilities"  # the package's tensor ids
 
-    from unetbench.model.unet import unet_kwargs
+
+def _description(record, spec, sizes: Sizes, work: Path, author: str, run: Path):
+    """The package's ModelDescr: tensors, weights and what a reader needs to cite and trust it."""
+    import bioimageio.spec.model.v0_5 as v
 
     scores = ", ".join(
         f"{m} {value:.4g}" for m, value in record.trained.aggregate.items() if value is not None
     )
-    raw, cells = v.TensorId("raw"), v.TensorId("probabilities")
-    space = [v.AxisId("y"), v.AxisId("x")]
-    inputs = v.InputTensorDescr(
-        id=raw,
-        description="one image with 8-bit values (0-255), scaled to [0, 1] by 1/255 as the run scaled it",
-        axes=[
-            v.BatchAxis(),
-            v.ChannelAxis(channel_names=[v.Identifier("image")]),
-            *[
-                v.SpaceInputAxis(id=a, size=v.ParameterizedSize(min=sizes.minimum, step=sizes.step))
-                for a in space
-            ],
-        ],
-        test_tensor=v.FileDescr(source=work / "test_input.npy"),
-        data=v.IntervalOrRatioDataDescr(type="float32", range=(0.0, 255.0)),
-        preprocessing=[v.ScaleLinearDescr(kwargs=v.ScaleLinearKwargs(gain=1 / 255, offset=0.0))],
-    )
-    names = (
-        ["background", "cell"]
-        if spec.model.classes == 2
-        else [f"class{i}" for i in range(spec.model.classes)]
-    )
-    outputs = v.OutputTensorDescr(
-        id=cells,
-        description=f"P(class) per pixel (soft-max); the network crops a halo of {sizes.margin} px per side",
-        axes=[
-            v.BatchAxis(),
-            v.ChannelAxis(channel_names=[v.Identifier(n) for n in names]),
-            *[
-                v.SpaceOutputAxis(
-                    id=a, size=v.SizeReference(tensor_id=raw, axis_id=a, offset=-2 * sizes.margin)
-                )
-                for a in space
-            ],
-        ],
-        test_tensor=v.FileDescr(source=work / "test_output.npy"),
-        data=v.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
-    )
-    state = v.PytorchStateDictWeightsDescr(
-        source=work / "weights.pt",
-        architecture=v.ArchitectureFromLibraryDescr(
-            callable=v.Identifier("ProbabilityUNet"),
-            import_from="unetbench.model.unet",
-            kwargs=unet_kwargs(spec.model),
-        ),
-        pytorch_version=v.Version(torch.__version__.split("+")[0]),
-    )
-    weights = v.WeightsDescr(
-        pytorch_state_dict=state,
-        torchscript=v.TorchscriptWeightsDescr(
-            source=work / "model.torchscript.pt",
-            parent="pytorch_state_dict",
-            pytorch_version=v.Version(torch.__version__.split("+")[0]),
-        ),
-        onnx=v.OnnxWeightsDescr(
-            source=work / "model.onnx", parent="pytorch_state_dict", opset_version=_opset(work / "model.onnx")
-        ),
-    )
     challenge = CHALLENGES["isbi2012" if record.data.dataset == "isbi2012" else "cells"]
-    documentation = _documentation(record, run, work)
     return v.ModelDescr(
         name=f"U-Net {record.challenge} {record.run_id}"[:128],
         description=(
@@ -374,12 +317,80 @@ def _description(record, spec, sizes: Sizes, work: Path, author: str, run: Path)
             v.CiteEntry(text=challenge[0], doi=v.Doi(challenge[1])),
         ],
         license=v.LicenseId("MIT"),
-        documentation=v.FileDescr(source=documentation),
+        documentation=v.FileDescr(source=_documentation(record, run, work)),
         covers=[v.FileDescr(source=work / "cover.png")],
         tags=["unet", "segmentation", record.data.dataset, "unetbench"],
-        inputs=[inputs],
-        outputs=[outputs],
-        weights=weights,
+        inputs=[_input(sizes, work)],
+        outputs=[_output(spec, sizes, work)],
+        weights=_weights(spec, work),
+    )
+
+
+def _input(sizes: Sizes, work: Path):
+    """One 8-bit image of any valid size (``ParameterizedSize``), scaled by 1/255 as the run scaled it."""
+    import bioimageio.spec.model.v0_5 as v
+
+    size = v.ParameterizedSize(min=sizes.minimum, step=sizes.step)
+    return v.InputTensorDescr(
+        id=v.TensorId(RAW),
+        description="one image with 8-bit values (0-255), scaled to [0, 1] by 1/255 as the run scaled it",
+        axes=[
+            v.BatchAxis(),
+            v.ChannelAxis(channel_names=[v.Identifier("image")]),
+            *[v.SpaceInputAxis(id=v.AxisId(a), size=size) for a in ("y", "x")],
+        ],
+        test_tensor=v.FileDescr(source=work / "test_input.npy"),
+        data=v.IntervalOrRatioDataDescr(type="float32", range=(0.0, 255.0)),
+        preprocessing=[v.ScaleLinearDescr(kwargs=v.ScaleLinearKwargs(gain=1 / 255, offset=0.0))],
+    )
+
+
+def _output(spec, sizes: Sizes, work: Path):
+    """P(class) per pixel; the input's size less the halo the network crops (the format's ``offset``)."""
+    import bioimageio.spec.model.v0_5 as v
+
+    classes = spec.model.classes
+    names = ["background", "cell"] if classes == 2 else [f"class{i}" for i in range(classes)]
+    axes = [
+        v.SpaceOutputAxis(
+            id=v.AxisId(a),
+            size=v.SizeReference(tensor_id=v.TensorId(RAW), axis_id=v.AxisId(a), offset=-2 * sizes.margin),
+        )
+        for a in ("y", "x")
+    ]
+    return v.OutputTensorDescr(
+        id=v.TensorId(PROBABILITIES),
+        description=f"P(class) per pixel (soft-max); the network crops a halo of {sizes.margin} px per side",
+        axes=[v.BatchAxis(), v.ChannelAxis(channel_names=[v.Identifier(n) for n in names]), *axes],
+        test_tensor=v.FileDescr(source=work / "test_output.npy"),
+        data=v.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+    )
+
+
+def _weights(spec, work: Path):
+    """The state dict with its architecture (``unetbench.model.unet.ProbabilityUNet``), and the TorchScript
+    and ONNX files derived from it."""
+    import bioimageio.spec.model.v0_5 as v
+
+    from unetbench.model.unet import unet_kwargs
+
+    version = v.Version(torch.__version__.split("+")[0])
+    return v.WeightsDescr(
+        pytorch_state_dict=v.PytorchStateDictWeightsDescr(
+            source=work / "weights.pt",
+            architecture=v.ArchitectureFromLibraryDescr(
+                callable=v.Identifier("ProbabilityUNet"),
+                import_from="unetbench.model.unet",
+                kwargs=unet_kwargs(spec.model),
+            ),
+            pytorch_version=version,
+        ),
+        torchscript=v.TorchscriptWeightsDescr(
+            source=work / "model.torchscript.pt", parent="pytorch_state_dict", pytorch_version=version
+        ),
+        onnx=v.OnnxWeightsDescr(
+            source=work / "model.onnx", parent="pytorch_state_dict", opset_version=_opset(work / "model.onnx")
+        ),
     )
 
 
