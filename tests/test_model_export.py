@@ -163,3 +163,17 @@ def test_predict_refuses_files_that_are_not_exported_networks(tmp_path, name, co
         path.write_bytes(content)
     with pytest.raises(UserError, match=says):
         load_trained(path)
+
+
+def test_an_exported_file_whose_spec_is_damaged_is_one_line(runs, tmp_path):
+    import onnx
+
+    from unetbench.predict_export import SPEC_ENTRY, load_trained
+
+    assert main(["export", "onnx", str(runs["same"]), "--out", str(tmp_path / "m.onnx")]) == 0
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    (entry,) = [p for p in model.metadata_props if p.key == SPEC_ENTRY]
+    entry.value = "name = [unclosed"
+    onnx.save(model, str(tmp_path / "damaged.onnx"))
+    with pytest.raises(UserError, match=r"damaged.onnx \(the spec it carries\).*not valid TOML"):
+        load_trained(tmp_path / "damaged.onnx")

@@ -206,6 +206,23 @@ def test_an_ablation_tracks_each_run_named_by_variant_fold_and_seed(tmp_path, lo
         assert replay(directory.path, "tensorboard", log=lambda *_: None) == 2
 
 
+def test_bad_track_commands_are_one_line(tmp_path, capsys):
+    pytest.importorskip("tensorboard")
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (
+            ["track", str(tmp_path), "--to", "wandb"],
+            "--to wandb: unknown; valid choices: tensorboard, mlflow",
+        ),
+        (["track", str(tmp_path / "absent"), "--to", "tensorboard"], "absent: no such folder"),
+        (["track", str(tmp_path / "empty"), "--to", "tensorboard"], "holds no finished run"),
+    ]
+    for args, says in cases:
+        assert main(args) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+
+
 def test_the_issues_command_leaves_events_with_every_log_point_and_a_validation(tmp_path, monkeypatch):
     """`unetbench run challenges/quickstart.toml --iterations 40 --track tensorboard`: 40 log points, and
     the validation of a run shorter than validate_every (250), at its last iteration."""

@@ -403,8 +403,9 @@ def track_command(
 ) -> None:
     """Write finished runs to TensorBoard or MLflow from their records, as --track would have."""
     from unetbench.ablation import AblationDir
-    from unetbench.tracking import replay, run_labels
+    from unetbench.tracking import check_kinds, replay, run_labels
 
+    check_kinds([to], option="--to")
     if not directory.is_dir():
         raise UserError(f"{directory}: no such folder")
     labels, group = {}, None

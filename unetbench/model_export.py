@@ -66,15 +66,16 @@ def valid_sizes(model_spec) -> Sizes:
 
 
 def probability_network(run: Path):
-    """The run's spec and its scored weights in a :class:`ProbabilityUNet` on the CPU, in eval mode."""
+    """The run's record, its spec, and its scored weights in a :class:`ProbabilityUNet` on the CPU, in eval
+    mode; a run without a record (unfinished) is refused."""
     from unetbench.model.unet import ProbabilityUNet, unet_kwargs
     from unetbench.rundir import RunDir
 
-    RunDir(run).read_record()  # a finished run: its record says what it scored
+    record = RunDir(run).read_record()  # a finished run: its record says what it scored
     trained = load_trained(run, "cpu")
     network = ProbabilityUNet(**unet_kwargs(trained.spec.model))
     network.load_state_dict(trained.model.state_dict())
-    return trained.spec, network.eval()
+    return record, trained.spec, network.eval()
 
 
 def _example(spec, sizes: Sizes) -> torch.Tensor:
@@ -101,7 +102,7 @@ def onnx_bytes(network: torch.nn.Module, example: torch.Tensor, sizes: Sizes, sp
     buffer = io.BytesIO()
     quiet = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo")]
     levels = [logger.level for logger in quiet]
-    with warnings.catch_warnings(), _stderr_to_nothing():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for logger in quiet:
             logger.setLevel(logging.ERROR)
@@ -127,21 +128,6 @@ def onnx_bytes(network: torch.nn.Module, example: torch.Tensor, sizes: Sizes, sp
     return model.SerializeToString()
 
 
-class _stderr_to_nothing:
-    """torch's exporter prints registry notes (torchvision missing) to stderr through its own logger."""
-
-    def __enter__(self):
-        import contextlib
-        import os
-
-        self._stack = contextlib.ExitStack()
-        self._stack.enter_context(contextlib.redirect_stderr(open(os.devnull, "w")))  # noqa: SIM115
-        return self
-
-    def __exit__(self, *exc):
-        self._stack.close()
-
-
 def verify(network, *, torchscript=None, onnx: bytes | None = None, sizes: Sizes, tolerance: float = 1e-4):
     """The largest difference to PyTorch of each given format, on two input sizes; a UserError over
     ``tolerance``."""
@@ -149,7 +135,7 @@ def verify(network, *, torchscript=None, onnx: bytes | None = None, sizes: Sizes
     generator = torch.Generator().manual_seed(1)
     for k in (1, 3):
         size = sizes.minimum + k * sizes.step
-        x = torch.rand(1, 1, size, size, generator=generator)
+        x = torch.rand(1, network.in_channels, size, size, generator=generator)
         with torch.no_grad():
             expected = network(x).numpy()
             if torchscript is not None:
@@ -181,7 +167,7 @@ def _target(out: Path, kind: str) -> Path:
 
 def export_torchscript(run: Path, out: Path) -> Path:
     out = _target(out, "torchscript")
-    spec, network = probability_network(run)
+    _, spec, network = probability_network(run)
     sizes = valid_sizes(spec.model)
     module = torchscript_module(network, _example(spec, sizes))
     verify(network, torchscript=module, sizes=sizes)
@@ -200,7 +186,7 @@ def save_torchscript(module, path: Path, spec) -> None:
 def export_onnx(run: Path, out: Path) -> Path:
     out = _target(out, "onnx")
     _require("onnx", "onnxscript", "onnxruntime")
-    spec, network = probability_network(run)
+    _, spec, network = probability_network(run)
     sizes = valid_sizes(spec.model)
     model = onnx_bytes(network, _example(spec, sizes), sizes, _spec_text(spec))
     verify(network, onnx=model, sizes=sizes)
@@ -235,10 +221,8 @@ def export_bioimageio(run: Path, out: Path, *, author: str = "unetbench") -> Pat
     before it is written."""
     out = _target(out, "bioimageio")
     _require("bioimageio.spec", "bioimageio.core", "onnx", "onnxscript", "onnxruntime")
-    from unetbench.rundir import RunDir
 
-    record = RunDir(run).read_record()
-    spec, network = probability_network(run)
+    record, spec, network = probability_network(run)
     sizes = valid_sizes(spec.model)
     with tempfile.TemporaryDirectory(prefix="unetbench-bioimageio-") as folder:
         work = Path(folder)

@@ -130,16 +130,11 @@ def load_exported(path: Path, device: str | None = None) -> TrainedNetwork:
 
 
 def _carried_spec(text: str, path: Path):
-    import sys
-
-    from unetbench.spec import parse_spec
+    from unetbench.spec import spec_from_text
     from unetbench.spec_checks import check_spec
 
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10 only
-        import tomli as tomllib
-    return check_spec(parse_spec(tomllib.loads(text), source=f"{path} (its spec)"), source=str(path))
+    source = f"{path} (the spec it carries)"
+    return check_spec(spec_from_text(text, source=source), source=source)
 
 
 def _torchscript_runner(data: bytes, device: str | None):

@@ -126,18 +126,14 @@ def prepare(
             trainer = Trainer(spec, model, split.train, weight_maps, device=device, checkpoint=None)
             with reporter.stage(f"taking the trained network of {borrowed.path}"):
                 trainer.adopt(read_checkpoint(borrowed.checkpoint), borrowed.checkpoint)
-        trackers = Tracker()
-        if tracking is not None and tracking.kinds:
-            # a run that predicts with another's network has no training of its own to show
-            history = trainer.log if borrowed is None else None
-            trackers = open_trackers(tracking, run_dir.path, spec, start=trainer.iteration, log=history)
-            reporter.line(f"tracking: {trackers.where}")
-        sessions = run_dir.begin_session(
-            command=command or command_line(),
-            iteration=trainer.iteration,
-            overrides=spec.overrides,
-            processes=group.world_size,
-        )
+        trackers = _trackers(tracking, run_dir, spec, trainer, borrowed, reporter)
+        with _closed_on_failure(trackers):
+            sessions = run_dir.begin_session(
+                command=command or command_line(),
+                iteration=trainer.iteration,
+                overrides=spec.overrides,
+                processes=group.world_size,
+            )
     return RunContext(
         spec=spec,
         device=device,
@@ -154,6 +150,27 @@ def prepare(
         borrowed=borrowed,
         trackers=trackers,
     )
+
+
+def _trackers(tracking, run_dir: RunDir, spec, trainer: Trainer, borrowed, reporter: Reporter) -> Tracker:
+    """Where the run is also shown (``--track``); nothing without it."""
+    if tracking is None or not tracking.kinds:
+        return Tracker()
+    # a run that predicts with another's network has no training of its own to show
+    history = trainer.log if borrowed is None else None
+    trackers = open_trackers(tracking, run_dir.path, spec, start=trainer.iteration, log=history)
+    reporter.line(f"tracking: {trackers.where}")
+    return trackers
+
+
+@contextlib.contextmanager
+def _closed_on_failure(trackers: Tracker) -> Iterator[None]:
+    """The trackers opened before the session began are closed (an MLflow run marked killed) if it fails."""
+    try:
+        yield
+    except BaseException:
+        trackers.close()
+        raise
 
 
 def _weights_source(spec: ChallengeSpec, path: Path) -> RunDir:

@@ -399,11 +399,16 @@ def read_spec(path: str | Path) -> ChallengeSpec:
         raise SpecError(str(path), "", "no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise SpecError(str(path), "", f"cannot be read: {err}") from None
+    return spec_from_text(text, source=str(path))
+
+
+def spec_from_text(text: str, *, source: str) -> ChallengeSpec:
+    """:func:`read_spec` of a spec's TOML text (a file's, or the one an exported network carries)."""
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise SpecError(str(path), "", f"is not valid TOML: {err}") from None
-    return parse_spec(table, source=str(path))
+        raise SpecError(source, "", f"is not valid TOML: {err}") from None
+    return parse_spec(table, source=source)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -54,16 +54,16 @@ class Tracking:
     group: str | None = None
 
 
-def check_kinds(kinds: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+def check_kinds(kinds: list[str] | tuple[str, ...], option: str = "--track") -> tuple[str, ...]:
     """``--track`` values checked before any work starts: each known, its extra installed, and MLflow's
     configured store reachable; one :class:`UserError` otherwise."""
     for kind in kinds:
         if kind not in KINDS:
-            raise UserError(f"--track {kind}: unknown; valid choices: {', '.join(KINDS)}")
+            raise UserError(f"{option} {kind}: unknown; valid choices: {', '.join(KINDS)}")
         module, extra = KINDS[kind]
         if importlib.util.find_spec(module) is None:
             raise UserError(
-                f"--track {kind}: the {module} package is not installed; install the extra with "
+                f"{option} {kind}: the {module} package is not installed; install the extra with "
                 f"pip install 'unetbench[{extra}]'"
             )
     if "mlflow" in kinds and os.environ.get("MLFLOW_TRACKING_URI"):
@@ -205,10 +205,10 @@ class TensorBoardTracker(Tracker):
         metrics = {f"trained/{m}": v for m, v in record.trained.aggregate.items() if v is not None}
         for summary in hparams(flat_spec(record.spec), metrics):
             self.writer.file_writer.add_summary(summary, step)
+        from skimage.io import imread
+
         for name in record.figures:
             if (figures / name).is_file():
-                from skimage.io import imread
-
                 image = imread(figures / name)[..., :3]
                 self.writer.add_image(f"overlays/{name}", image, step, dataformats="HWC")
         self.writer.flush()
@@ -259,6 +259,7 @@ class MlflowTracker(Tracker):
 
             self._params(flat_spec(spec_to_table(spec)))
         self.logged_to: dict[str, int] = {}  # per metric, the last step this MLflow run holds
+        self.continued = previous is not None  # only a continued MLflow run can hold steps already
         self.where = f"MLflow run {self.run_id} in {uri}"
 
     def _experiment(self, name: str) -> str:
@@ -289,7 +290,7 @@ class MlflowTracker(Tracker):
 
     def _metric(self, key: str, value: float, step: int) -> None:
         if key not in self.logged_to:
-            history = self.client.get_metric_history(self.run_id, key)
+            history = self.client.get_metric_history(self.run_id, key) if self.continued else []
             self.logged_to[key] = max((m.step for m in history), default=-1)
         if step > self.logged_to[key]:  # what a killed session logged already is not logged twice
             self.client.log_metric(self.run_id, key, value, step=step)
@@ -341,10 +342,10 @@ def replay(
     """Write every finished run under ``directory`` (a run folder, an ablation or cross-validation folder,
     or a report's bundle of records) to ``kind`` as the run would have; returns how many were written.
     ``labels``: per run folder (resolved), its variant, fold and seed; ``group``: the ablation's folder
-    name. A run that is there already (TensorBoard events, an ``mlflow.json``) is skipped."""
+    name. A run that is there already (TensorBoard events, an ``mlflow.json``) is skipped. ``kind`` is
+    checked by the caller (:func:`check_kinds`)."""
     from unetbench.rundir import RunDir
 
-    check_kinds([kind])
     labels = labels or {}
     # the records MLflow keeps as artifacts (mlartifacts/, beside the runs) are no runs of their own
     found = directory.rglob("record.json")

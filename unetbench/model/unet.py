@@ -95,7 +95,7 @@ class UNet(nn.Module):
             raise ValueError(f"depth must be >= 1, got {depth}")
         if padding not in ("valid", "same"):
             raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
-        self.depth, self.padding = depth, padding
+        self.depth, self.padding, self.in_channels = depth, padding, in_channels
         widths = [base_channels * 2**level for level in range(depth)]
         self.encoders = nn.ModuleList()
         c_in = in_channels
