@@ -1,5 +1,7 @@
-"""README and docs: every link points at a file that exists, and every table of figures names the
-committed file it comes from (a link into reports/ in the text that leads to the table)."""
+"""README and docs: every link points at a file that exists, and every table of figures names the command
+and the commit that made it and links the committed file it comes from (a command in backticks, a commit
+hash and a link into reports/, or to the committed specs in challenges/ a table is computed from, in the
+text that leads to the table)."""
 
 import re
 from pathlib import Path
@@ -8,7 +10,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+LINKED = [*PAGES, REPO / "reports" / "README.md"]  # the index of reports: its links are checked too
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+# a commit: 7 to 40 hex digits, not part of a run's or an ablation's id (cv-9e3c3cf8, ablation-c0f59a7e/)
+COMMIT = re.compile(r"(?<![\w/.-])(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}(?![\w/-]|\.\w)")
+SOURCE = re.compile(r"(?:^|/)(?:reports|challenges)/")
+COMMAND = re.compile(r"`(?:unetbench|python|bash|torchrun) [^`]+`")
 FIGURE = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])|\d+(?:\.\d+)?\s?(?:%|s\b|ms\b|GiB\b|px\b)")
 
 
@@ -23,7 +30,7 @@ def _tables(lines: list[str]):
             start = None
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(REPO).as_posix())
+@pytest.mark.parametrize("page", LINKED, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_every_link_points_at_a_file_that_exists(page):
     missing = []
     for target in LINK.findall(page.read_text(encoding="utf-8")):
@@ -35,7 +42,7 @@ def test_every_link_points_at_a_file_that_exists(page):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(REPO).as_posix())
-def test_every_table_of_figures_links_its_source(page):
+def test_every_table_of_figures_names_its_command_commit_and_source(page):
     lines = page.read_text(encoding="utf-8").splitlines()
     unsourced = []
     previous_end = -1
@@ -46,7 +53,16 @@ def test_every_table_of_figures_links_its_source(page):
             lead = lines[previous_end + 1 : start]
             heading = max((i for i, line in enumerate(lead) if line.startswith("#")), default=-1)
             text = "\n".join(lead[heading + 1 :])
-            if not any("reports/" in target for target in LINK.findall(text)):
-                unsourced.append(f"line {start + 1}: {lines[start][:60]}")
+            missing = [
+                what
+                for what, present in (
+                    ("a link to its source", any(SOURCE.search(target) for target in LINK.findall(text))),
+                    ("a commit", COMMIT.search(text)),
+                    ("a command", COMMAND.search(text)),
+                )
+                if not present
+            ]
+            if missing:
+                unsourced.append(f"line {start + 1} ({', '.join(missing)}): {lines[start][:60]}")
         previous_end = end
     assert unsourced == []

@@ -109,6 +109,19 @@ def spec_check(files: Annotated[list[Path], typer.Argument(help="Challenge specs
         raise typer.Exit(1)
 
 
+@spec_app.command("paper")
+def spec_paper(files: Annotated[list[Path], typer.Argument(help="Challenge specs to compare.")]) -> None:
+    """Print, as a Markdown table, each of the paper's settings and how each spec departs from it (the
+    settings a run's report lists under "What differs from the paper"; the lines that depend on a run's
+    record, such as the data it scored and the weights it chose, are not in this table)."""
+    from unetbench.report.paper import settings_table
+
+    specs = {file.stem: load_spec(file) for file in files}
+    if len(specs) < len(files):
+        raise UserError("spec paper: two specs share a file name; give each a different name")
+    typer.echo("\n".join(settings_table(specs)))
+
+
 # ---------------------------------------------------------------------------------------------- data
 
 

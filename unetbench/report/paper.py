@@ -46,15 +46,17 @@ class Setting:
         """The report's line for a run of ``spec``, or None where the run has the paper's setting."""
         if self.kind and self.kind != kind:
             return None
-        values = tuple(_value(spec, key) for key in self.keys)
-        if self.paper is not None and values == self.paper:
+        if self.paper is not None and tuple(_value(spec, key) for key in self.keys) == self.paper:
             return None
         if not self.keys:
             return f"{self.topic}: {self.says}."
-        shown = ", ".join(
-            f"{key.rpartition('.')[2]} {_shown(v)}" for key, v in zip(self.keys, values, strict=True)
+        return f"{self.topic}: {self.shown(spec)} ({self.says})."
+
+    def shown(self, spec) -> str:
+        """The run's values of this row's keys, as a report writes them ("optimizer adam, momentum ...")."""
+        return ", ".join(
+            f"{key.rpartition('.')[2]} {_inert(spec, key) or _shown(_value(spec, key))}" for key in self.keys
         )
-        return f"{self.topic}: {shown} ({self.says})."
 
 
 PAPER_SETTINGS: tuple[Setting, ...] = (
@@ -146,6 +148,27 @@ PAPER_SETTINGS: tuple[Setting, ...] = (
 )
 
 
+def settings_table(specs: dict[str, Any]) -> list[str]:
+    """The Markdown table of :data:`PAPER_SETTINGS` against ``specs`` (name -> checked spec): a row for
+    each setting that applies to one of them, the paper's words, and each spec's values where it departs
+    ("as the paper" where it does not, "-" where the row is about other data, "all runs" for a note that
+    holds for every run)."""
+    lines = ["| setting | the paper | " + " | ".join(specs) + " |", "|---" * (len(specs) + 2) + "|"]
+    for row in PAPER_SETTINGS:
+        if any(row.kind in ("", spec.kind) for spec in specs.values()):
+            cells = [_cell(row, spec) for spec in specs.values()]
+            lines.append(f"| {row.topic} | {row.says} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _cell(row: Setting, spec) -> str:
+    if row.kind not in ("", spec.kind):
+        return "-"
+    if not row.keys:
+        return "all runs"
+    return "as the paper" if row.difference(spec, spec.kind) is None else row.shown(spec)
+
+
 def differences(record: RunRecord, overrides: list[str] | None = None) -> list[str]:
     """Every way this run's setting differs from the paper's, one line each; ``overrides``: the spec
     overrides to list (default: the record's)."""
@@ -186,6 +209,18 @@ def differences(record: RunRecord, overrides: list[str] | None = None) -> list[s
     if overrides:
         notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in overrides) + ".")
     return notes
+
+
+# Keys a run's other settings make meaningless: key -> (the deciding key, its value there, what to say).
+_ADAM = "unused by Adam, whose betas are torch's 0.9 and 0.999"
+_INERT = {"training.momentum": ("training.optimizer", "adam", _ADAM)}
+
+
+def _inert(spec, key: str) -> str | None:
+    """What to show for ``key`` where it means nothing in this spec (:data:`_INERT`), else None."""
+    if key in _INERT and _value(spec, _INERT[key][0]) == _INERT[key][1]:
+        return _INERT[key][2]
+    return None
 
 
 def _value(spec, key: str) -> Any:

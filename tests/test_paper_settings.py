@@ -1,0 +1,47 @@
+"""The table of the paper's settings (report/paper.py): a row is silent exactly where a run keeps the
+paper's setting, speaks where the paper gives none, and never shows a value the run did not use."""
+
+from pathlib import Path
+
+from unetbench.cli import main
+from unetbench.report.paper import PAPER_SETTINGS
+from unetbench.spec import read_spec, with_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = read_spec(REPO / "challenges" / "em.toml")
+
+
+def _line(topic: str, spec, kind: str = "em") -> str | None:
+    row = next(row for row in PAPER_SETTINGS if row.topic == topic and row.kind in ("", kind))
+    return row.difference(spec, kind)
+
+
+def test_the_papers_own_settings_are_not_departures():
+    for topic in ("Network depth", "Network width", "Convolutions", "Optimiser", "Weight map border term"):
+        assert _line(topic, PAPER) is None, topic
+    assert _line("Test-time averaging", PAPER) is None
+
+
+def test_a_row_the_paper_leaves_open_is_always_listed_with_the_runs_value():
+    assert _line("Weight decay", PAPER) == "Weight decay: weight_decay 0.0 (the paper gives none)."
+
+
+def test_a_changed_setting_is_listed_with_the_value_that_ran():
+    sgd = with_overrides(PAPER, {"training.momentum": 0.9})
+    assert _line("Optimiser", sgd) == "Optimiser: optimizer sgd, momentum 0.9 (paper: SGD, momentum 0.99)."
+
+
+def test_adam_is_not_said_to_use_a_momentum():
+    adam = with_overrides(PAPER, {"training.optimizer": "adam", "training.momentum": 0.9})
+    line = _line("Optimiser", adam)
+    assert line.startswith("Optimiser: optimizer adam, momentum unused by Adam") and "0.9," not in line
+
+
+def test_spec_paper_refuses_two_specs_of_one_name(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    copy = tmp_path / "a" / "em.toml"
+    copy.write_text((REPO / "challenges" / "em.toml").read_text())
+    assert main(["spec", "paper", str(REPO / "challenges" / "em.toml"), str(copy)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == "error: spec paper: two specs share a file name; give each a different name"
