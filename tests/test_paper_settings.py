@@ -37,6 +37,16 @@ def test_adam_is_not_said_to_use_a_momentum():
     assert line.startswith("Optimiser: optimizer adam, momentum unused by Adam") and "0.9," not in line
 
 
+def test_docs_show_the_table_that_spec_paper_prints_for_the_committed_specs(capsys):
+    """docs/paper.md holds the output of the command it names, at every commit."""
+    names = ("em", "em-cpu", "phc-u373", "dic-hela")
+    assert main(["spec", "paper", *(str(REPO / "challenges" / f"{name}.toml") for name in names)]) == 0
+    table = capsys.readouterr().out.strip()
+    assert table.splitlines()[0] == "| setting | the paper | " + " | ".join(names) + " |"
+    assert len(table.splitlines()) == 2 + len(PAPER_SETTINGS)  # every row applies to one of them
+    assert table in (REPO / "docs" / "paper.md").read_text(encoding="utf-8")
+
+
 def test_spec_paper_refuses_two_specs_of_one_name(tmp_path, capsys):
     (tmp_path / "a").mkdir()
     copy = tmp_path / "a" / "em.toml"
