@@ -32,8 +32,9 @@ def device_and_name(requested: str):
     return torch.device(device), machine.gpu or f"{machine.processor}, {machine.cpu_cores} cores"
 
 
-def result_header(title: str) -> list[str]:
-    """The first lines of a benchmark's result file: what, the command, the commit, the machine."""
+def result_header(title: str, device: str = "cpu") -> list[str]:
+    """The first lines of a benchmark's result file: what, the command, the commit, the machine, and on
+    CUDA the card, its driver and the CUDA version (a GPU figure holds for its card only)."""
     import platform
     import sys
 
@@ -42,16 +43,34 @@ def result_header(title: str) -> list[str]:
     from unetbench.results import git_revision, hardware
 
     commit, dirty = git_revision()
-    machine = hardware("cpu")
-    return [
+    machine = hardware(str(device))
+    lines = [
         f"# {title}",
         "",
         f"- command: `python {' '.join(sys.argv)}`",
         f"- commit: `{(commit or 'unknown')[:12]}{'+changes' if dirty else ''}`; Python "
         f"{platform.python_version()}, torch {torch.__version__}",
         f"- machine: {machine.processor}, {machine.cpu_cores} cores ({platform.machine()})",
-        "",
     ]
+    if machine.gpu is not None:
+        lines.append(f"- GPU: {machine.gpu}, driver {_driver()}, CUDA {torch.version.cuda}")
+    return [*lines, ""]
+
+
+def _driver() -> str:
+    """The NVIDIA driver's version as nvidia-smi reports it, or "unknown"."""
+    import subprocess
+
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.splitlines()[0].strip() if done.returncode == 0 and done.stdout.strip() else "unknown"
 
 
 def write_result(path, lines: list[str]) -> None:
@@ -67,10 +86,11 @@ def write_result(path, lines: list[str]) -> None:
 
 class recorded:
     """``with recorded(path, title):`` prints as usual and, with ``path``, also writes what was printed as
-    a Markdown result file (header: command, commit, machine; the output in a block)."""
+    a Markdown result file (header: command, commit, machine, the card on ``device`` CUDA; the output in a
+    block, or as it is where it is Markdown already, ``markdown=True``)."""
 
-    def __init__(self, path, title: str):
-        self.path, self.title = path, title
+    def __init__(self, path, title: str, *, device="cpu", markdown: bool = False):
+        self.path, self.title, self.device, self.markdown = path, title, device, markdown
 
     def __enter__(self):
         import contextlib
@@ -88,7 +108,10 @@ class recorded:
         if exc[0] is None and self.path is not None:
             from unetbench.atomic import atomic_write_text
 
-            lines = result_header(self.title) + ["```", self.buffer.getvalue().rstrip(), "```"]
+            output = self.buffer.getvalue().rstrip()
+            lines = result_header(self.title, self.device) + (
+                [output] if self.markdown else ["```", output, "```"]
+            )
             atomic_write_text(self.path, "\n".join(lines) + "\n")
             print(f"wrote {self.path}")
 

@@ -16,6 +16,9 @@
 #   5. measures prediction throughput on the 30 real test slices, with and without 8-fold averaging;
 #   6. measures the training throughput again with torch.compile, while the budget lasts.
 #
+# Each benchmark writes its table to OUT_DIR with its command, commit and card (--out); one that its time
+# limit stops leaves the rows it measured in OUT_DIR/log.txt only.
+#
 # Set PYTHON to choose the interpreter (default python3), BUDGET_S the seconds the whole script may
 # take (default 480; the compiled measurement gets what is left of it) and SKIP_THROUGHPUT=1 to leave
 # out steps 3, 5 and 6.
@@ -52,7 +55,7 @@ if [ $code -ne 0 ] && [ $code -ne 5 ]; then failed=1; fi  # 5: no CUDA-marked te
 
 step "training throughput, eager"
 [ -n "${SKIP_THROUGHPUT:-}" ] && echo "skipped: SKIP_THROUGHPUT is set" || timeout 150 $PY benchmarks/train_throughput.py --device cuda --batch 1 4 8 16 --compile off \
-    | tee "$OUT/throughput-eager.md" || failed=1
+    --out "$OUT/throughput-eager.md" || failed=1
 
 RUN="$WORK/runs/em-cuda-$(date -u +%Y%m%d-%H%M)"
 left=$(( END - $(date +%s) - 240 ))  # keep time for prediction, scoring, the report and step 5
@@ -74,13 +77,13 @@ tar -czf "$OUT/em-run.tar.gz" -C "$WORK" --exclude=checkpoints --exclude=predict
 
 step "prediction throughput"
 [ -n "${SKIP_THROUGHPUT:-}" ] && echo "skipped: SKIP_THROUGHPUT is set" || timeout 90 $PY benchmarks/predict_throughput.py --device cuda --slices 30 --batch 8 16 \
-    --data "$DATA" | tee "$OUT/predict-throughput.md" || failed=1
+    --data "$DATA" --out "$OUT/predict-throughput.md" || failed=1
 
 left=$(( END - $(date +%s) ))
 step "training throughput, torch.compile (${left} s left)"
 if [ "$left" -gt 40 ] && [ -z "${SKIP_THROUGHPUT:-}" ]; then
     timeout "$left" $PY benchmarks/train_throughput.py --device cuda --batch 1 4 8 16 --compile on \
-        | tee "$OUT/throughput-compiled.md" || failed=1
+        --out "$OUT/throughput-compiled.md" || failed=1
 else
     echo "skipped: too little time left"
 fi

@@ -8,7 +8,7 @@ sends the tiles of all versions through the network together. The weights are ra
 depend on them.
 
     python benchmarks/predict_throughput.py [--device auto|cpu|cuda] [--slices N] [--batch 4 8 16]
-                                            [--data DIR_WITH_test-volume.tif]
+                                            [--data DIR_WITH_test-volume.tif] [--out RESULT.md]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _timing import device_and_name  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import device_and_name, recorded  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.inference.tiling import TTA_VERSIONS, overlap_tile_plan, predict_image, restore, transform
 from unetbench.model.unet import UNet
@@ -71,8 +71,15 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, nargs="+", default=[4], help="tiles per forward pass")
     parser.add_argument("--data", type=Path, default=None, help="folder with the ISBI 2012 test-volume.tif")
+    parser.add_argument("--out", type=Path, default=None, help="write the result here (Markdown)")
     args = parser.parse_args()
     device, name = device_and_name(args.device)
+    with recorded(args.out, "Prediction throughput", device=device, markdown=True):
+        table(args, device, name)
+
+
+def table(args, device: torch.device, name: str) -> None:
+    """Print the settings and the table, a row as soon as it is measured."""
     cuda = device.type == "cuda"
     count = args.slices or (30 if cuda else 1)
     images = slices(args.data, count)

@@ -4,7 +4,7 @@ The claim to check (issue 2): "seeded and fast, well under 1 s per 512x512 image
 1 s budget and, where ../shared/datasets is present, reading and scaling one real ISBI 2012 slice from its
 TIFF stack (what the synthetic data stands in for).
 
-    python benchmarks/synthetic_speed.py [--repeats 5]
+    python benchmarks/synthetic_speed.py [--repeats 5] [--out RESULT.md]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from _timing import median_seconds  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import median_seconds, recorded  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.datasets import synthetic
 from unetbench.datasets.images import to_unit_float
@@ -34,20 +34,27 @@ def per_call(fn: Callable[[int], object], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None, help="write the result here (Markdown)")
     args = parser.parse_args()
+    with recorded(args.out, "Synthetic data: speed"):
+        table(args.repeats)
+
+
+def table(repeats: int) -> None:
+    """Print the references and one row per generator."""
     machine = platform.processor() or platform.machine()
-    print(f"machine: {machine}, numpy {np.__version__}, median of {args.repeats} after one burn-in call")
+    print(f"machine: {machine}, numpy {np.__version__}, median of {repeats} after one burn-in call")
 
     generators = {
         "EM-like slice": lambda i: synthetic.em_slice(0, i, 512, 512),
         "cell frame, phase": lambda i: synthetic.cell_sequence(0, 1, [i], 512, 512, "phase"),
         "cell frame, DIC": lambda i: synthetic.cell_sequence(0, 1, [i], 512, 512, "dic"),
     }
-    rows = [(name, per_call(fn, args.repeats)) for name, fn in generators.items()]
+    rows = [(name, per_call(fn, repeats)) for name, fn in generators.items()]
     reference = None
     if SHARED_ISBI.is_file():
         reference = per_call(
-            lambda i: to_unit_float(tifffile.imread(SHARED_ISBI, key=i % 30), source="isbi"), args.repeats
+            lambda i: to_unit_float(tifffile.imread(SHARED_ISBI, key=i % 30), source="isbi"), repeats
         )
         print(f"reference: read + scale one real ISBI 2012 slice: {reference * 1e3:.1f} ms")
     else:

@@ -16,6 +16,7 @@ around the network's arithmetic: drawing and cutting the tiles, the loss bookkee
 
     python benchmarks/train_throughput.py [--steps N] [--device auto|cpu|cuda] [--batch 1 4 8 16]
                                           [--precision auto fp32 bf16] [--compile off|on|both]
+                                          [--out RESULT.md]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from _timing import device_and_name  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import device_and_name, recorded  # noqa: I001 - the benchmarks folder is on sys.path
 from torch import nn
 
 from unetbench import devices
@@ -167,8 +168,15 @@ def main() -> None:
         help="training.precision (auto: bf16 on CUDA, fp32 on the CPU)",
     )
     parser.add_argument("--compile", default="off", choices=["off", "on", "both"], help="training.compile")
+    parser.add_argument("--out", type=Path, default=None, help="write the result here (Markdown)")
     args = parser.parse_args()
     device, name = device_and_name(args.device)
+    with recorded(args.out, "Training throughput", device=device, markdown=True):
+        table(args, device, name)
+
+
+def table(args, device: torch.device, name: str) -> None:
+    """Print the reference rates and the table, a row as soon as it is measured."""
     cuda = device.type == "cuda"
     steps = args.steps or (30 if cuda else 5)
     print(f"device: {name}; torch {torch.__version__}; tiles and settings of {SPEC.name}, random slices")

@@ -54,4 +54,6 @@ def test_spec_paper_refuses_two_specs_of_one_name(tmp_path, capsys):
     assert main(["spec", "paper", str(REPO / "challenges" / "em.toml"), str(copy)]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert captured.err.strip() == "error: spec paper: two specs share a file name; give each a different name"
+    assert captured.err.strip() == (
+        "error: spec paper: two specs share a file name; give each a different name"
+    )

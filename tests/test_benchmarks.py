@@ -1,0 +1,45 @@
+"""The benchmarks write their own result files: the command, the commit and the machine above the figures,
+so a table in the docs is copied from a file, not from a terminal."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _bench(script: str, *args: str, out: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *args, "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"wrote {out}" in done.stdout
+    return out.read_text(encoding="utf-8")
+
+
+def _header_names_command_commit_and_machine(text: str, script: str) -> None:
+    lines = text.splitlines()
+    assert lines[2].startswith(f"- command: `python benchmarks/{script} ")
+    assert re.match(r"- commit: `([0-9a-f]{12}(\+changes)?|unknown)`; Python 3\.\d+", lines[3])
+    assert re.match(r"- machine: .+, \d+ cores \(", lines[4])
+
+
+def test_synthetic_speed_writes_its_result(tmp_path):
+    text = _bench("synthetic_speed.py", "--repeats", "1", out=tmp_path / "synthetic.md")
+    _header_names_command_commit_and_machine(text, "synthetic_speed.py")
+    assert text.splitlines()[0] == "# Synthetic data: speed"
+    assert re.search(r"^EM-like slice +\d+\.\d ", text, flags=re.M)
+
+
+def test_train_throughput_writes_its_table_as_markdown(tmp_path):
+    """The table is Markdown already, so the file holds it as it is (no code block), under the header."""
+    text = _bench("train_throughput.py", "--device", "cpu", "--steps", "1", out=tmp_path / "train.md")
+    _header_names_command_commit_and_machine(text, "train_throughput.py")
+    assert "```" not in text
+    (row,) = [line for line in text.splitlines() if re.match(r"\| 1 \| (fp32|bf16) \| off \|", line)]
+    assert float(row.split("|")[5]) > 0  # tiles/s
