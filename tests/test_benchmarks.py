@@ -43,3 +43,40 @@ def test_train_throughput_writes_its_table_as_markdown(tmp_path):
     assert "```" not in text
     (row,) = [line for line in text.splitlines() if re.match(r"\| 1 \| (fp32|bf16) \| off \|", line)]
     assert float(row.split("|")[5]) > 0  # tiles/s
+
+
+def test_fresh_machine_times_readmes_two_commands_in_fresh_clones(tmp_path):
+    """The script reads both commands from README at HEAD, runs each in its own clone and venv, splits it
+    at its last ' && ', and exits non-zero when a command fails, saying so in the table."""
+    repo = tmp_path / "repo"
+    (repo / "benchmarks").mkdir(parents=True)
+    (repo / "benchmarks" / "fresh_machine.sh").write_text(
+        (REPO / "benchmarks" / "fresh_machine.sh").read_text()
+    )
+    (repo / "README.md").write_text(
+        "# x\n\n## Fresh machine\n\n```bash\npython --version && echo ran > ran.txt\n```\n\n"
+        "<!-- ci:test-command -->\n```bash\n"
+        'python --version && python -c "print(\\"2 passed, 1 failed in 0.1s\\"); raise SystemExit(1)"\n```\n'
+    )
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *command], cwd=repo, check=True, capture_output=True)
+    done = subprocess.run(
+        ["bash", "benchmarks/fresh_machine.sh", str(tmp_path / "out.md")],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1, done.stderr
+    lines = (tmp_path / "out.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith(("| first", "| tests"))]
+    assert [row.split("|")[2].strip() for row in rows] == [
+        "`python --version`",
+        "`echo ran > ran.txt`",
+        "`python --version`",
+        '`python -c "print(\\"2 passed, 1 failed in 0.1s\\"); raise SystemExit(1)"`'
+        " (2 passed, 1 failed in 0.1s)",
+    ]
+    assert [row.split("|")[4].strip() for row in rows] == ["0", "0", "0", "1"]
+    assert not list(tmp_path.glob("fresh-*"))  # the clones, beside the repository, are removed
