@@ -41,6 +41,28 @@ SETTINGS = [
 ]
 
 
+def make_trainers(samples, weight_maps, folder: Path) -> dict[tuple[str, str], Trainer]:
+    """One trainer of em-cpu per (precision, layout), each past two warm-up steps (allocator, kernels)."""
+    base = load_spec(SPEC)
+    trainers = {}
+    for precision, layout in SETTINGS:
+        keys = (
+            "training.precision",
+            "inference.precision",
+            "training.memory_format",
+            "inference.memory_format",
+        )
+        spec = apply_overrides(base, dict(zip(keys, (precision, precision, layout, layout), strict=True)))
+        torch.manual_seed(0)
+        trainer = Trainer(
+            spec, unet_from_spec(spec.model), samples, weight_maps, device="cpu", checkpoint=folder / "c"
+        )
+        for _ in range(2):
+            trainer.step()
+        trainers[precision, layout] = trainer
+    return trainers
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
@@ -50,31 +72,8 @@ def main() -> None:
     slices = [rng.random((512, 512), dtype=np.float32) for _ in range(20)]
     samples = [SimpleNamespace(key=str(i), image=s, target=s > 0.5) for i, s in enumerate(slices)]
     weight_maps = {s.key: (1 + 9 * rng.random((512, 512))).astype(np.float32) for s in samples}
-    base = load_spec(SPEC)
-    trainers = {}
     with tempfile.TemporaryDirectory() as folder:
-        for precision, layout in SETTINGS:
-            spec = apply_overrides(
-                base,
-                {
-                    "training.precision": precision,
-                    "training.memory_format": layout,
-                    "inference.precision": precision,
-                    "inference.memory_format": layout,
-                },
-            )
-            torch.manual_seed(0)
-            trainer = Trainer(
-                spec,
-                unet_from_spec(spec.model),
-                samples,
-                weight_maps,
-                device="cpu",
-                checkpoint=Path(folder) / "c",
-            )
-            for _ in range(2):  # allocator, kernel selection
-                trainer.step()
-            trainers[precision, layout] = trainer
+        trainers = make_trainers(samples, weight_maps, Path(folder))
         steps = {key: [] for key in trainers}
         predictions = {key: [] for key in trainers}
         for _ in range(args.rounds):
