@@ -32,6 +32,20 @@ def device_and_name(requested: str):
     return torch.device(device), machine.gpu or f"{machine.processor}, {machine.cpu_cores} cores"
 
 
+def result_file(text: str):
+    """``--out``'s argparse type: the result file's path, refused at once (one line, exit 2) when its folder
+    is missing, not after the measurement it was to keep."""
+    import argparse
+    from pathlib import Path
+
+    path = Path(text)
+    if not path.absolute().parent.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text}: folder {path.absolute().parent} does not exist; make it first"
+        )
+    return path
+
+
 def result_header(title: str, device: str = "cpu") -> list[str]:
     """The first lines of a benchmark's result file: what, the command, the commit, the machine, and on
     CUDA the card, its driver and the CUDA version (a GPU figure holds for its card only)."""

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import tifffile
 import torch
-from _timing import median_seconds, recorded  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import median_seconds, recorded, result_file  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.datasets import synthetic
 from unetbench.spec import AugmentationSpec
@@ -34,7 +34,7 @@ LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, help="write the output here too (Markdown)")
+    parser.add_argument("--out", type=result_file, help="write the output here too (Markdown)")
     args = parser.parse_args()
     with recorded(args.out, "Weight maps and augmentation: speed"):
         _measure(args)

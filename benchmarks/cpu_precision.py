@@ -23,6 +23,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+from _timing import result_file  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench import devices
 from unetbench.atomic import atomic_write_text
@@ -66,7 +67,7 @@ def make_trainers(samples, weight_maps, folder: Path) -> dict[tuple[str, str], T
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=None, help="write the table here (Markdown)")
+    parser.add_argument("--out", type=result_file, default=None, help="write the table here (Markdown)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     slices = [rng.random((512, 512), dtype=np.float32) for _ in range(20)]

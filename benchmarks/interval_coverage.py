@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
+from _timing import result_file  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.ablation.statistics import coverage, simulate_ablations
 from unetbench.atomic import atomic_write_text
@@ -22,7 +22,7 @@ from unetbench.results import git_revision
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ablations", type=int, default=4000)
-    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--out", type=result_file, default=None)
     args = parser.parse_args()
     commit, dirty = git_revision()
     lines = [

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from _timing import median_seconds, result_header, write_result  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import median_seconds, result_file, result_header, write_result  # noqa: I001 - the benchmarks folder is on sys.path
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
@@ -42,7 +42,7 @@ def skimage_reference(gt: np.ndarray, proposal: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, help="write the result here too (Markdown)")
+    parser.add_argument("--out", type=result_file, help="write the result here too (Markdown)")
     args = parser.parse_args()
     if not LABELS.is_file():
         sys.exit(f"{LABELS} not found: this benchmark needs the real ISBI 2012 labels (../shared/datasets)")

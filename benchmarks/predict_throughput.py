@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _timing import device_and_name, recorded  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import device_and_name, recorded, result_file  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.inference.tiling import TTA_VERSIONS, overlap_tile_plan, predict_image, restore, transform
 from unetbench.model.unet import UNet
@@ -71,7 +71,7 @@ def main() -> None:
     )
     parser.add_argument("--batch", type=int, nargs="+", default=[4], help="tiles per forward pass")
     parser.add_argument("--data", type=Path, default=None, help="folder with the ISBI 2012 test-volume.tif")
-    parser.add_argument("--out", type=Path, default=None, help="write the result here (Markdown)")
+    parser.add_argument("--out", type=result_file, default=None, help="write the result here (Markdown)")
     args = parser.parse_args()
     device, name = device_and_name(args.device)
     with recorded(args.out, "Prediction throughput", device=device, markdown=True):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing
-from _timing import result_header, write_result  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import result_file, result_header, write_result  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench import distributed
 
@@ -149,7 +149,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, help="write the result here too (Markdown)")
+    parser.add_argument("--out", type=result_file, help="write the result here too (Markdown)")
     args = parser.parse_args()
     lines = result_header("Scaling out on this machine: data-parallel training and the Ray executor")
     rates = data_parallel(args.spec, args.processes, args.steps, args.rounds)

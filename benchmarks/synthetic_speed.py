@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from _timing import median_seconds, recorded  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import median_seconds, recorded, result_file  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.datasets import synthetic
 from unetbench.datasets.images import to_unit_float
@@ -34,7 +34,7 @@ def per_call(fn: Callable[[int], object], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=None, help="write the result here (Markdown)")
+    parser.add_argument("--out", type=result_file, default=None, help="write the result here (Markdown)")
     args = parser.parse_args()
     with recorded(args.out, "Synthetic data: speed"):
         table(args.repeats)

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from _timing import device_and_name, recorded  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import device_and_name, recorded, result_file  # noqa: I001 - the benchmarks folder is on sys.path
 from torch import nn
 
 from unetbench import devices
@@ -168,7 +168,7 @@ def main() -> None:
         help="training.precision (auto: bf16 on CUDA, fp32 on the CPU)",
     )
     parser.add_argument("--compile", default="off", choices=["off", "on", "both"], help="training.compile")
-    parser.add_argument("--out", type=Path, default=None, help="write the result here (Markdown)")
+    parser.add_argument("--out", type=result_file, default=None, help="write the result here (Markdown)")
     args = parser.parse_args()
     device, name = device_and_name(args.device)
     with recorded(args.out, "Training throughput", device=device, markdown=True):

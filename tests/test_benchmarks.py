@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -80,3 +82,25 @@ def test_fresh_machine_times_readmes_two_commands_in_fresh_clones(tmp_path):
     ]
     assert [row.split("|")[4].strip() for row in rows] == ["0", "0", "0", "1"]
     assert not list(tmp_path.glob("fresh-*"))  # the clones, beside the repository, are removed
+
+
+BENCHMARKS_WITH_OUT = sorted(
+    path.name for path in (REPO / "benchmarks").glob("*.py") if '"--out"' in path.read_text(encoding="utf-8")
+)
+
+
+@pytest.mark.parametrize("script", BENCHMARKS_WITH_OUT)
+def test_a_result_file_in_a_missing_folder_is_refused_before_measuring(script, tmp_path):
+    done = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", "--out", str(tmp_path / "missing" / "result.md")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.splitlines()[-1] == (
+        f"{script}: error: argument --out: {tmp_path / 'missing' / 'result.md'}: folder "
+        f"{tmp_path / 'missing'} does not exist; make it first"
+    )
+    assert "Traceback" not in done.stderr and not (tmp_path / "missing").exists()

@@ -57,3 +57,15 @@ def test_spec_paper_refuses_two_specs_of_one_name(tmp_path, capsys):
     assert captured.err.strip() == (
         "error: spec paper: two specs share a file name; give each a different name"
     )
+
+
+def test_spec_paper_names_a_spec_it_cannot_read(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    text = (REPO / "challenges" / "em.toml").read_text()
+    bad.write_text(text.replace("momentum = 0.99", "momentun = 0.99"))
+    for path, says in ((tmp_path / "none.toml", "no such file"), (bad, "training.momentun: unknown key")):
+        assert main(["spec", "paper", str(REPO / "challenges" / "em.toml"), str(path)]) == 1
+        captured = capsys.readouterr()
+        assert captured.out == ""
+        (line,) = captured.err.strip().splitlines()
+        assert line.startswith(f"error: {path}") and says in line
