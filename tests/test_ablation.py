@@ -38,7 +38,13 @@ def test_switches_are_spec_overrides():
     assert switch_overrides(spec, "weightmap") == [("weightmap.enabled", False)]
     assert switch_overrides(spec, "elastic") == [("augmentation.elastic", False)]
     assert switch_overrides(spec, "tta") == [("inference.tta", "none")]
-    tiling = dict(switch_overrides(spec, "tiling"))
+    assert switch_overrides(spec, "mirror") == [("inference.border", "zeros")]
+    # inference only: the same network on isolated tiles of the training tile (572 -> 388 px outputs)
+    assert switch_overrides(spec, "tiling") == [
+        ("inference.tiling", "isolated"),
+        ("inference.tile_size", 572),
+    ]
+    tiling = dict(switch_overrides(spec, "tiling-same-padding"))
     assert tiling == {
         "model.padding": "same",
         "inference.tiling": "none",
@@ -49,13 +55,40 @@ def test_switches_are_spec_overrides():
 
 
 def test_no_tiling_means_one_thing_whatever_the_baseline_predicts_with():
-    """em-cpu predicts on one 604 px tile per slice; no-tiling still cuts 160 px tiles (its training
-    tile's 164 px output, down to the pooling factor 8), not one 512 px tile."""
+    """em-cpu predicts on one 604 px tile per slice; no-tiling still cuts isolated tiles of the 164 px
+    output of its 252 px training tile, and the same-padded variant 160 px tiles (164 down to the pooling
+    factor 8), not one 512 px tile."""
     spec = load_spec(EM_CPU)
     assert spec.inference.tile_size == 604 and no_tiling_tile(spec) == 160
-    assert dict(switch_overrides(spec, "tiling"))["inference.tile_size"] == 160
+    assert dict(switch_overrides(spec, "tiling"))["inference.tile_size"] == 252
+    assert dict(switch_overrides(spec, "tiling-same-padding"))["inference.tile_size"] == 160
     wider = apply_overrides(spec, {"inference.tile_size": 700})
     assert no_tiling_tile(wider) == 160
+    assert dict(switch_overrides(wider, "tiling"))["inference.tile_size"] == 252
+
+
+def test_switches_that_need_overlap_tile_are_refused_without_it(tmp_path, capsys):
+    """--no-mirror, --no-tiling and the same-padded variant compare against overlap-tile: a spec that
+    predicts otherwise is one line, and nothing is written."""
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    same = ["--set", "model.padding=same", "--set", "inference.tiling=none", "--set", "training.tile_size=32"]
+    same += ["--set", "inference.tile_size=32"]
+    for flag in ("--no-mirror", "--no-tiling", "--no-tiling-same-padding"):
+        status = main(["ablate", str(spec_file), flag, *same, "--out", str(tmp_path / "a")])
+        err = capsys.readouterr().err
+        assert status == 1 and err.count("\n") == 1, err
+        assert f"{flag}: the spec predicts with inference.tiling = 'none', not overlap-tile" in err
+    assert not (tmp_path / "a").exists()
+
+
+def test_switches_that_cannot_be_combined_in_a_full_grid_are_one_line():
+    spec = load_spec(EM)
+    with pytest.raises(UserError, match="--no-tiling and --no-mirror cannot be combined"):
+        variants(spec, ["tiling", "mirror"], [], "full")
+    with pytest.raises(UserError, match="--no-tiling and --no-tiling-same-padding both set"):
+        variants(spec, ["tiling", "tiling-same-padding"], [], "full")
+    with pytest.raises(UserError, match="unknown switch 'bogus'; valid switches: --no-weightmap"):
+        variants(spec, ["bogus"], [], "one")
 
 
 def test_plan_grids_folds_seeds_and_the_baseline_is_the_spec_file(tmp_path):
@@ -69,6 +102,7 @@ def test_plan_grids_folds_seeds_and_the_baseline_is_the_spec_file(tmp_path):
     assert runs[3].spec.overrides == ("weightmap.enabled=false", "training.seed=1")
     full = _plan(spec, ["weightmap", "elastic", "tiling"], grid="full", out=tmp_path)
     assert len(full) == 8 and full[-1].variant == "no-weightmap+no-elastic+no-tiling"
+    assert _plan(spec, ["tiling-same-padding"], out=tmp_path)[-1].variant == "no-tiling-same-padding"
     folded = _plan(spec, ["weightmap"], folds=6, seeds=2, out=tmp_path)
     assert len(folded) == 24 and folded[2].name.startswith("baseline-fold1-seed0-")
     assert folded[2].spec.data.split.method == "kfold" and folded[2].spec.data.split.fold == 1
@@ -101,8 +135,10 @@ def test_inference_only_variants_predict_with_their_paired_trained_run(tmp_path)
     full = _plan(spec, ["weightmap", "tta"], grid="full", out=tmp_path)
     pairs = {r.variant: r.weights_from for r in full}
     assert pairs["no-weightmap+no-tta"] == next(r.directory for r in full if r.variant == "no-weightmap")
-    tiling = _plan(spec, ["tiling"], out=tmp_path)
-    assert all(r.trains for r in tiling)  # no-tiling changes the network: it trains
+    tiling = _plan(spec, ["tiling", "mirror", "tiling-same-padding"], out=tmp_path)
+    borrowed = {r.variant: r.weights_from for r in tiling if not r.trains}
+    assert borrowed == {"no-tiling": tiling[0].directory, "no-mirror": tiling[0].directory}
+    assert [r.variant for r in tiling if r.trains] == ["baseline", "no-tiling-same-padding"]  # a new network
 
 
 def test_vary_makes_a_variant_per_value_other_than_the_specs_own(tmp_path):
@@ -459,8 +495,8 @@ def test_ablate_needs_a_switch_or_a_vary(capsys):
 def test_a_switch_that_changes_nothing_is_refused(tmp_path, capsys):
     """--no-tta on a spec without test-time averaging would run the baseline twice under another name."""
     quickstart = CHALLENGES / "quickstart.toml"
-    assert load_spec(quickstart).inference.tta == "none"
-    assert main(["ablate", str(quickstart), "--no-tta", "--out", str(tmp_path / "a")]) == 1
+    without = ["--set", "inference.tta=none"]
+    assert main(["ablate", str(quickstart), "--no-tta", *without, "--out", str(tmp_path / "a")]) == 1
     err = capsys.readouterr().err
     assert "--no-tta: the spec already has inference.tta = 'none'" in err and "Traceback" not in err
     assert not (tmp_path / "a").exists()

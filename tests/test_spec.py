@@ -107,6 +107,27 @@ BAD = [
         "'per-image', 'dataset', 'none'",
     ),
     (r"^\[report\]$", 'overrides = ["x=1"]\n[report]', "evaluation.overrides", "unknown key"),
+    # the ROPE: a half-width for a listed metric, never negative
+    (
+        r'^primary = "rand_error"$',
+        'primary = "rand_error"\nrope = { rand_error = -0.01 }',
+        "evaluation.rope.rand_error",
+        "must be >= 0 (a half-width in the metric's units), got -0.01",
+    ),
+    (
+        r'^primary = "rand_error"$',
+        'primary = "rand_error"\n[evaluation.rope]\nseg = 0.01',
+        "evaluation.rope.seg",
+        "'seg' is not one of the metrics listed (warping_error, rand_error",
+    ),
+    (r'^tta = "dihedral".*$', 'tta = "dihedral"\nborder = "black"', "inference.border", "'mirror', 'zeros'"),
+    (
+        r'^tiling = "overlap-tile"$',
+        'tiling = "isolated"\nborder = "zeros"',
+        "inference.border",
+        "'zeros' replaces overlap-tile's mirrored context beyond the image; tiling = 'isolated' has none",
+    ),
+    (r"^overlays = .*$", "overlays = 3\nsettings_chosen_on = [25, 25]", "report.settings_chosen_on", "twice"),
     (r"^\[data\.split\]$", "[data.split.extra]\n[data.split]", "data.split.extra", "unknown key"),
 ]
 
@@ -193,11 +214,29 @@ def test_no_overrides_gives_back_the_spec_file():
         ("training.memory_format", "nhwc", "valid choices: 'auto', 'channels_last', 'contiguous'"),
         ("inference.memory_format", "nhwc", "inference.memory_format"),
         ("training.compile", "yes", "training.compile: must be true or false"),
+        ("evaluation.rope.rand_error", -1.0, "evaluation.rope.rand_error: must be >= 0"),
+        ("evaluation.rope.v_info", "wide", "evaluation.rope.v_info: must be a number"),
+        ("inference.border", "zeros", None),  # valid: overlap-tile with zeros beyond the border
     ],
 )
 def test_bad_override_is_a_spec_error_naming_the_key(key, value, fragment):
+    if fragment is None:
+        assert apply_overrides(load_spec(EM), {key: value}, source="--set").inference.border == value
+        return
     with pytest.raises(SpecError, match=re.escape(fragment)):
         apply_overrides(load_spec(EM), {key: value}, source="--set")
+
+
+def test_every_metric_has_a_rope_recorded_and_an_override_changes_one_only():
+    from unetbench.metrics import METRICS
+
+    spec = load_spec(EM)
+    assert spec.evaluation.rope == {m: METRICS[m].rope for m in spec.evaluation.metrics}
+    assert spec.evaluation.rope["rand_error"] == 0.005
+    wider = apply_overrides(spec, {"evaluation.rope.rand_error": 0.01})
+    assert wider.evaluation.rope == {**spec.evaluation.rope, "rand_error": 0.01}
+    assert spec.evaluation.rope["rand_error"] == 0.005  # the frozen spec is not changed
+    assert spec_to_dict(wider)["evaluation"]["rope"]["rand_error"] == 0.01  # what a record holds
 
 
 def test_parse_override_reads_toml_values():

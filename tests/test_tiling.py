@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from unetbench.inference.tiling import independent_tile_predict, overlap_tile_predict, predict_image
+from unetbench.inference.tiling import (
+    independent_tile_predict,
+    isolated_tile_predict,
+    overlap_tile_predict,
+    predict_image,
+)
 from unetbench.model.sizes import nearest_valid_input_sizes
 from unetbench.model.unet import UNet
 from unetbench.spec import InferenceSpec
@@ -16,8 +21,9 @@ def valid_net():
     return UNet(depth=3, base_channels=4, dropout=0.0).eval()
 
 
-def _whole_image_pass(net, image):
-    """One forward pass over the mirror-extended image (a valid input size covering it)."""
+def _whole_image_pass(net, image, mode="reflect"):
+    """One forward pass over the mirror-extended image (a valid input size covering it); ``mode``
+    "constant": over the zero-extended image."""
     margin = net.margin
     h, w = image.shape
     size_y = next(
@@ -26,7 +32,7 @@ def _whole_image_pass(net, image):
     size_x = next(
         s for s in nearest_valid_input_sizes(w + 2 * margin, depth=net.depth) if s >= w + 2 * margin
     )
-    padded = np.pad(image, ((margin, size_y - h - margin), (margin, size_x - w - margin)), mode="reflect")
+    padded = np.pad(image, ((margin, size_y - h - margin), (margin, size_x - w - margin)), mode=mode)
     with torch.no_grad():
         return torch.softmax(net(torch.from_numpy(padded)[None, None]), dim=1)[0, :, :h, :w].numpy()
 
@@ -38,6 +44,66 @@ def test_overlap_tile_equals_one_pass_over_the_mirrored_image(valid_net, height,
     assert tiled.shape == (2, height, width)
     np.testing.assert_allclose(tiled, _whole_image_pass(valid_net, image), atol=1e-5)
     np.testing.assert_allclose(tiled.sum(axis=0), 1.0, atol=1e-5)
+
+
+def _pass(net, padded):
+    with torch.no_grad():
+        return torch.softmax(net(torch.from_numpy(np.ascontiguousarray(padded))[None, None]), dim=1)[
+            0
+        ].numpy()
+
+
+def test_zeros_beyond_the_border_equal_one_pass_over_the_zero_padded_image(valid_net):
+    """--no-mirror: overlap-tile with zeros as the context beyond the image, the same inside it."""
+    image = np.random.default_rng(5).random((100, 130)).astype(np.float32)
+    margin = valid_net.margin
+    zeros = overlap_tile_predict(valid_net, image, tile_size=92, batch_size=3, border="zeros")
+    np.testing.assert_allclose(zeros, _whole_image_pass(valid_net, image, mode="constant"), atol=1e-5)
+    mirrored = overlap_tile_predict(valid_net, image, tile_size=92, batch_size=3)
+    reach = margin + 4  # the context margin plus the pooling slack (factor 4 at depth 3)
+    inner = (slice(None), slice(reach, -reach), slice(reach, -reach))
+    np.testing.assert_allclose(zeros[inner], mirrored[inner], atol=1e-5)  # no border in reach: equal
+    assert np.abs(zeros[:, :4] - mirrored[:, :4]).max() > 1e-4  # at the border: the zeros show
+
+
+def test_isolated_tiles_see_only_themselves(valid_net):
+    """--no-tiling: each output tile is one pass over that tile alone, mirrored from itself; it equals
+    overlap-tile where the context stays inside the tile and differs at the seams."""
+    image = np.random.default_rng(6).random((100, 130)).astype(np.float32)
+    margin, tile = valid_net.margin, 92
+    out = tile - 2 * margin  # 52, on the pooling grid of depth 3
+    isolated = isolated_tile_predict(valid_net, image, tile_size=tile, batch_size=3)
+    assert isolated.shape == (2, 100, 130)
+    extended = np.pad(image, ((0, 2 * out - 100), (0, 3 * out - 130)), mode="reflect")  # whole tiles
+    for y in (0, out):
+        for x in (0, out, 2 * out):
+            alone = np.pad(extended[y : y + out, x : x + out], margin, mode="reflect")
+            expected = _pass(valid_net, alone)
+            got = isolated[:, y : y + out, x : x + out]
+            np.testing.assert_allclose(got, expected[:, : got.shape[1], : got.shape[2]], atol=1e-5)
+    overlap = overlap_tile_predict(valid_net, image, tile_size=tile, batch_size=3)
+    reach = margin + 4  # the context margin plus the pooling slack (factor 4 at depth 3)
+    inside = (slice(None), slice(reach, out - reach), slice(out + reach, 2 * out - reach))
+    np.testing.assert_allclose(isolated[inside], overlap[inside], atol=1e-5)
+    seam = (slice(None), slice(out - 4, out + 4), slice(None))
+    assert np.abs(isolated[seam] - overlap[seam]).max() > 1e-4
+
+
+def test_the_spec_picks_the_tiling_and_the_border(valid_net):
+    image = np.random.default_rng(7).random((60, 60)).astype(np.float32)
+    for spec, single in (
+        (InferenceSpec(tiling="isolated", tile_size=92), isolated_tile_predict),
+        (
+            InferenceSpec(border="zeros", tile_size=92),
+            lambda *a, **k: overlap_tile_predict(*a, **k, border="zeros"),
+        ),
+    ):
+        spec = InferenceSpec(**{**spec.__dict__, "precision": "fp32"})
+        np.testing.assert_allclose(
+            predict_image(valid_net, image, spec), single(valid_net, image, tile_size=92), atol=1e-5
+        )
+    with pytest.raises(ValueError, match="isolated-tile prediction needs a valid-padding network"):
+        isolated_tile_predict(UNet(depth=3, base_channels=2, padding="same"), image, tile_size=92)
 
 
 def test_independent_tiles_are_not_seamless():
@@ -87,17 +153,21 @@ def test_transforms_are_the_dihedral_group_and_restore_inverts_them():
 
 
 @pytest.mark.parametrize("tta", ["flips", "dihedral"])
-@pytest.mark.parametrize("tiling", ["overlap-tile", "none"])
+@pytest.mark.parametrize("tiling", ["overlap-tile", "isolated", "none"])
 def test_tta_is_the_mean_of_the_transformed_predicted_restored_maps(valid_net, tta, tiling):
     """One batched pass over all versions' tiles equals predicting each version on its own, turning it
     back and averaging."""
     from unetbench.inference.tiling import TTA_VERSIONS
 
     torch.manual_seed(1)
-    net = valid_net if tiling == "overlap-tile" else UNet(depth=3, base_channels=4, padding="same").eval()
-    size = 92 if tiling == "overlap-tile" else 32
+    net = valid_net if tiling != "none" else UNet(depth=3, base_channels=4, padding="same").eval()
+    size = 92 if tiling != "none" else 32
     image = np.random.default_rng(3).random((70, 110)).astype(np.float32)
-    single = overlap_tile_predict if tiling == "overlap-tile" else independent_tile_predict
+    single = {
+        "overlap-tile": overlap_tile_predict,
+        "isolated": isolated_tile_predict,
+        "none": independent_tile_predict,
+    }[tiling]
 
     def version_predicted(v):  # written out with numpy alone, not with the module's transform / restore
         mirrored = image[:, ::-1] if v >= 4 else image

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from unetbench import __version__
+from unetbench.ablation.plan import SWITCHES
 from unetbench.datasets import DATASETS, dataset_location, get_adapter, resolve_data_root, synthetic
 from unetbench.datasets.download import staged_directory
 from unetbench.errors import PeerExit, RunInterrupted, UserError
@@ -469,18 +470,20 @@ def _reports_of(directory) -> Path:
     return Path(runs[0][1].resolved_spec().report.directory)
 
 
+# The ablation switches' help, from their table (unetbench.ablation.plan.SWITCHES): one flag each below.
+SWITCH_HELP = {name: switch.help for name, switch in SWITCHES.items()}
+
+
 @app.command("ablate")
 def ablate_command(
     spec_file: Annotated[Path, typer.Argument(help="The challenge spec.")] = Path("challenges/em.toml"),
-    no_weightmap: Annotated[
-        bool, typer.Option("--no-weightmap", help="Drop the border term of the weight map.")
-    ] = False,
-    no_elastic: Annotated[bool, typer.Option("--no-elastic", help="No elastic deformation.")] = False,
-    no_tiling: Annotated[
-        bool, typer.Option("--no-tiling", help="Same-padded network on independent tiles.")
-    ] = False,
-    no_tta: Annotated[
-        bool, typer.Option("--no-tta", help="One prediction per image, no test-time averaging.")
+    no_weightmap: Annotated[bool, typer.Option("--no-weightmap", help=SWITCH_HELP["weightmap"])] = False,
+    no_elastic: Annotated[bool, typer.Option("--no-elastic", help=SWITCH_HELP["elastic"])] = False,
+    no_tiling: Annotated[bool, typer.Option("--no-tiling", help=SWITCH_HELP["tiling"])] = False,
+    no_mirror: Annotated[bool, typer.Option("--no-mirror", help=SWITCH_HELP["mirror"])] = False,
+    no_tta: Annotated[bool, typer.Option("--no-tta", help=SWITCH_HELP["tta"])] = False,
+    no_tiling_same_padding: Annotated[
+        bool, typer.Option("--no-tiling-same-padding", help=SWITCH_HELP["tiling-same-padding"])
     ] = False,
     seeds: Annotated[int, typer.Option(help="Runs per variant, with seeds spec seed + 0, 1, ...")] = 1,
     iterations: Annotated[
@@ -550,11 +553,15 @@ def ablate_command(
     kinds = check_kinds(track)
     spec = load_spec(spec_file)
     spec = _with_command_line(spec, overrides, iterations=iterations)  # the baseline; switches go on top
-    switches = [
-        name
-        for name, on in zip(ablation.SWITCHES, (no_weightmap, no_elastic, no_tiling, no_tta), strict=True)
-        if on
-    ]
+    chosen = {
+        "weightmap": no_weightmap,
+        "elastic": no_elastic,
+        "tiling": no_tiling,
+        "mirror": no_mirror,
+        "tta": no_tta,
+        "tiling-same-padding": no_tiling_same_padding,
+    }
+    switches = [name for name in ablation.SWITCHES if chosen[name]]
     _finish_ablation(
         spec,
         spec_file,

@@ -44,6 +44,9 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 _ValueProblem = ValueProblem  # raised inside ``__post_init__``; reported with the full key path
 
+# The network padding each inference.tiling needs (unetbench.inference.tiling).
+TILING_PADDING = {"overlap-tile": "valid", "isolated": "valid", "none": "same"}
+
 
 def _require(condition: bool, key: str, message: str) -> None:
     if not condition:
@@ -243,8 +246,13 @@ class WeightmapSpec:
 @dataclass(frozen=True)
 class InferenceSpec:
     # overlap-tile: output-sized tiles fed with their context, mirrored beyond the image (paper, Fig. 2).
-    # none: the ablated alternative defined with the network (see README, "Ablation switches").
-    tiling: Literal["overlap-tile", "none"] = "overlap-tile"
+    # isolated: the same valid network on output-sized tiles, each fed with itself mirrored at its edges,
+    # no context from its neighbours (the inference-only --no-tiling). none: a same-padded network on
+    # zero-padded tiles (--no-tiling-same-padding, which changes the network). unetbench.inference.tiling.
+    tiling: Literal["overlap-tile", "isolated", "none"] = "overlap-tile"
+    # What overlap-tile feeds as context beyond the image border: the mirrored image (paper, Fig. 2) or
+    # zeros (--no-mirror). Only overlap-tile has such context.
+    border: Literal["mirror", "zeros"] = "mirror"
     tile_size: int = 572  # input tile edge in px
     batch_size: int = 4  # tiles per forward pass
     # Test-time averaging of the soft-max over versions of the image: none; flips (the original and its
@@ -273,7 +281,13 @@ class PostprocessSpec:
 @dataclass(frozen=True)
 class EvaluationSpec:
     metrics: tuple[str, ...] = ()
-    primary: str = ""  # the metric that picks the best checkpoint
+    # The metric that picks the best checkpoint, and an ablation's headline: its primary family is every
+    # variant on this metric, Holm-adjusted; the other metrics are exploratory.
+    primary: str = ""
+    # Region of practical equivalence per metric: a difference within ±rope is too small to matter (an
+    # ablation's equivalence verdict). Metrics left out get the default of the metric table
+    # (unetbench.metrics.names), filled in when the spec is checked, so every record holds the values used.
+    rope: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _require(bool(self.metrics), "metrics", "must name at least one metric")
@@ -283,16 +297,38 @@ class EvaluationSpec:
             "primary",
             f"must be one of the metrics listed ({', '.join(self.metrics)}), got {self.primary!r}",
         )
+        for metric, width in self.rope.items():
+            _require(
+                metric in self.metrics,
+                f"rope.{metric}",
+                f"{metric!r} is not one of the metrics listed ({', '.join(self.metrics)}); give a ROPE for "
+                "those only",
+            )
+            _require(
+                width >= 0,
+                f"rope.{metric}",
+                f"must be >= 0 (a half-width in the metric's units), got {width}",
+            )
 
 
 @dataclass(frozen=True)
 class ReportSpec:
     directory: str = "reports"  # reports go to <directory>/<challenge name>/
     overlays: int = 3  # images shown with input / ground truth / prediction / error
+    # The labelled images (indices in the adapter's order) on which this spec's settings were chosen, where
+    # they were not chosen on validation images alone: every report that scores one of them says so.
+    settings_chosen_on: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         _require(self.directory.strip() != "", "directory", "must not be empty")
         _require(self.overlays >= 0, "overlays", f"must be >= 0, got {self.overlays}")
+        for index in self.settings_chosen_on:
+            _require(index >= 0, "settings_chosen_on", f"image indices must be >= 0, got {index}")
+        _require(
+            len(set(self.settings_chosen_on)) == len(self.settings_chosen_on),
+            "settings_chosen_on",
+            "lists the same image twice",
+        )
 
 
 @dataclass(frozen=True)
@@ -320,13 +356,20 @@ class ChallengeSpec:
             "name",
             f"must be a non-empty name without '/', got {self.name!r}",
         )
-        needs = {"overlap-tile": "valid", "none": "same"}[self.inference.tiling]
+        needs = TILING_PADDING[self.inference.tiling]
         _require(
             self.model.padding == needs,
             "inference.tiling",
-            f"{self.inference.tiling!r} needs model.padding = {needs!r} (overlap-tile feeds context to a "
-            "valid-padding network; 'none' runs a same-padding network tile by tile), got "
-            f"{self.model.padding!r}",
+            f"{self.inference.tiling!r} needs model.padding = {needs!r} (overlap-tile and isolated feed a "
+            "valid-padding network a margin around each tile; 'none' runs a same-padding network tile by "
+            f"tile), got {self.model.padding!r}",
+        )
+        _require(
+            self.inference.border == "mirror" or self.inference.tiling == "overlap-tile",
+            "inference.border",
+            f"'zeros' replaces overlap-tile's mirrored context beyond the image; tiling = "
+            f"{self.inference.tiling!r} has none (isolated mirrors each tile from itself, none pads with "
+            "zeros already): remove border or use tiling = 'overlap-tile'",
         )
         for section, key in (("training", "tile_size"), ("inference", "tile_size")):
             size = getattr(getattr(self, section), key)
@@ -433,6 +476,8 @@ def spec_to_table(spec: Any) -> dict[str, Any]:
             value = spec_to_table(value)
         elif isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, dict):
+            value = dict(value)  # a copy: overrides change the table, never the frozen spec
         table[name] = value
     return table
 
@@ -507,6 +552,9 @@ def with_overrides(
             if _is_union(hint_type):  # an optional table, e.g. data.synthetic
                 tables = [t for t in typing.get_args(hint_type) if dataclasses.is_dataclass(t)]
                 hint_type = tables[0] if tables else hint_type
+            if typing.get_origin(hint_type) is dict and depth == len(parts) - 2:  # evaluation.rope.<metric>
+                node.setdefault(part, {})[parts[-1]] = value
+                break
             if depth == len(parts) - 1:
                 if dataclasses.is_dataclass(hint_type):
                     raise SpecError(source, key, "is a table; override one of its keys instead")
@@ -564,7 +612,7 @@ def _toml_value(value: Any) -> str:
 
 def _dump_table(table: Mapping[str, Any], path: str, lines: list[str]) -> None:
     scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
-    tables = {k: v for k, v in table.items() if isinstance(v, dict)}
+    tables = {k: v for k, v in table.items() if isinstance(v, dict) and v}  # an empty one reads back so
     if path:
         lines.append(f"\n[{path}]")
     lines.extend(f"{key} = {_toml_value(value)}" for key, value in scalars.items())
@@ -577,10 +625,15 @@ def dump_spec(spec: ChallengeSpec) -> str:
 
     Overrides, which a file cannot set, are written as a comment.
     """
+    return dump_table(spec_to_table(spec), spec.overrides)
+
+
+def dump_table(table: Mapping[str, Any], overrides: Iterable[str] = ()) -> str:
+    """A spec in file form (:func:`spec_to_table`'s, or a record's) as TOML, ``overrides`` as a comment."""
     lines: list[str] = []
-    if spec.overrides:
-        lines.append("# overrides applied: " + ", ".join(spec.overrides))
-    _dump_table(spec_to_table(spec), "", lines)
+    if overrides:
+        lines.append("# overrides applied: " + ", ".join(overrides))
+    _dump_table(table, "", lines)
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

@@ -10,7 +10,7 @@ Checks made here, each a :class:`~unetbench.errors.SpecError` naming the file an
 - the data set exists; ``data.root`` only for data read from disk; ``[data.synthetic]`` only for the
   generated sets (which get its defaults when it is left out); split indices within a generated set;
   sequence splits only for data sets with sequences;
-- every metric fits the data set's kind;
+- every metric fits the data set's kind (and gets a ROPE: the spec's, else the metric's default);
 - a training step or an inference batch that no machine could hold (over :data:`MAX_STEP_BYTES`, from
   the layer sizes); the run itself compares the same estimate with its device's memory.
 """
@@ -24,7 +24,7 @@ from typing import Any
 
 from unetbench.datasets import DATASETS
 from unetbench.errors import SpecError
-from unetbench.metrics import metric_hint, metrics_of
+from unetbench.metrics import METRICS, metric_hint, metrics_of
 from unetbench.model.sizes import format_bytes, inference_bytes, training_step_bytes
 from unetbench.spec import ChallengeSpec, SyntheticSpec, read_spec, with_overrides
 
@@ -143,4 +143,11 @@ def check_spec(spec: ChallengeSpec, *, source: str) -> ChallengeSpec:
     problem = memory_problem(spec, MAX_STEP_BYTES, "any machine holds")
     if problem is not None:
         raise SpecError(source, *problem)
-    return dataclasses.replace(spec, kind=adapter.kind)
+    return dataclasses.replace(spec, kind=adapter.kind, evaluation=with_default_rope(spec.evaluation))
+
+
+def with_default_rope(evaluation):
+    """``evaluation`` with a ROPE for every metric it lists: the spec's own, else the metric table's
+    default (:data:`unetbench.metrics.METRICS`), so that a record holds every value its verdicts used."""
+    rope = {m: evaluation.rope.get(m, METRICS[m].rope) for m in evaluation.metrics}
+    return dataclasses.replace(evaluation, rope=rope)

@@ -3,19 +3,30 @@
 An ablation is the same run repeated over spec overrides, folds and seeds (never subclasses):
 
 - **Variants.** The baseline (the spec as given, with ``--set``), then one variant per switch, and one per
-  value of a ``--vary KEY=V1,V2,...`` other than the spec's own value. The switches:
+  value of a ``--vary KEY=V1,V2,...`` other than the spec's own value. The switches are one table,
+  :data:`SWITCHES` (flag, variant name, overrides, what the pair compares), which the command line, the
+  errors, the report and the docs read. Four change one thing:
 
   - ``--no-weightmap``: ``weightmap.enabled = false``. The border term w0 exp(-(d1 + d2)^2 / (2 sigma^2))
     goes; the class balance w_c stays as the spec sets it, so the switch measures the border term alone.
   - ``--no-elastic``: ``augmentation.elastic = false``; shifts, rotations, flips and grey values unchanged.
   - ``--no-tta``: ``inference.tta = "none"``: one prediction of each image instead of the average over its
-    rotated or mirrored versions.
-  - ``--no-tiling``: ``inference.tiling = "none"`` and ``model.padding = "same"``: a zero-padded network on
-    non-overlapping tiles without context (see :mod:`unetbench.inference.tiling`). Its tiles, in training
-    and prediction, are the valid network's output for the spec's training tile, rounded down to the
-    pooling factor (388 -> 384 for the paper's 572 px tile; 164 -> 160 for em-cpu's 252): whatever the
-    baseline's inference tile, the variant predicts on tiles of the size the baseline trains its outputs
-    on, so the switch always compares overlap-tile with context against tiles without it.
+    rotated or mirrored versions. Inference-only.
+  - ``--no-tiling``: ``inference.tiling = "isolated"`` with ``inference.tile_size`` the training tile: the
+    baseline's own network and weights predict each image in non-overlapping tiles of the output size it
+    was trained on, each tile fed with itself mirrored at its edges, against overlap-tile (context from the
+    image around each tile). Inference-only.
+  - ``--no-mirror``: ``inference.border = "zeros"``: overlap-tile whose context beyond the image border is
+    zeros instead of the mirrored image. Inference-only.
+
+  One changes more, and its name says so:
+
+  - ``--no-tiling-same-padding``: ``model.padding = "same"``, ``inference.tiling = "none"``: a different
+    network, zero-padded in every convolution, trained and predicting on non-overlapping tiles without
+    context (:mod:`unetbench.inference.tiling`). Its tiles, in training and prediction, are the valid
+    network's output for the spec's training tile, rounded down to the pooling factor (388 -> 384 for the
+    paper's 572 px tile; 164 -> 160 for em-cpu's 252). It compares two networks as well as two ways of
+    predicting, so it does not measure overlap-tile alone.
 
   ``--grid one`` runs the baseline and each variant alone; ``--grid full`` every combination of switches.
 - **Folds** (``--folds K``): the spec's split is replaced by fold k of K (``data.split.method = "kfold"``:
@@ -40,40 +51,105 @@ import dataclasses
 import hashlib
 import itertools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unetbench.errors import UserError
+from unetbench.errors import SpecError, UserError
 from unetbench.model.sizes import output_size
 from unetbench.rundir import RunDir
 from unetbench.spec import ChallengeSpec, dump_spec, parse_override, spec_to_table, training_part
 from unetbench.spec_checks import apply_overrides
 
-SWITCHES = ("weightmap", "elastic", "tiling", "tta")
 BASELINE = "baseline"
+
+
+@dataclass(frozen=True)
+class Switch:
+    """One ablation switch (module docstring): ``--no-<name>`` makes the variant ``no-<name>``."""
+
+    name: str
+    help: str  # the command line's help
+    compares: str  # what the pair (baseline, variant) compares, for docs and reports
+    changes: Callable[[ChallengeSpec], list[tuple[str, Any]]]  # the spec overrides it stands for
+    needs_overlap_tile: bool = False  # only meaningful against overlap-tile prediction
+
+    @property
+    def flag(self) -> str:
+        return f"--no-{self.name}"
+
+    @property
+    def variant(self) -> str:
+        return f"no-{self.name}"
+
+
+def _same_padding_changes(spec: ChallengeSpec) -> list[tuple[str, Any]]:
+    tile = no_tiling_tile(spec)
+    return [
+        ("model.padding", "same"),
+        ("inference.tiling", "none"),
+        ("training.tile_size", tile),
+        ("inference.tile_size", tile),
+    ]
+
+
+_SWITCH_LIST = (
+    Switch(
+        "weightmap",
+        "Drop the border term of the weight map (the class balance stays).",
+        "the border term of the weight map against none, the class balance kept",
+        lambda spec: [("weightmap.enabled", False)],
+    ),
+    Switch(
+        "elastic",
+        "No elastic deformation (the other augmentation stays).",
+        "elastic deformation against none, the other augmentation kept",
+        lambda spec: [("augmentation.elastic", False)],
+    ),
+    Switch(
+        "tiling",
+        "Inference only: the baseline's network on isolated tiles of its training tile's output size, "
+        "each mirrored from itself (no context from neighbouring tiles).",
+        "the baseline's network predicting each image in isolated tiles of the output size it was trained "
+        "on, each fed with itself mirrored at its edges, against overlap-tile with the image as context",
+        lambda spec: [("inference.tiling", "isolated"), ("inference.tile_size", spec.training.tile_size)],
+        needs_overlap_tile=True,
+    ),
+    Switch(
+        "mirror",
+        "Inference only: overlap-tile with zeros beyond the image border instead of the mirrored image.",
+        "overlap-tile with zeros as the context beyond the image border against the mirrored image",
+        lambda spec: [("inference.border", "zeros")],
+        needs_overlap_tile=True,
+    ),
+    Switch(
+        "tta",
+        "Inference only: one prediction per image, no test-time averaging.",
+        "one prediction per image against the average over the spec's rotated or mirrored versions",
+        lambda spec: [("inference.tta", "none")],
+    ),
+    Switch(
+        "tiling-same-padding",
+        "Changes the network: a same-padded network trained and predicting on tiles without context.",
+        "a same-padded network trained and predicting on zero-padded tiles without context against the "
+        "valid network with overlap-tile: two networks as well as two ways of predicting",
+        _same_padding_changes,
+        needs_overlap_tile=True,
+    ),
+)
+SWITCHES: dict[str, Switch] = {switch.name: switch for switch in _SWITCH_LIST}
 
 
 def switch_overrides(spec: ChallengeSpec, switch: str) -> list[tuple[str, Any]]:
     """The spec overrides one switch stands for (module docstring)."""
-    if switch == "weightmap":
-        return [("weightmap.enabled", False)]
-    if switch == "elastic":
-        return [("augmentation.elastic", False)]
-    if switch == "tta":
-        return [("inference.tta", "none")]
-    if switch == "tiling":
-        return [
-            ("model.padding", "same"),
-            ("inference.tiling", "none"),
-            ("training.tile_size", no_tiling_tile(spec)),
-            ("inference.tile_size", no_tiling_tile(spec)),
-        ]
-    raise ValueError(f"unknown switch {switch!r}")
+    if switch not in SWITCHES:
+        raise ValueError(f"unknown switch {switch!r}")
+    return SWITCHES[switch].changes(spec)
 
 
 def no_tiling_tile(spec: ChallengeSpec) -> int:
-    """The tile of the no-tiling variant: the training tile's valid output, down to the pooling factor."""
+    """The tile of the same-padded variant: the training tile's valid output, down to the pooling factor."""
     m = spec.model
     factor = 2 ** (m.depth - 1)
     train_out = output_size(spec.training.tile_size, depth=m.depth, padding=m.padding)
@@ -193,14 +269,8 @@ def variants(spec: ChallengeSpec, switches: list[str], vary: list[str], grid: st
         raise UserError(f"--grid: unknown value {grid!r}; valid choices: one, full")
     if grid == "full" and vary:
         raise UserError("--vary goes with --grid one (each value against the baseline)")
-    for switch in switches:
-        changes = switch_overrides(spec, switch)
-        unchanged = [f"{key} = {value!r}" for key, value in changes if _value(spec, key) == value]
-        if len(unchanged) == len(changes):
-            raise UserError(
-                f"--no-{switch}: the spec already has {', '.join(unchanged)}, so this variant would repeat "
-                "the baseline; leave the switch out"
-            )
+    for name in switches:
+        _check_switch(spec, name)
     if grid == "one":
         combos = [(s,) for s in switches]
     else:
@@ -208,10 +278,57 @@ def variants(spec: ChallengeSpec, switches: list[str], vary: list[str], grid: st
     found = [Variant(BASELINE, ())]
     for combo in combos:
         changes = tuple(change for s in combo for change in switch_overrides(spec, s))
-        found.append(Variant("+".join(f"no-{s}" for s in combo), changes))
+        name = "+".join(SWITCHES[s].variant for s in combo)
+        if len(combo) > 1:
+            _check_combination(spec, combo, changes)
+        found.append(Variant(name, changes))
     for text in vary:
         found += vary_variants(spec, text)
     return found
+
+
+def _check_switch(spec: ChallengeSpec, name: str) -> None:
+    """A switch the spec can take, or one :class:`UserError`: an unknown one lists the switches; one
+    that compares against overlap-tile needs a spec that predicts with it; one that changes nothing is
+    refused."""
+    if name not in SWITCHES:
+        raise UserError(
+            f"unknown switch {name!r}; valid switches: {', '.join(s.flag for s in SWITCHES.values())}"
+        )
+    switch = SWITCHES[name]
+    if switch.needs_overlap_tile and spec.inference.tiling != "overlap-tile":
+        raise UserError(
+            f"{switch.flag}: the spec predicts with inference.tiling = {spec.inference.tiling!r}, not "
+            f"overlap-tile; {switch.flag} compares {switch.compares}, so it needs a spec that predicts "
+            "with overlap-tile (inference.tiling = 'overlap-tile')"
+        )
+    changes = switch.changes(spec)
+    unchanged = [f"{key} = {value!r}" for key, value in changes if _value(spec, key) == value]
+    if len(unchanged) == len(changes):
+        raise UserError(
+            f"{switch.flag}: the spec already has {', '.join(unchanged)}, so this variant would repeat "
+            "the baseline; leave the switch out"
+        )
+
+
+def _check_combination(spec: ChallengeSpec, combo: tuple[str, ...], changes) -> None:
+    """``--grid full``: switches that set the same key, or whose changes together make a spec that is
+    not valid, cannot be combined; one :class:`UserError` naming them."""
+    flags = " and ".join(SWITCHES[s].flag for s in combo)
+    keys = [key for key, _ in changes]
+    shared = sorted({key for key in keys if keys.count(key) > 1})
+    if shared:
+        raise UserError(
+            f"--grid full: {flags} both set {', '.join(shared)}, so they cannot be combined; leave one out "
+            "or use --grid one"
+        )
+    try:
+        apply_overrides(spec, list(changes), source="combination")
+    except SpecError as err:
+        raise UserError(
+            f"--grid full: {flags} cannot be combined ({err.key}: {err.message}); leave one out or use "
+            "--grid one"
+        ) from None
 
 
 def check_folds(

@@ -14,13 +14,25 @@ image comes back to the host. Tiles go through the network ``inference.batch_siz
 (:mod:`unetbench.devices`; ``auto``: bf16 autocast and channels_last on CUDA, float32 on the CPU); the
 soft-max is taken in float32.
 
-**No tiling** (``tiling = "none"``, the ablation's baseline): a same-padded network is run on
-non-overlapping tiles of the inference tile size, each tile on its own with zero padding in every
-convolution (the network's own padding), and the image is zero-padded at its border up to a multiple of
-the tile. This is what a network without the trick does: no context beyond the tile, zeros instead of
-mirrored data at every tile and image border. It is the fair baseline because it changes only what the
-trick changes (how borders and context are handled); the training data, the number of parameters and
-the optimisation stay the same.
+Two alternatives, for the ablation (:mod:`unetbench.ablation.plan`):
+
+**Isolated tiles** (``tiling = "isolated"``, ``--no-tiling``): the same valid-padding network, the same
+weights, on non-overlapping output-sized tiles, each fed with *itself* mirrored at its four edges by the
+context margin: every output pixel sees only its own tile, never a neighbouring tile's pixels. The image is
+first mirrored at its bottom and right border up to a whole number of tiles (as overlap-tile extends it),
+so a tile that crosses the image border holds the mirrored image there, as overlap-tile's would. With
+``tile_size`` the training tile, the output tiles are the size the network was trained to predict. The
+pair (overlap-tile, isolated) differs in one thing: whether a tile's context is the image around it or
+the tile's own mirror image.
+
+**Zeros beyond the border** (``border = "zeros"``, ``--no-mirror``): overlap-tile whose context beyond the
+image border is zeros instead of the mirrored image; inside the image nothing changes.
+
+**No tiling with a same-padded network** (``tiling = "none"``, ``--no-tiling-same-padding``): a different
+network (zero padding in every convolution, trained on its own tiles) run on non-overlapping tiles of the
+inference tile size, each tile on its own, the image zero-padded at its border up to a multiple of the
+tile. What a network without the trick does; it changes the network as well as the prediction, so it does
+not measure overlap-tile alone.
 """
 
 from __future__ import annotations
@@ -69,7 +81,8 @@ class TilePlan:
         first = probabilities[0]
         result = first.new_zeros((first.shape[0], *self.covered))
         for (y, x), tile_probabilities in zip(self.origins, probabilities, strict=True):
-            result[:, y : y + self.out, x : x + self.out] = tile_probabilities  # overlaps hold equal values
+            # overlap-tile's overlaps hold equal values; the other strategies' tiles do not overlap
+            result[:, y : y + self.out, x : x + self.out] = tile_probabilities
         return result[:, : self.shape[0], : self.shape[1]]
 
 
@@ -82,19 +95,33 @@ def _mirrored(channels: torch.Tensor, pad_y: tuple[int, int], pad_x: tuple[int, 
     return channels[:, rows][:, :, cols]
 
 
-def overlap_tile_plan(model, image, *, tile_size: int, device="cpu") -> TilePlan:
-    """The overlap-tile input tiles of an image (module docstring), on ``device``.
+def _zero_padded(channels: torch.Tensor, pad_y: tuple[int, int], pad_x: tuple[int, int]) -> torch.Tensor:
+    """``channels`` (C, H, W) with zeros beyond its border (``--no-mirror``)."""
+    return torch.nn.functional.pad(channels, (*pad_x, *pad_y))
+
+
+BORDERS = {"mirror": _mirrored, "zeros": _zero_padded}
+
+
+def _valid_sizes(model, tile_size: int, strategy: str) -> tuple[int, int]:
+    """The output edge and the context margin of a valid-padding ``model`` for ``tile_size`` input tiles."""
+    if getattr(model, "padding", "valid") != "valid":
+        raise ValueError(
+            f"{strategy} prediction needs a valid-padding network; use tiling = 'none' for 'same'"
+        )
+    out = output_size(tile_size, depth=model.depth, padding="valid")
+    return out, context_margin(depth=model.depth, padding="valid")
+
+
+def overlap_tile_plan(model, image, *, tile_size: int, device="cpu", border: str = "mirror") -> TilePlan:
+    """The overlap-tile input tiles of an image (module docstring), on ``device``; beyond the image border
+    the context is ``border``: the mirrored image (the paper) or zeros.
 
     ``model`` must be a valid-padding U-Net (``model.depth``, ``model.padding == "valid"``); ``tile_size``
     is the input tile edge and must be valid for it.
     """
-    if getattr(model, "padding", "valid") != "valid":
-        raise ValueError(
-            "overlap-tile prediction needs a valid-padding network; use tiling = 'none' for 'same'"
-        )
     depth = model.depth
-    out = output_size(tile_size, depth=depth, padding="valid")
-    margin = context_margin(depth=depth, padding="valid")
+    out, margin = _valid_sizes(model, tile_size, "overlap-tile")
     factor = 2 ** (depth - 1)
     stride = (out // factor) * factor  # keep every tile on the pooling grid of the whole extended image
     if stride == 0:
@@ -105,16 +132,34 @@ def overlap_tile_plan(model, image, *, tile_size: int, device="cpu") -> TilePlan
     _, height, width = channels.shape
     n_y, n_x = max(1, math.ceil((height - out) / stride) + 1), max(1, math.ceil((width - out) / stride) + 1)
     covered_y, covered_x = (n_y - 1) * stride + out, (n_x - 1) * stride + out
-    # mirror the image: margin on top/left, margin + the uncovered rest on bottom/right
-    padded = _mirrored(channels, (margin, margin + covered_y - height), (margin, margin + covered_x - width))
+    # extend the image: margin on top/left, margin + the uncovered rest on bottom/right
+    extend = BORDERS[border]
+    padded = extend(channels, (margin, margin + covered_y - height), (margin, margin + covered_x - width))
     origins = [(iy * stride, ix * stride) for iy in range(n_y) for ix in range(n_x)]
     tiles = [padded[:, y : y + tile_size, x : x + tile_size] for y, x in origins]
     return TilePlan(tiles, origins, out, (covered_y, covered_x), (height, width))
 
 
+def isolated_tile_plan(model, image, *, tile_size: int, device="cpu") -> TilePlan:
+    """``--no-tiling``'s tiles: output-sized, non-overlapping, each mirrored from itself by the context
+    margin, so no output pixel sees a neighbouring tile (module docstring). ``model`` and ``tile_size`` as
+    :func:`overlap_tile_plan`'s."""
+    out, margin = _valid_sizes(model, tile_size, "isolated-tile")
+    channels = _as_channels(image, device)
+    _, height, width = channels.shape
+    n_y, n_x = math.ceil(height / out), math.ceil(width / out)
+    extended = _mirrored(channels, (0, n_y * out - height), (0, n_x * out - width))
+    origins = [(iy * out, ix * out) for iy in range(n_y) for ix in range(n_x)]
+    tiles = [
+        _mirrored(extended[:, y : y + out, x : x + out], (margin, margin), (margin, margin))
+        for y, x in origins
+    ]
+    return TilePlan(tiles, origins, out, (n_y * out, n_x * out), (height, width))
+
+
 def independent_tile_plan(model, image, *, tile_size: int, device="cpu") -> TilePlan:
-    """The ablation's tiles: non-overlapping tiles of a same-padded network, zero padding at every tile
-    and image border (module docstring)."""
+    """``--no-tiling-same-padding``'s tiles: non-overlapping tiles of a same-padded network, zero padding
+    at every tile and image border (module docstring)."""
     if getattr(model, "padding", "same") != "same":
         raise ValueError(
             "tiling = 'none' needs a same-padding network (the ablation sets model.padding = 'same')"
@@ -130,20 +175,29 @@ def independent_tile_plan(model, image, *, tile_size: int, device="cpu") -> Tile
 
 
 def overlap_tile_predict(
-    model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
+    model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu", border: str = "mirror"
 ) -> np.ndarray:
     """Class probabilities (K, H, W) of a whole image by overlap-tile prediction (module docstring), in
     float32 and the contiguous layout on every machine: the reference :func:`predict_image` is measured
     against."""
-    plan = overlap_tile_plan(model, image, tile_size=tile_size, device=device)
+    plan = overlap_tile_plan(model, image, tile_size=tile_size, device=device, border=border)
+    return _assembled(model, plan, tile_size, batch_size, device)
+
+
+def isolated_tile_predict(
+    model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
+) -> np.ndarray:
+    """Class probabilities (K, H, W) from isolated tiles (module docstring), in float32 as
+    :func:`overlap_tile_predict`."""
+    plan = isolated_tile_plan(model, image, tile_size=tile_size, device=device)
     return _assembled(model, plan, tile_size, batch_size, device)
 
 
 def independent_tile_predict(
     model, image: np.ndarray, *, tile_size: int, batch_size: int = 4, device="cpu"
 ) -> np.ndarray:
-    """Class probabilities (K, H, W) with the ablation's strategy (module docstring), in float32 as
-    :func:`overlap_tile_predict`."""
+    """Class probabilities (K, H, W) of a same-padded network on independent tiles (module docstring), in
+    float32 as :func:`overlap_tile_predict`."""
     plan = independent_tile_plan(model, image, tile_size=tile_size, device=device)
     return _assembled(model, plan, tile_size, batch_size, device)
 
@@ -153,6 +207,16 @@ def _assembled(model, plan: TilePlan, tile_size: int, batch_size: int, device) -
         tile_size=tile_size, batch_size=batch_size, precision="fp32", memory_format="contiguous"
     )
     return plan.assemble(_run_tiles(model, plan.tiles, spec, device)).cpu().numpy()
+
+
+def tile_plan(model, image, inference, device="cpu") -> TilePlan:
+    """The tiles of ``image`` by an :class:`~unetbench.spec.InferenceSpec`'s ``tiling`` and ``border``."""
+    size = inference.tile_size
+    if inference.tiling == "overlap-tile":
+        return overlap_tile_plan(model, image, tile_size=size, device=device, border=inference.border)
+    if inference.tiling == "isolated":
+        return isolated_tile_plan(model, image, tile_size=size, device=device)
+    return independent_tile_plan(model, image, tile_size=size, device=device)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,12 +268,9 @@ def predict_image(model, image: np.ndarray, inference, device="cpu", *, tta: str
     tta = inference.tta if tta is None else tta
     if tta not in TTA_VERSIONS:
         raise ValueError(f"tta must be one of {', '.join(TTA_VERSIONS)}, got {tta!r}")
-    plan = overlap_tile_plan if inference.tiling == "overlap-tile" else independent_tile_plan
     channels = _as_channels(image, device)
     versions = TTA_VERSIONS[tta]
-    plans = [
-        plan(model, transform(channels, v), tile_size=inference.tile_size, device=device) for v in versions
-    ]
+    plans = [tile_plan(model, transform(channels, v), inference, device) for v in versions]
     probabilities = _run_tiles(model, [t for p in plans for t in p.tiles], inference, device)
     total, start = None, 0
     for version, version_plan in zip(versions, plans, strict=True):
