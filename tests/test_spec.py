@@ -127,7 +127,12 @@ BAD = [
         "inference.border",
         "'zeros' replaces overlap-tile's mirrored context beyond the image; tiling = 'isolated' has none",
     ),
-    (r"^overlays = .*$", "overlays = 3\nsettings_chosen_on = [25, 25]", "report.settings_chosen_on", "twice"),
+    (
+        r"^overlays = .*$",
+        'overlays = 3\nsettings_chosen_on = ["25", "25"]',
+        "report.settings_chosen_on",
+        "twice",
+    ),
     (r"^\[data\.split\]$", "[data.split.extra]\n[data.split]", "data.split.extra", "unknown key"),
 ]
 

@@ -226,11 +226,23 @@ def read_data(spec: ChallengeSpec, data_root: Path | None, reporter: Reporter) -
     with reporter.stage("reading the data"):
         collection = load_dataset(spec.data, data_root)
         split = split_collection(collection, spec.data.split)
+    _check_chosen_on(spec, [sample.key for sample in collection.labelled])
     if not split.train:
         raise UserError("data.split: the training split is empty")
     if not split.evaluation:
         raise UserError("data.split: the evaluation split is empty; a run scores the evaluation images")
     return collection.location, split
+
+
+def _check_chosen_on(spec: ChallengeSpec, labelled: list[str]) -> None:
+    """``report.settings_chosen_on`` names labelled images of the data, or one :class:`UserError`."""
+    unknown = [name for name in spec.report.settings_chosen_on if name not in labelled]
+    if unknown:
+        shown = ", ".join(labelled[:3]) + (f", ..., {labelled[-1]}" if len(labelled) > 3 else "")
+        raise UserError(
+            f"report.settings_chosen_on: {unknown[0]!r} is not a labelled image of {spec.data.dataset} "
+            f"(its labelled images: {shown}); name the images as records and reports do"
+        )
 
 
 @contextlib.contextmanager

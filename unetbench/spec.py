@@ -315,15 +315,14 @@ class EvaluationSpec:
 class ReportSpec:
     directory: str = "reports"  # reports go to <directory>/<challenge name>/
     overlays: int = 3  # images shown with input / ground truth / prediction / error
-    # The labelled images (indices in the adapter's order) on which this spec's settings were chosen, where
-    # they were not chosen on validation images alone: every report that scores one of them says so.
-    settings_chosen_on: tuple[int, ...] = ()
+    # The labelled images on which this spec's settings were chosen, where they were not chosen on
+    # validation images alone, by the names records and reports give them ("25" for ISBI 2012's slice 25,
+    # "01/t013" for a CTC frame): every report that scores one of them says so.
+    settings_chosen_on: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         _require(self.directory.strip() != "", "directory", "must not be empty")
         _require(self.overlays >= 0, "overlays", f"must be >= 0, got {self.overlays}")
-        for index in self.settings_chosen_on:
-            _require(index >= 0, "settings_chosen_on", f"image indices must be >= 0, got {index}")
         _require(
             len(set(self.settings_chosen_on)) == len(self.settings_chosen_on),
             "settings_chosen_on",

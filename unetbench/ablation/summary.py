@@ -21,13 +21,22 @@ import pandas as pd
 
 from unetbench.ablation.plan import BASELINE
 from unetbench.ablation.statistics import (
+    ALPHA,
     CORRECTED,
     PAIRED,
+    POWER,
     Interval,
+    Needed,
+    Posterior,
     corrected_kfold_interval,
+    correlated_bayes,
+    holm,
+    minimum_detectable_effect,
+    networks_needed,
     paired_t_interval,
 )
 from unetbench.contention import SHARED
+from unetbench.metrics import METRICS
 from unetbench.results import AblationManifest, CrossValidated, PlannedRunEntry, RunRecord
 
 
@@ -69,6 +78,38 @@ class RunScore:
 
 
 @dataclass(frozen=True)
+class FamilyRow:
+    """One variant in the primary family: its run-level Δ on the primary metric, Holm-adjusted, with what
+    an unresolved answer rules out (:mod:`unetbench.ablation.statistics`)."""
+
+    variant: str
+    effect: Interval  # unadjusted, 95%
+    family_low: float  # Bonferroni, 1 - 0.05/m: the m intervals cover at once with >= 95%
+    family_high: float
+    p: float  # two-sided, unadjusted
+    p_holm: float
+    mde: float  # at the family's level 0.05/m, 80% power
+    needed: Needed  # networks that resolve the observed Δ at that level and power
+    posterior: Posterior | None  # against ±ROPE
+
+    @property
+    def resolved(self) -> bool:
+        return self.p_holm < ALPHA
+
+
+@dataclass(frozen=True)
+class Family:
+    """The primary family: every variant against the baseline on the spec's primary metric."""
+
+    metric: str
+    rope: float
+    rope_recorded: bool  # False: the records predate [evaluation.rope]; the metric's default is used
+    alpha: float  # the family's level for its intervals, the MDE and the networks needed: 0.05 / m
+    labelled: int  # labelled images there are: the n_test/n_train floor cannot be crossed without more
+    rows: list[FamilyRow]
+
+
+@dataclass(frozen=True)
 class Summary:
     kind: str
     challenge: str
@@ -83,26 +124,32 @@ class Summary:
     rows: list[VariantRow]
     runs: list[RunScore]
     out_of_fold_images: int | None
+    family: Family | None = None  # None without variants (a cross-validation)
 
     @property
     def df(self) -> int:
         return self.networks - 1
 
-    def caption(self) -> str:
-        """What the intervals are, with the test, n and the degrees of freedom."""
+    def test_words(self) -> str:
+        """The interval's test, with n, the whole correction factor and the degrees of freedom."""
         n = self.networks
         if self.test == CORRECTED:
-            how = (
+            ratio = self.test_over_train
+            return (
                 f"the {CORRECTED}: variance of the {n} paired differences x (1/{n} + n_test/n_train = "
-                f"{self.test_over_train:.3g}), t with {self.df} degrees of freedom"
+                f"{1 / n:.3g} + {ratio:.3g} = {1 / n + ratio:.3g}), t with {self.df} degrees of freedom"
             )
-        else:
-            how = f"the {PAIRED} ({n} seeds, {self.df} degrees of freedom)"
+        return f"the {PAIRED} ({n} seeds, {self.df} degrees of freedom)"
+
+    def caption(self) -> str:
+        """What the exploratory intervals are, with the test, n and the degrees of freedom."""
+        n = self.networks
         return (
             "The unit is a trained network. Each value is the mean ± standard deviation over (fold, seed) "
             "of the run-level score: the challenge's own score of the images each run evaluated. For a "
-            f"switch, Δ is the mean of the {n} paired differences to the baseline of the same fold and seed, "
-            f"with its 95% interval by {how}. An interval that holds 0 is written 'not resolved at n = {n}'."
+            f"variant, Δ is the mean of the {n} paired differences to the baseline of the same fold and "
+            f"seed, with its unadjusted 95% interval by {self.test_words()}. Exploratory: no adjustment "
+            "for the many intervals; an interval that excludes 0 here is not a claimed effect."
         )
 
 
@@ -156,6 +203,7 @@ def summarise(
     variants = list(dict.fromkeys(e.variant for e, _ in runs))
     rows = [_variant_row(variant, runs, long, metrics, ratio, crossval) for variant in variants]
     networks = len([e for e, _ in runs if e.variant == BASELINE])
+    family = _family(first, rows, manifest.folds) if len(rows) > 1 else None
     return Summary(
         kind=manifest.kind,
         challenge=manifest.challenge,
@@ -180,7 +228,38 @@ def summarise(
             for e, r in runs
         ],
         out_of_fold_images=crossval.entries[0].images if crossval and crossval.entries else None,
+        family=family,
     )
+
+
+def _family(record: RunRecord, rows: list[VariantRow], folds: int | None) -> Family:
+    """The primary family (:class:`Family`) from the variants' run-level effects on the primary metric."""
+    metric = record.primary
+    recorded = record.spec["evaluation"].get("rope", {})
+    rope = float(recorded.get(metric, METRICS[metric].rope))
+    effects = [(row.variant, row.effects[metric].run_level) for row in rows if row.effects]
+    alpha = ALPHA / len(effects)
+    adjusted = holm([effect.p for _, effect in effects])
+    better_up = record.higher_is_better[metric]
+    family_rows = []
+    for (variant, effect), p_holm in zip(effects, adjusted, strict=True):
+        low, high = effect.at(1 - alpha)
+        family_rows.append(
+            FamilyRow(
+                variant=variant,
+                effect=effect,
+                family_low=low,
+                family_high=high,
+                p=effect.p,
+                p_holm=p_holm,
+                mde=minimum_detectable_effect(effect, alpha, POWER),
+                needed=networks_needed(effect, effect.mean, folds or 1, alpha, POWER),
+                posterior=correlated_bayes(effect, rope, better_up),
+            )
+        )
+    split = record.data.split
+    labelled = sum(len(split.get(part, [])) for part in ("train", "validation", "evaluation"))
+    return Family(metric, rope, metric in recorded, alpha, labelled, family_rows)
 
 
 def _variant_overrides(entry: PlannedRunEntry) -> list[str]:
