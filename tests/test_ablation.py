@@ -223,12 +223,14 @@ def test_the_issues_command_in_miniature_trains_12_networks_writes_18_records_an
     report = (tmp_path / "reports" / "quickstart" / "abl.md").read_text()
     assert "runs: 18 (12 trained networks)" in report
     assert f"by the {CORRECTED}" in report and "t with 5 degrees of freedom" in report
-    assert "6 paired differences x (1/6 + n_test/n_train = 1)" in report
+    assert "6 paired differences x (1/6 + n_test/n_train = 0.167 + 1 = 1.17)" in report  # the whole factor
     assert (
         "## Cross-validated scores (out of fold)" in report and "Every one of the 9 labelled images" in report
     )
     assert "none (weights of the paired run)" in report and "pooled" not in report
-    assert "- no-tta: predicted with the scored weights of the baseline run" in report
+    assert '- no-tta: `inference.tta="none"`: one prediction per image' in report
+    assert "; predicted with the scored weights of the baseline run of the same fold and seed" in report
+    assert report.index("## The answer: rand_error") < report.index("## Exploratory")
     assert "no-tiling" not in report  # not run, not described
     differences = report.split("## What differs from the paper")[1]
     assert "- Folds: each of the 3 networks" in differences and "data.split" not in differences
@@ -438,6 +440,11 @@ def test_runs_per_device_2_runs_in_two_processes_and_gives_the_same_table(tmp_pa
         (["--vary", "training.bogus=1,2"], "training.bogus"),
         (["--seeds", "0"], "--seeds must be >= 1, got 0"),
         (["--grid", "half"], "--grid: unknown value 'half'; valid choices: one, full"),
+        (["--select"], "--select chooses a value of --vary KEY=V1,V2,...; give the values to choose from"),
+        (["--select", "--vary", "training.learning_rate=0.002"], "--select chooses the value of one key"),
+        (["--pilot", "elsewhere"], "--pilot goes with --plan"),
+        (["--set", "evaluation.rope.rand_error=-0.01"], "evaluation.rope.rand_error: must be >= 0"),
+        (["--set", "evaluation.rope.seg=0.01"], "evaluation.rope.seg: 'seg' is not one of the metrics"),
     ],
 )
 def test_bad_ablation_options_are_one_line_and_write_nothing(tmp_path, capsys, extra, expected):
@@ -553,3 +560,91 @@ def test_runs_reused_from_records_alone_take_their_out_of_fold_scores_from_their
     out = capsys.readouterr().out
     assert "baseline, seed 0: no out-of-fold scores;" in out and "kept no predictions" in out
     assert AblationDir(tmp_path / "third").read_crossval().entries == []
+
+
+# --- planning, pilots and nested selection ---------------------------------------------------------
+
+
+def test_plan_prints_the_design_and_writes_nothing_and_a_pilot_gives_each_variants_power(tmp_path, capsys):
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    pilot = tmp_path / "pilot"
+    command = ["ablate", str(spec_file), "--folds", "3", "--no-weightmap", "--no-progress"]
+    assert main([*command, "--out", str(pilot)]) == 0
+    capsys.readouterr()
+    planned = tmp_path / "planned"
+    plan = [*command, "--no-tiling", "--no-mirror", "--out", str(planned), "--plan"]
+    assert main(plan) == 0
+    printed = capsys.readouterr().out
+    assert "- trained networks: 6; inference-only runs: 6" in printed
+    assert "  - no-mirror: 3 runs, predict with the paired network (inference only)" in printed
+    assert "- estimated time of what is left: " in printed and "per trained network" in printed
+    assert not planned.exists()
+    assert main([*plan, "--pilot", str(pilot)]) == 0
+    printed = capsys.readouterr().out
+    assert "- power, from the pilot" in printed and "the family's level 0.05/3" in printed
+    line = next(x for x in printed.splitlines() if x.startswith("  - no-weightmap: MDE "))
+    assert "from its own pilot runs" in line and "the pilot's Δ" in line
+    assert "  - no-tiling: MDE " in printed and "the median spread of the pilot's variants" in printed
+    assert not planned.exists()
+
+
+def test_a_pilot_of_another_challenge_is_one_line(tmp_path, capsys):
+    from .test_ablation_report import known_answers
+
+    known_answers(tmp_path / "emcpu")  # an ablation of em-cpu
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    command = ["ablate", str(spec_file), "--no-weightmap", "--plan", "--pilot", str(tmp_path / "emcpu")]
+    assert main([*command, "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "an ablation of em-cpu, not of quickstart" in err
+    assert main([*command[:-1], str(tmp_path), "--out", str(tmp_path / "a")]) == 1
+    assert "no ablation.json" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_select_needs_folds_and_a_spec_that_validates(tmp_path, capsys):
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path))
+    vary = ["--vary", "training.learning_rate=0.002", "--select", "--out", str(tmp_path / "a")]
+    assert main(["ablate", str(spec_file), *vary]) == 1
+    assert "--select needs --folds K" in capsys.readouterr().err
+    assert main(["ablate", str(spec_file), *vary, "--folds", "3", "--set", "training.validate_every=0"]) == 1
+    assert "training.validate_every = 0" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+
+def test_nested_selection_chooses_on_validation_and_scores_the_choice_out_of_fold(tmp_path, capsys):
+    """Each fold's choice is its best validation score; the out-of-fold score of choosing is the stack of
+    the chosen runs' predictions (the same function that scores each fixed value's stack)."""
+    spec_file = write_spec(tmp_path / "tiny.toml", _tiny(tmp_path, **{"training.validate_every": 2}))
+    out = tmp_path / "sel"
+    command = ["ablate", str(spec_file), "--folds", "3", "--vary", "training.learning_rate=0.01,0.1"]
+    assert main([*command, "--select", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "choosing training.learning_rate on each fold's validation images" in printed
+    selection = AblationDir(out).read_selection()
+    manifest, runs = AblationDir(out).read_runs()
+    by = {(e.variant, e.fold): r for e, r in runs}
+    for choice in selection.choices:
+        scores = {v: by[v, choice.fold].training.best.value for v in selection.values}
+        assert choice.validation == pytest.approx(scores)
+        assert choice.chosen == min(scores, key=scores.get)  # Rand error: lower is better
+        assert choice.evaluation == by[choice.chosen, choice.fold].trained.aggregate["rand_error"]
+    assert selection.values == {
+        "baseline": "0.001",
+        "training.learning_rate=0.01": "0.01",
+        "training.learning_rate=0.1": "0.1",
+    }
+    (entry,) = selection.out_of_fold
+    assert entry.variant == "selected" and entry.images == 9
+    if len({c.chosen for c in selection.choices}) == 1:  # one value chosen everywhere: its own stack
+        fixed = AblationDir(out).read_crossval().entries
+        same = next(e for e in fixed if e.variant == selection.choices[0].chosen)
+        assert entry.scores == pytest.approx(same.scores)
+    report = (tmp_path / "reports" / "quickstart" / "sel.md").read_text()
+    assert "## Nested selection: training.learning_rate chosen on validation images" in report
+    assert report.index("## Nested selection") < report.index("## Exploratory")
+    assert "Out of fold, choosing `training.learning_rate` on validation images (seed 0, 9 images" in report
+    again = tmp_path / "bundle"
+    assert main(["report", str(tmp_path / "reports" / "quickstart" / "sel"), "--reports", str(again)]) == 0
+    section = report.split("## Nested selection")[1].split("## ")[0]
+    assert section in (again / "quickstart" / "sel.md").read_text()  # from the bundle's selection.json

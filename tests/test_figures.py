@@ -17,6 +17,7 @@ from unetbench.rundir import RunDir
 REPORTS = Path(__file__).resolve().parents[1] / "reports"
 RED, BLUE = (255, 51, 51), (51, 102, 255)  # false cell (1.0, 0.2, 0.2), missed cell (0.2, 0.4, 1.0)
 TAB_RED = (214, 39, 40)  # matplotlib's tab:red
+TAB_ORANGE = (255, 127, 14)  # matplotlib's tab:orange
 
 
 def _pixels(path: Path) -> np.ndarray:
@@ -54,11 +55,20 @@ def test_the_training_curve_of_a_committed_run(tmp_path):
     assert len(_where(pixels, (255, 127, 14))) > 50  # tab:orange, the validation
 
 
-def test_the_forest_plot_is_red_only_for_an_effect_whose_interval_excludes_zero(tmp_path):
-    """In the committed em-cpu ablation only no-tta's pixel error is resolved."""
+def test_the_forest_plot_is_red_only_for_a_resolved_effect_of_the_primary_family(tmp_path):
+    """In the committed em-cpu ablation no Rand error effect (the primary family) is resolved after Holm;
+    no-tta's pixel error interval excludes 0 unadjusted: orange, exploratory, never red."""
     directory = AblationDir(REPORTS / "em-cpu" / "ablation-305c8407")
     summary = summarise(*directory.read_runs(), directory.read_crossval())
-    resolved = _pixels(forest_figure(summary, "pixel_error", tmp_path / "pixel.png"))
-    unresolved = _pixels(forest_figure(summary, "rand_error", tmp_path / "rand.png"))
-    assert len(_where(resolved, TAB_RED)) > 20
-    assert len(_where(unresolved, TAB_RED)) == 0
+    exploratory = _pixels(forest_figure(summary, "pixel_error", tmp_path / "pixel.png"))
+    primary = _pixels(forest_figure(summary, "rand_error", tmp_path / "rand.png"))
+    assert len(_where(exploratory, TAB_ORANGE)) > 20 and len(_where(exploratory, TAB_RED)) == 0
+    assert len(_where(primary, TAB_RED)) == 0 and len(_where(primary, TAB_ORANGE)) == 0
+
+
+def test_a_resolved_effect_of_the_primary_family_is_red(tmp_path):
+    from .test_ablation_report import known_answers
+
+    directory = known_answers(tmp_path / "known")
+    summary = summarise(*directory.read_runs())
+    assert len(_where(_pixels(forest_figure(summary, "rand_error", tmp_path / "r.png")), TAB_RED)) > 20

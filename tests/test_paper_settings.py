@@ -19,7 +19,23 @@ def _line(topic: str, spec, kind: str = "em") -> str | None:
 def test_the_papers_own_settings_are_not_departures():
     for topic in ("Network depth", "Network width", "Convolutions", "Optimiser", "Weight map border term"):
         assert _line(topic, PAPER) is None, topic
-    assert _line("Test-time averaging", PAPER) is None
+    assert _line("Elastic deformation", PAPER) is None  # 285.5 px apart on a 572 px tile: the 3x3 grid
+    assert _line("Prediction", PAPER) is None  # a 572 px tile does not cover a 512 px slice
+
+
+def test_what_the_values_alone_do_not_show_is_said():
+    """The interpretations and the settings that mean something else at another tile size."""
+    em_cpu = read_spec(REPO / "challenges" / "em-cpu.toml")
+    tta = _line("Test-time averaging", PAPER)
+    assert tta.startswith("Test-time averaging: tta dihedral (") and "an interpretation" in tta
+    assert "splits-and-mergers" in _line("Warping error", PAPER)
+    elastic = _line("Elastic deformation", em_cpu)
+    assert "285.5 px apart on a 252 px tile, which spans 0.88 grid spacings" in elastic
+    other = _line("Other augmentation", em_cpu)
+    assert "shifts off, which the paper names" in other and "flips added" in other
+    assert "one 604 px input tile (516 px output) covers a whole 512x512 image" in _line("Prediction", em_cpu)
+    zeros = with_overrides(PAPER, {"inference.border": "zeros"})
+    assert _line("Prediction", zeros).startswith("Prediction: tiling overlap-tile, border zeros (")
 
 
 def test_a_row_the_paper_leaves_open_is_always_listed_with_the_runs_value():

@@ -443,19 +443,36 @@ def report_command(
         Path | None,
         typer.Option(help="Reports folder (default: the one the run wrote its report to)."),
     ] = None,
+    superseded_by: Annotated[
+        str | None,
+        typer.Option(
+            help="An ablation's report that a later one replaces: the later report (a link from the "
+            "report's folder, e.g. ablation-1234abcd.md); its report opens with a banner saying so.",
+            show_default=False,
+        ),
+    ] = None,
+    why: Annotated[str | None, typer.Option(help="With --superseded-by: why, in a sentence.")] = None,
 ) -> None:
     """Render a run's Markdown report again from its record.json (or an ablation's, from its folder)."""
     from unetbench.ablation import AblationDir
     from unetbench.report.markdown import render_run_report
     from unetbench.rundir import RunDir
 
+    if (superseded_by is None) != (why is None):
+        raise UserError("--superseded-by and --why go together: name the later report and say why")
     if (run_dir / AblationDir.MANIFEST).is_file():
         from unetbench.report.ablation import render_ablation_report
+        from unetbench.results import Superseded
 
         directory = AblationDir(run_dir)
+        directory.read_runs()  # a damaged folder is one line before anything is written
+        if superseded_by is not None:
+            directory.write_superseded(Superseded(by=superseded_by, why=why))
         root = reports if reports is not None else _reports_of(directory)
         typer.echo(f"report: {render_ablation_report(directory, root)[0]}")
         return
+    if superseded_by is not None:
+        raise UserError(f"--superseded-by: {run_dir} is a run folder; it marks an ablation's report")
     record = RunDir(run_dir).read_record()
     root = reports if reports is not None else Path(record.reports_directory)
     typer.echo(f"report: {render_run_report(run_dir, root)}")
@@ -545,6 +562,30 @@ def ablate_command(
         ),
     ] = 1,
     track: Track = [],  # noqa: B006 - typer reads the default, it is never mutated
+    plan: Annotated[
+        bool,
+        typer.Option(
+            "--plan",
+            help="Print the design (runs, trained networks, inference-only runs, estimated time on this "
+            "machine) and write nothing.",
+        ),
+    ] = False,
+    pilot: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --plan: an earlier ablation of the same challenge, whose spread of paired differences "
+            "gives each variant's minimum detectable effect and the networks it would need.",
+            show_default=False,
+        ),
+    ] = None,
+    select: Annotated[
+        bool,
+        typer.Option(
+            "--select",
+            help="Nested selection of the --vary key: each fold chooses the value with the best validation "
+            "score; the report gives each fold's choice and the out-of-fold score of choosing.",
+        ),
+    ] = False,
 ) -> None:
     """Measure what each trick is worth: the same run over spec overrides, folds and seeds, as a table."""
     from unetbench import ablation
@@ -581,33 +622,41 @@ def ablate_command(
         cpus_per_run=cpus_per_run,
         runs_per_device=runs_per_device,
         track=kinds,
+        plan_only=plan,
+        pilot=pilot,
+        select=select,
     )
 
 
 def _finish_ablation(spec, spec_file: Path, switches: list[str], **settings) -> None:
     """Run an ablation or a cross-validation to the end, render its report and print its table."""
     from unetbench import ablation
-    from unetbench.report.ablation import render_ablation_report, variant_table
+    from unetbench.report.ablation import family_table, render_ablation_report, variant_table
 
     directory = ablation.ablate(spec, spec_file, switches, log=typer.echo, **settings)
+    if directory is None:  # --plan: printed, nothing run
+        return
     path, summary = render_ablation_report(directory, Path(spec.report.directory))
-    header, rows = variant_table(summary)
-    table = Table(
-        title=f"{spec.name} {settings['kind']}",
-        title_justify="left",
-        caption=summary.caption(),
-        caption_justify="left",
-    )
-    for column in header:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    _console().print(table)
+    if summary.family is not None:  # the answer first; every metric after it, exploratory
+        _print_table(
+            f"{spec.name}: the answer ({summary.family.metric}, primary family, Holm-adjusted)",
+            *family_table(summary),
+        )
+    _print_table(f"{spec.name} {settings['kind']}: every metric", *variant_table(summary), summary.caption())
     for row in summary.rows:
         if row.out_of_fold:
             scores = ", ".join(f"{m} {row.out_of_fold[m].mean:.4g}" for m in summary.metrics)
             typer.echo(f"out of fold, {row.variant}, {summary.out_of_fold_images} images: {scores}")
     typer.echo(f"report: {path}")
+
+
+def _print_table(title: str, header: list[str], rows: list[list[str]], caption: str | None = None) -> None:
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
+    for column in header:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    _console().print(table)
 
 
 # ---------------------------------------------------------------------------------------------- evaluate

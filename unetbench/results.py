@@ -255,6 +255,48 @@ class CrossValidated:
     schema: int = CROSSVAL_SCHEMA
 
 
+SELECTION_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class FoldChoice:
+    """One outer fold of a nested selection: each candidate's validation score, the one chosen, and how
+    the chosen run scored the fold's evaluation images (its run-level primary score)."""
+
+    fold: int
+    seed_index: int
+    validation: dict[str, Score]  # variant -> best validation score of the primary metric
+    chosen: str  # the variant chosen
+    evaluation: Score
+
+
+@dataclass(frozen=True)
+class Selection:
+    """``unetbench ablate --vary KEY=... --select`` (``selection.json``): in each outer fold the value of
+    ``key`` with the best validation score is chosen; the chosen runs' evaluation images, stacked over the
+    folds, are the out-of-fold estimate of "choose the value, then train"."""
+
+    key: str
+    metric: str
+    values: dict[str, str]  # variant -> the value of ``key`` it trains with, as the spec writes it
+    choices: list[FoldChoice]
+    out_of_fold: list[OutOfFold]  # per seed, variant "selected"
+    schema: int = SELECTION_SCHEMA
+
+
+SUPERSEDED_SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Superseded:
+    """A committed report that a later one replaces (``superseded.json`` in its bundle): its runs stay
+    evidence of what they measured, the report's banner names the replacement and why."""
+
+    by: str  # the report that replaces it, as a link from the report's folder
+    why: str
+    schema: int = SUPERSEDED_SCHEMA
+
+
 # --------------------------------------------------------------------------------------------------
 # JSON in and out, checked against the dataclasses
 
@@ -412,7 +454,10 @@ __all__ = [
     "Provenance",
     "RunRecord",
     "Scores",
+    "FoldChoice",
+    "Selection",
     "Session",
+    "Superseded",
     "TrainingSummary",
     "ValidationPoint",
 ]

@@ -563,11 +563,16 @@ def with_overrides(
                     raise SpecError(source, key, f"{'.'.join(parts[: depth + 1])} is not a table")
                 node = node.setdefault(part, {})
                 cls = hint_type
-        recorded.append(f"{key}={_toml_value(value)}")
+        recorded.append(override_text(key, value))
     if any(key == "data.split.method" for key, _ in items):
         _drop_keys_of_the_old_method(table["data"]["split"], {key for key, _ in items})
     new = parse_spec(table, source=source)
     return dataclasses.replace(new, overrides=tuple(recorded))
+
+
+def override_text(key: str, value: Any) -> str:
+    """An override as a record keeps it: ``weightmap.enabled=false``, ``inference.tiling="isolated"``."""
+    return f"{key}={_toml_value(value)}"
 
 
 def _drop_keys_of_the_old_method(split: dict[str, Any], given: set[str]) -> None:

@@ -55,9 +55,16 @@ def ablate(
     kind: str = "ablation",
     given: list[str] = (),
     track: tuple[str, ...] = (),
-) -> AblationDir:
+    plan_only: bool = False,
+    pilot: Path | None = None,
+    select: bool = False,
+) -> AblationDir | None:
     """Plan the runs, write the manifest, finish every run (skip, resume or start), and with ``folds``
     write their out-of-fold scores; returns the folder, from which the report is rendered.
+
+    ``plan_only`` (``--plan``): print the design, its cost and, with ``pilot``, its power
+    (:mod:`unetbench.ablation.planning`); write nothing and return None. ``select`` (``--select``): nested
+    selection of the ``--vary`` key (:mod:`unetbench.ablation.selection`).
 
     ``kind = "cross-validation"`` (``unetbench run --folds``): the baseline alone over the folds.
     ``given``: the command line's ``--set KEY=VALUE`` (checked against ``folds``); ``track``: where every
@@ -68,15 +75,30 @@ def ablate(
     """
     from unetbench.atomic import check_folder
 
+    if select:
+        from unetbench.ablation.selection import check_select
+
+        check_select(spec, list(switches), list(vary), folds, grid)
     _check_options(spec, kind, switches, vary, out, executor, ray_address, runs_per_device)
+    if pilot is not None and not plan_only:
+        raise UserError("--pilot goes with --plan: it tells the power of the planned design")
+    if pilot is not None:
+        from unetbench.ablation.planning import read_pilot
+
+        read_pilot(pilot, spec.name)  # another challenge's, or no ablation: one line before anything
     found = variants(spec, list(switches), list(vary), grid)
     _check_folds(spec, folds, data_root, list(given))
-    key = [sorted(switches), list(vary), folds, seeds, grid]
+    key = [sorted(switches), list(vary), folds, seeds, grid] + (["select"] if select else [])
     directory = AblationDir(out) if out is not None else AblationDir.default(spec, kind, key)
     runs = plan_runs(spec, found, folds=folds, seeds=seeds, out=directory.path)
     runs = [dataclasses.replace(r, track=tuple(track)) for r in runs]
     if executor == "local":
         _check_memory(runs, runs_per_device)
+    if plan_only:
+        from unetbench.ablation.planning import describe
+
+        describe(runs, directory, data_root=data_root, pilot=pilot, log=log)
+        return None
     check_folder(directory.path, what="--out")
     check_folder(Path(spec.report.directory).absolute(), what="report.directory")
     with contextlib.ExitStack() as stack:
@@ -124,6 +146,11 @@ def ablate(
 
         log(f"scoring the out-of-fold predictions of {folds} folds as one set ...")
         directory.write_crossval(out_of_fold(runs, folds, data_root, log))
+    if select:
+        from unetbench.ablation.selection import select as nested
+
+        log(f"choosing {vary[0].partition('=')[0]} on each fold's validation images ...")
+        directory.write_selection(nested(runs, vary[0], folds, data_root))
     return directory
 
 

@@ -38,7 +38,7 @@ def out_of_fold(
     groups: dict[tuple[str, int], list[PlannedRun]] = defaultdict(list)
     for run in runs:
         groups[run.variant, run.seed_index].append(run)
-    collections = {}
+    stacks = Stacks(data_root)
     entries = []
     for (variant, seed), members in groups.items():
         if len(members) != folds or any(RunDir.state(r.directory) != "finished" for r in members):
@@ -54,11 +54,26 @@ def out_of_fold(
                     "predictions and its folder no crossval.json of these runs"
                 )
             continue
+        images, scores = stacks.score(members, f"{variant}, seed {seed}")
+        entries.append(OutOfFold(variant, seed, images, scores))
+    return CrossValidated(folds=folds, dataset=runs[0].spec.data.dataset, entries=entries)
+
+
+class Stacks:
+    """Scores the out-of-fold stack of a set of runs, one per fold: the labelled images are read once per
+    data set."""
+
+    def __init__(self, data_root: Path | None):
+        self.data_root = data_root
+        self.collections: dict[str, object] = {}
+
+    def score(self, members: list[PlannedRun], what: str) -> tuple[int, dict]:
+        """(images, the challenge's scores of the stack) of ``members``' evaluation predictions."""
         spec = members[0].spec
         key = repr(spec.data)
-        if key not in collections:
-            collections[key] = load_dataset(spec.data, data_root)
-        collection = collections[key]
+        if key not in self.collections:
+            self.collections[key] = load_dataset(spec.data, self.data_root)
+        collection = self.collections[key]
         labelled = collection.labelled
         index = {sample.key: i for i, sample in enumerate(labelled)}
         maps: list[np.ndarray | None] = [None] * len(labelled)
@@ -73,10 +88,8 @@ def out_of_fold(
                     maps[index[sample.key]] = np.asarray(f[name], dtype=np.float32)
         missing = [labelled[i].key for i, m in enumerate(maps) if m is None]
         if missing:  # the folds of a kfold split cover every image once; anything else is a bug
-            raise RuntimeError(f"{variant}, seed {seed}: no out-of-fold prediction of {', '.join(missing)}")
-        scores = score_maps(spec, labelled, maps, per_image=False).aggregate
-        entries.append(OutOfFold(variant, seed, len(labelled), scores))
-    return CrossValidated(folds=folds, dataset=runs[0].spec.data.dataset, entries=entries)
+            raise RuntimeError(f"{what}: no out-of-fold prediction of {', '.join(missing)}")
+        return len(labelled), score_maps(spec, labelled, maps, per_image=False).aggregate
 
 
 def _scored_where_kept(members: list[PlannedRun], variant: str, seed: int, folds: int) -> OutOfFold | None:

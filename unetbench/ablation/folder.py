@@ -9,6 +9,9 @@ run's).
         logs/<run>.log                 what each run printed, when it ran in a process of its own
         reports/<challenge>/<run>.md   each run's own report
         crossval.json                  out-of-fold scores of every variant and seed (with --folds)
+        selection.json                 nested selection (--select): each fold's choice, its out-of-fold score
+        superseded.json                a later report replaces this one's (``unetbench report
+                                       --superseded-by``): the banner its report opens with
 
 A manifest entry names its run's folder relative to the ablation's folder; a run reused from a
 cross-validation of the same spec lies beside it (``../cv-<id>/...``).
@@ -32,10 +35,14 @@ from unetbench.errors import UserError
 from unetbench.results import (
     CROSSVAL_SCHEMA,
     MANIFEST_SCHEMA,
+    SELECTION_SCHEMA,
+    SUPERSEDED_SCHEMA,
     AblationManifest,
     CrossValidated,
     PlannedRunEntry,
     RunRecord,
+    Selection,
+    Superseded,
     command_line,
     read_json_record,
     write_json_record,
@@ -47,6 +54,8 @@ from unetbench.spec import ChallengeSpec, dump_spec
 class AblationDir:
     MANIFEST = "ablation.json"
     CROSSVAL = "crossval.json"
+    SELECTION = "selection.json"
+    SUPERSEDED = "superseded.json"
     LOGS = "logs"
     REPORTS = "reports"
     RECORDS = "records"  # in a bundle only
@@ -143,16 +152,42 @@ class AblationDir:
         manifest = self.read_manifest()
         return manifest, [(e, RunDir(self.run_folder(e.directory)).read_record()) for e in manifest.runs]
 
-    # --- the cross-validated scores ------------------------------------------------------------------
+    # --- the typed files beside the runs: out-of-fold scores, nested selection, a later report ---------
 
-    def write_crossval(self, scores: CrossValidated) -> None:
-        write_json_record(self.path / self.CROSSVAL, scores)
+    # file name -> (record type, what it is, schema): each is optional, written once its step is done
+    EXTRAS = {
+        CROSSVAL: (CrossValidated, "cross-validated scores", CROSSVAL_SCHEMA),
+        SELECTION: (Selection, "a nested selection", SELECTION_SCHEMA),
+        SUPERSEDED: (Superseded, "a superseded note", SUPERSEDED_SCHEMA),
+    }
 
-    def read_crossval(self) -> CrossValidated | None:
-        path = self.path / self.CROSSVAL
+    def _write(self, name: str, record) -> None:
+        write_json_record(self.path / name, record)
+
+    def _read(self, name: str):
+        path = self.path / name
         if not path.is_file():
             return None
-        return read_json_record(path, CrossValidated, what="cross-validated scores", schema=CROSSVAL_SCHEMA)
+        cls, what, schema = self.EXTRAS[name]
+        return read_json_record(path, cls, what=what, schema=schema)
+
+    def write_crossval(self, scores: CrossValidated) -> None:
+        self._write(self.CROSSVAL, scores)
+
+    def read_crossval(self) -> CrossValidated | None:
+        return self._read(self.CROSSVAL)
+
+    def write_selection(self, selection: Selection) -> None:
+        self._write(self.SELECTION, selection)
+
+    def read_selection(self) -> Selection | None:
+        return self._read(self.SELECTION)
+
+    def write_superseded(self, superseded: Superseded) -> None:
+        self._write(self.SUPERSEDED, superseded)
+
+    def read_superseded(self) -> Superseded | None:
+        return self._read(self.SUPERSEDED)
 
     # --- the bundle a committed report carries -------------------------------------------------------
 
@@ -182,9 +217,10 @@ class AblationDir:
             )
         copy = AblationDir(destination)
         write_json_record(copy.manifest_file, _with_runs(manifest, entries))
-        crossval = self.read_crossval()
-        if crossval is not None:
-            copy.write_crossval(crossval)
+        for name in self.EXTRAS:
+            found = self._read(name)
+            if found is not None:
+                copy._write(name, found)
         return copy
 
 

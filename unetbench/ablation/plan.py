@@ -148,6 +148,18 @@ def switch_overrides(spec: ChallengeSpec, switch: str) -> list[tuple[str, Any]]:
     return SWITCHES[switch].changes(spec)
 
 
+def switch_of(overrides: list[str], spec: ChallengeSpec) -> str | None:
+    """The switch whose overrides of ``spec`` are exactly ``overrides`` (a variant's, as its manifest
+    entry keeps them), whatever its ablation named it; None for a --vary value or a combination."""
+    from unetbench.spec import override_text
+
+    given = set(overrides)
+    for name, switch in SWITCHES.items():
+        if given == {override_text(key, value) for key, value in switch.changes(spec)}:
+            return name
+    return None
+
+
 def no_tiling_tile(spec: ChallengeSpec) -> int:
     """The tile of the same-padded variant: the training tile's valid output, down to the pooling factor."""
     m = spec.model

@@ -130,6 +130,14 @@ class Summary:
     def df(self) -> int:
         return self.networks - 1
 
+    def own_overrides(self, variant: str) -> list[str]:
+        """A variant's overrides of the baseline (what it changes), without the command line's ``--set``
+        that every run of the ablation shares."""
+        rows = {row.variant: row for row in self.rows}
+        shared = rows[BASELINE].overrides if BASELINE in rows else []
+        mine = rows[variant].overrides
+        return mine[len(shared) :] if mine[: len(shared)] == shared else mine
+
     def test_words(self) -> str:
         """The interval's test, with n, the whole correction factor and the degrees of freedom."""
         n = self.networks

@@ -76,23 +76,41 @@ def overlay_figure(sample, probability: np.ndarray, path: Path, *, title: str) -
 
 
 def forest_figure(summary, metric: str, path: Path) -> Path:
-    """Δ of each variant against the baseline with its 95% interval over trained networks, and a zero
-    line (``summary``: :class:`unetbench.ablation.summary.Summary`)."""
+    """Δ of each variant against the baseline with its interval over trained networks, and a zero line
+    (``summary``: :class:`unetbench.ablation.summary.Summary`). The primary metric's figure shows the
+    family's intervals (Bonferroni, 1 - 0.05/m), resolved effects (Holm) in red and the ROPE shaded; the
+    other metrics' show unadjusted 95% intervals, exploratory."""
+    family = summary.family if summary.family and summary.family.metric == metric else None
     rows = [row for row in summary.rows if metric in row.effects]
     fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.45 * max(1, len(rows))), dpi=110)
+    found = {r.variant: r for r in family.rows} if family else {}
     for y, row in enumerate(reversed(rows)):
         effect = row.effects[metric].run_level
-        colour = "tab:red" if effect.resolved else "tab:gray"
-        if not np.isnan(effect.low):
-            ax.plot([effect.low, effect.high], [y, y], color=colour, lw=2)
+        if family:
+            low, high = found[row.variant].family_low, found[row.variant].family_high
+            colour = "tab:red" if found[row.variant].resolved else "tab:gray"
+        else:
+            low, high = effect.low, effect.high
+            colour = "tab:orange" if effect.excludes_zero else "tab:gray"
+        if not np.isnan(low):
+            ax.plot([low, high], [y, y], color=colour, lw=2)
         ax.plot([effect.mean], [y], "o", color=colour)
+    if family:
+        ax.axvspan(-family.rope, family.rope, color="tab:green", alpha=0.15, lw=0)
     ax.axvline(0.0, color="black", lw=0.8)
     ax.set_yticks(range(len(rows)), [row.variant for row in reversed(rows)], fontsize=8)
     better = "higher" if summary.higher_is_better[metric] else "lower"
     ax.set_xlabel(f"Δ {metric} against the baseline ({better} is better)", fontsize=8)
     first = rows[0].effects[metric].run_level if rows else None
     n = f"n = {first.n} trained networks, df = {first.df}" if first else ""
-    ax.set_title(f"{summary.challenge}: Δ with 95% interval ({n}); red: excludes 0", fontsize=8)
+    if family:
+        title = (
+            f"{summary.challenge}, primary family: Δ with {1 - family.alpha:.1%} intervals ({n}); red: "
+            f"resolved (Holm); green: ±ROPE {family.rope:g}"
+        )
+    else:
+        title = f"{summary.challenge}, exploratory: Δ with unadjusted 95% intervals ({n}); orange: excludes 0"
+    ax.set_title(title, fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
 

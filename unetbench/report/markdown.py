@@ -14,7 +14,7 @@ from pathlib import Path
 from unetbench import contention
 from unetbench.atomic import atomic_path, atomic_write_text, check_folder
 from unetbench.metrics import METRICS
-from unetbench.report.paper import PAPER, differences
+from unetbench.report.paper import PAPER, differences, other_data, settings_chosen_note
 from unetbench.results import RunRecord
 from unetbench.rundir import RunDir
 
@@ -76,6 +76,8 @@ def render_markdown(record: RunRecord, figure_dir: str | None = None, present: s
     present = set(record.figures) | {CURVE} if present is None else present
     lines = [f"# {record.challenge}: run {record.run_id}", "", *_where_and_when(record), ""]
     lines += _scores(record)
+    if note := settings_chosen_note(record, record.data.split[record.data.scored]):
+        lines += [note, ""]
     lines += ["What differs from the paper's setting:", ""] + [f"- {note}" for note in differences(record)]
     lines += ["", "## Training", ""]
     if figure_dir is not None:
@@ -142,7 +144,8 @@ def _scores(record: RunRecord) -> list[str]:
         ]
     if paper:
         lines += [
-            f"Paper: Ronneberger, Fischer & Brox (2015), {source}, on the challenge's hidden test data.",
+            f"Paper: Ronneberger, Fischer & Brox (2015), {source}, on the challenge's hidden test data. "
+            + other_data(record.data.dataset, len(record.data.split[record.data.scored])),
             "",
         ]
     return lines

@@ -10,9 +10,11 @@ weights, the precision that ran, the overrides).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from unetbench.model.sizes import output_size
 from unetbench.results import ExecutionUsed, RunRecord
 
 _TABLE_2 = (
@@ -29,6 +31,9 @@ PAPER = {
 
 
 PAPER_PARAMETERS = 31_030_658  # the network of Fig. 1: 5 levels, 64 to 1024 channels, unpadded
+PAPER_TILE = 572
+# Image sizes of the paper's data sets (shared/datasets/README.md), to say when one tile covers an image.
+IMAGE_SIZES = {"isbi2012": (512, 512), "phc-u373": (520, 696), "dic-hela": (512, 512)}
 
 
 @dataclass(frozen=True)
@@ -41,22 +46,72 @@ class Setting:
     paper: tuple[Any, ...] | None
     says: str
     kind: str = ""
+    # What the values alone do not show (an interpretation, a setting that means something else at this
+    # tile size): a remark for the spec, or None. A row with a remark is listed even where the values
+    # are the paper's.
+    remark: Callable[[Any], str | None] | None = None
 
     def difference(self, spec, kind: str) -> str | None:
         """The report's line for a run of ``spec``, or None where the run has the paper's setting."""
         if self.kind and self.kind != kind:
             return None
-        if self.paper is not None and tuple(_value(spec, key) for key in self.keys) == self.paper:
+        remark = self.remark(spec) if self.remark else None
+        if remark is None and self.paper is not None and self._values(spec) == self.paper:
             return None
         if not self.keys:
             return f"{self.topic}: {self.says}."
         return f"{self.topic}: {self.shown(spec)} ({self.says})."
 
+    def _values(self, spec) -> tuple:
+        return tuple(_value(spec, key) for key in self.keys)
+
     def shown(self, spec) -> str:
-        """The run's values of this row's keys, as a report writes them ("optimizer adam, momentum ...")."""
-        return ", ".join(
+        """The run's values of this row's keys, as a report writes them ("optimizer adam, momentum ...")
+        and, where there is one, the row's remark."""
+        values = ", ".join(
             f"{key.rpartition('.')[2]} {_inert(spec, key) or _shown(_value(spec, key))}" for key in self.keys
         )
+        remark = self.remark(spec) if self.remark else None
+        return f"{values}: {remark}" if remark else values
+
+
+def _elastic_grid(spec) -> str | None:
+    """The paper's "3 by 3 grid" spans its 572 px tile; a fixed spacing on another tile does not."""
+    augmentation, tile = spec.augmentation, spec.training.tile_size
+    if not augmentation.elastic or tile == PAPER_TILE:
+        return None
+    spans = (tile - 1) / augmentation.elastic_spacing
+    return (
+        f"control points {augmentation.elastic_spacing:g} px apart on a {tile} px tile, which spans "
+        f"{spans:.2f} grid spacings (the paper's tile spans 2): the field is as smooth per pixel as the "
+        "paper's, but not a 3x3 grid over the tile"
+    )
+
+
+def _other_augmentation(spec) -> str | None:
+    augmentation = spec.augmentation
+    words = []
+    if augmentation.shift == 0:
+        words.append("shifts off, which the paper names")
+    if augmentation.flip:
+        words.append("flips added, which the paper does not name")
+    return "; ".join(words) or None
+
+
+def _one_tile(spec) -> str | None:
+    """Overlap-tile whose one tile covers a whole image: no seams, only the extrapolated border."""
+    inference, model = spec.inference, spec.model
+    size = IMAGE_SIZES.get(spec.data.dataset)
+    if inference.tiling != "overlap-tile" or size is None:
+        return None
+    out = output_size(inference.tile_size, depth=model.depth, padding="valid")
+    if out < max(size):
+        return None
+    return (
+        f"one {inference.tile_size} px input tile ({out} px output) covers a whole {size[0]}x{size[1]} "
+        "image, so there are no seams between tiles, only the extrapolated border (the paper's 572 px "
+        "tile, 388 px output, needs several per image)"
+    )
 
 
 PAPER_SETTINGS: tuple[Setting, ...] = (
@@ -103,6 +158,7 @@ PAPER_SETTINGS: tuple[Setting, ...] = (
         ("augmentation.elastic", "augmentation.elastic_spacing", "augmentation.elastic_sigma"),
         (True, 285.5, 10.0),
         "paper: displacements on a 3x3 grid over the 572 px tile, 10 px std",
+        remark=_elastic_grid,
     ),
     Setting(
         "Interpolation of the deformed image", ("augmentation.interpolation",), ("cubic",), "paper: bicubic"
@@ -111,7 +167,8 @@ PAPER_SETTINGS: tuple[Setting, ...] = (
         "Other augmentation",
         ("augmentation.shift", "augmentation.rotation", "augmentation.flip", "augmentation.grey_values"),
         None,
-        "the paper names shifts, rotations and grey-value variations but gives no magnitudes",
+        "the paper names shifts, rotations and grey-value variations, no flips, and gives no magnitudes",
+        remark=_other_augmentation,
     ),
     Setting(
         "Weight map border term",
@@ -127,15 +184,28 @@ PAPER_SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "Prediction",
-        ("inference.tiling",),
-        ("overlap-tile",),
-        "paper: overlap-tile, mirrored at the image border; 'none': zero-padded tiles without context",
+        ("inference.tiling", "inference.border"),
+        ("overlap-tile", "mirror"),
+        "paper: overlap-tile, mirrored at the image border; 'isolated': tiles without their neighbours' "
+        "context; 'none': a same-padded network on zero-padded tiles; border 'zeros': zeros beyond the image",
+        remark=_one_tile,
     ),
     Setting(
         "Test-time averaging",
         ("inference.tta",),
-        ("dihedral",),
-        "paper, Table 1: the image and 7 rotated versions, averaged",
+        None,
+        "paper, Table 1: 'averaged over 7 rotated versions of the input data', which it does not list; "
+        "'dihedral' reads them as the 7 rotations and mirrors of the image besides itself, 8 versions in "
+        "all: an interpretation",
+        kind="em",
+    ),
+    Setting(
+        "Warping error",
+        (),
+        None,
+        "the splits-and-mergers warping error of the challenge's official tool "
+        "(WarpingError.getMinimumSplitsAndMergersErrorValue(0.0, 0.9, 0.1, false, 20)), not the classic one "
+        "that counts every mismatch; the paper's Table 1 says only 'warping error'",
         kind="em",
     ),
     Setting(
@@ -209,6 +279,31 @@ def differences(record: RunRecord, overrides: list[str] | None = None) -> list[s
     if overrides:
         notes.append("Overrides of the spec file: " + ", ".join(f"`{o}`" for o in overrides) + ".")
     return notes
+
+
+def other_data(dataset: str, scored: int) -> str:
+    """What the paper's scores beside ours are: other data in kind, not only in number."""
+    if dataset == "isbi2012":
+        return (
+            "The data differ in kind: the paper's row scores the 30 hidden test slices with a network "
+            f"trained on all 30 labelled ones; ours score {scored} labelled slices held out from training."
+        )
+    return "The data differ: the paper's row scores the challenge's hidden test sequences."
+
+
+def settings_chosen_note(record: RunRecord, scored: list[str]) -> str | None:
+    """The line a report carries when it scores images its spec's settings were chosen on
+    (``report.settings_chosen_on``); ``scored``: the image names it scores (``evaluation/25``)."""
+    chosen = list(record.spec.get("report", {}).get("settings_chosen_on", []))
+    names = {name.split("/", 1)[-1] for name in scored}
+    hit = [name for name in chosen if name in names]
+    if not hit:
+        return None
+    return (
+        f"Settings chosen on scored images: this spec's settings were chosen on images {', '.join(chosen)} "
+        f"(`report.settings_chosen_on`), not on validation images alone, and {len(hit)} of the images "
+        f"scored here ({', '.join(hit)}) are among them: their scores are optimistic."
+    )
 
 
 # Keys a run's other settings make meaningless: key -> (the deciding key, its value there, what to say).
