@@ -54,6 +54,23 @@ def test_switches_are_spec_overrides():
     assert output_size(384, depth=5, padding="same") == 384
 
 
+def test_the_switch_table_says_which_switches_predict_with_the_baselines_weights():
+    from unetbench.ablation.plan import SWITCHES
+    from unetbench.spec import PREDICTION_SECTIONS
+
+    spec = load_spec(EM)
+    for name, switch in SWITCHES.items():
+        sections = {key.split(".")[0] for key, _ in switch.changes(spec)}
+        assert switch.inference_only == (sections <= set(PREDICTION_SECTIONS)), name
+
+
+def test_docs_show_every_switch_and_what_it_compares():
+    from unetbench.report.ablation import switches_table
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "ablations.md").read_text(encoding="utf-8")
+    assert "\n".join(switches_table()) in docs
+
+
 def test_no_tiling_means_one_thing_whatever_the_baseline_predicts_with():
     """em-cpu predicts on one 604 px tile per slice; no-tiling still cuts isolated tiles of the 164 px
     output of its 252 px training tile, and the same-padded variant 160 px tiles (164 down to the pooling

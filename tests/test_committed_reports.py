@@ -71,6 +71,7 @@ def test_a_report_lists_each_paper_setting_the_run_departs_from():
         section = text[text.index(DEPARTURES) :].split("\n## ")[0]
         record = RunDir((REPORTS / name).with_suffix("")).read_record()
         spec = record.resolved_spec()
-        for setting in PAPER_SETTINGS:
-            line = setting.difference(spec, spec.kind)
-            assert (line is not None) == (f"- {setting.topic}:" in section), (name, setting.topic)
+        for topic in {setting.topic for setting in PAPER_SETTINGS}:  # one topic may have a row per kind
+            rows = [setting for setting in PAPER_SETTINGS if setting.topic == topic]
+            departs = any(setting.difference(spec, spec.kind) is not None for setting in rows)
+            assert departs == (f"- {topic}:" in section), (name, topic)

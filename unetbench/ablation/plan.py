@@ -74,6 +74,9 @@ class Switch:
     compares: str  # what the pair (baseline, variant) compares, for docs and reports
     changes: Callable[[ChallengeSpec], list[tuple[str, Any]]]  # the spec overrides it stands for
     needs_overlap_tile: bool = False  # only meaningful against overlap-tile prediction
+    inference_only: bool = (
+        False  # it changes only PREDICTION_SECTIONS: it predicts with the baseline's weights
+    )
 
     @property
     def flag(self) -> str:
@@ -115,6 +118,7 @@ _SWITCH_LIST = (
         "on, each fed with itself mirrored at its edges, against overlap-tile with the image as context",
         lambda spec: [("inference.tiling", "isolated"), ("inference.tile_size", spec.training.tile_size)],
         needs_overlap_tile=True,
+        inference_only=True,
     ),
     Switch(
         "mirror",
@@ -122,12 +126,14 @@ _SWITCH_LIST = (
         "overlap-tile with zeros as the context beyond the image border against the mirrored image",
         lambda spec: [("inference.border", "zeros")],
         needs_overlap_tile=True,
+        inference_only=True,
     ),
     Switch(
         "tta",
         "Inference only: one prediction per image, no test-time averaging.",
         "one prediction per image against the average over the spec's rotated or mirrored versions",
         lambda spec: [("inference.tta", "none")],
+        inference_only=True,
     ),
     Switch(
         "tiling-same-padding",

@@ -132,8 +132,11 @@ def family_table(summary: Summary) -> tuple[list[str], list[list[str]]]:
 def _family_caption(summary: Summary) -> str:
     family = summary.family
     m = len(family.rows)
-    rope = "the spec's `[evaluation.rope]`" if family.rope_recorded else "the metric's default"
-    rope += "" if family.rope_recorded else " (the records predate `[evaluation.rope]`)"
+    rope = (
+        "the spec's `[evaluation.rope]`"
+        if family.rope_recorded
+        else "the metric's default; the records predate `[evaluation.rope]`"
+    )
     return (
         f"The primary family: every variant against the baseline on the spec's primary metric, "
         f"{family.metric}, {m} test{'s' if m != 1 else ''} by {summary.test_words()}. **Resolved** means "
@@ -383,7 +386,46 @@ def _switch_of(row: VariantRow, summary: Summary, spec) -> tuple[str | None, str
     name = switch_of(summary.own_overrides(row.variant), spec)
     if name is None:
         return None, ""
-    return name, "" if row.variant == SWITCHES[name].variant else f" (named {row.variant} in this ablation)"
+    switch = SWITCHES[name]
+    if row.variant == switch.variant:
+        return name, ""
+    return name, f" (what {switch.flag} runs today; this ablation named it {row.variant})"
+
+
+def headline_table(variants_csv: Path) -> list[str]:
+    """The primary family as README and docs show it, from an ablation report's CSV alone: a row per
+    variant with its switch, Δ with the family interval, the Holm-adjusted p, the answer, the MDE and the
+    verdict (``tests/test_docs.py`` keeps README's table equal to it)."""
+    import pandas as pd
+
+    table = pd.read_csv(variants_csv, index_col="variant", keep_default_na=False, na_values=[""])
+    metric = next(c[: -len("_p_holm")] for c in table.columns if c.endswith("_p_holm"))
+    family = table[table[f"{metric}_p_holm"].notna()]
+    level = 1 - 0.05 / len(family)
+    lines = [
+        f"| variant | what it is | Δ {metric} [{level:.1%} family interval] | p (Holm) | answer | MDE | "
+        f"verdict (±{family[f'{metric}_rope'].iloc[0]:g}) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for variant, row in family.iterrows():
+        what = f"`{row['switch'] or variant}`" + (", prediction only" if row["trained"] == 0 else "")
+        delta = f"{_signed(row[f'{metric}_diff'])} [{_signed(row[f'{metric}_family_low'])}, "
+        delta += f"{_signed(row[f'{metric}_family_high'])}]"
+        answer = "**resolved**" if str(row[f"{metric}_resolved"]) == "True" else "not resolved"
+        verdict = row[f"{metric}_verdict"]
+        verdict = f"equivalent within ±{row[f'{metric}_rope']:g}" if verdict == "equivalent" else verdict
+        cells = [variant, what, delta, _p(row[f"{metric}_p_holm"]), answer]
+        lines.append("| " + " | ".join([*cells, _num(row[f"{metric}_mde"]), verdict]) + " |")
+    return lines
+
+
+def switches_table() -> list[str]:
+    """The switches as docs/ablations.md shows them: flag, what the pair compares, what it trains."""
+    lines = ["| switch | what the pair (baseline, variant) compares | trains |", "|---|---|---|"]
+    for switch in SWITCHES.values():
+        trains = "nothing: the baseline's weights" if switch.inference_only else "a network per fold and seed"
+        lines.append(f"| `{switch.flag}` | {switch.compares} | {trains} |")
+    return lines
 
 
 def compared_words(name: str, spec) -> str:
@@ -490,7 +532,7 @@ def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[
     lines += [f"- {note}" for note in _paper_differences(baseline, manifest.folds)] + [""]
     path = destination / f"{directory.name}.md"
     atomic_write_text(path, "\n".join(lines))
-    _write_csvs(summary, folder, destination / f"{directory.name}.csv")
+    _write_csvs(summary, folder, destination / f"{directory.name}.csv", baseline.resolved_spec())
     return path, summary
 
 
@@ -585,13 +627,15 @@ def _effect_columns(summary: Summary, row: VariantRow) -> dict:
     return entry
 
 
-def _write_csvs(summary: Summary, folder: Path, variants_csv: Path) -> None:
+def _write_csvs(summary: Summary, folder: Path, variants_csv: Path, spec) -> None:
     import pandas as pd
 
     rows = []
     for row in summary.rows:
+        name = switch_of(summary.own_overrides(row.variant), spec) if row.variant != BASELINE else None
         entry = {
             "variant": row.variant,
+            "switch": SWITCHES[name].flag if name else "",  # what the variant is, whatever it was named
             "runs": row.runs,
             "trained": row.trained,
             "training_seconds": row.training_seconds,
