@@ -205,3 +205,37 @@ def test_a_cluster_that_wants_a_token_is_one_line_naming_rays_reason():
 )
 def test_a_loopback_address_keeps_ray_on_the_loopback(address, loopback):
     assert ray_executor.on_loopback(address) is loopback
+
+
+def test_a_stale_recorded_cluster_does_not_hang_the_local_instance(tmp_path):
+    """Without --ray-address a new local instance starts, whatever the last cluster Ray recorded in its
+    temporary folder (a head killed since leaves its address in ``ray_current_cluster``). In a fresh
+    process: Ray is started there with that folder as its own."""
+    import shutil
+    import subprocess
+    import tempfile
+    import time
+
+    from .helpers import tiny_spec
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: Ray's socket paths have a limit
+    try:
+        (ray_tmp / "ray").mkdir()
+        stale = f"127.0.0.1:{free_loopback_port()}"  # nothing listens there
+        (ray_tmp / "ray" / "ray_current_cluster").write_text(stale)
+        spec_file = write_spec(tmp_path / "tiny.toml", tiny_spec(iterations=2, **{"report.overlays": 0}))
+        env = {**__import__("os").environ, "RAY_TMPDIR": str(ray_tmp), "OMP_NUM_THREADS": "1"}
+        env.pop("RAY_ADDRESS", None)
+        command = [sys.executable, "-m", "unetbench", "ablate", str(spec_file), "--no-weightmap"]
+        command += ["--executor", "ray", "--out", str(tmp_path / "abl"), "--no-progress"]
+        command += ["--set", f"report.directory={tmp_path / 'reports'}"]
+        start = time.monotonic()
+        done = subprocess.run(
+            command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+        seconds = time.monotonic() - start
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert seconds < 60, seconds
+        assert (tmp_path / "reports" / "quickstart" / "abl.md").is_file()
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)

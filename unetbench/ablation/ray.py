@@ -2,8 +2,11 @@
 
 - **Where.** ``--ray-address host:port`` (or ``ray://host:port``, or ``auto``) joins a running cluster
   (``ray start --head`` on one machine, ``ray start --address ...`` on the others, or Ray's own way of
-  starting on Slurm). Without an address a local Ray instance is started on this machine, bound to the
-  loopback (127.0.0.1, no dashboard): several GPUs of one machine are a local instance.
+  starting on Slurm); so does ``RAY_ADDRESS``, Ray's own variable, where no ``--ray-address`` is given.
+  Without either, a new local Ray instance is started on this machine, bound to the loopback (127.0.0.1,
+  no dashboard): several GPUs of one machine are a local instance. It is started as ``address="local"``:
+  left to itself, Ray would join the last cluster recorded in its temporary folder
+  (``ray_current_cluster``), and a head killed since leaves a stale address there that it waits on.
 - **What a task asks for.** ``1 / runs_per_device`` of a GPU per run where the cluster has GPUs and the
   spec does not train on the CPU (``--runs-per-device N``: N runs share a GPU); otherwise
   ``cpus_per_run`` CPUs, and torch uses that many threads (on CPUs Ray packs tasks by their CPUs, so N
@@ -175,6 +178,7 @@ class RayExecutor:
     ):
         if retries < 0:
             raise UserError(f"--retries must be >= 0, got {retries}")
+        address = address or os.environ.get("RAY_ADDRESS") or None  # Ray's own variable, as Ray reads it
         self.ray = ray = import_ray(local=address is None or on_loopback(address))
         if address is not None:
             check_reachable(address)
@@ -185,8 +189,10 @@ class RayExecutor:
             settings: dict[str, Any] = dict(log_to_driver=False, logging_level=logging.WARNING)
             with _ray_logs() as logged:
                 try:
-                    if address is None:
-                        ray.init(include_dashboard=False, _node_ip_address=LOOPBACK, **settings)
+                    if address is None:  # "local": a new instance, never a stale recorded one
+                        ray.init(
+                            address="local", include_dashboard=False, _node_ip_address=LOOPBACK, **settings
+                        )
                     else:
                         ray.init(address=address, **settings)
                 except (ConnectionError, RuntimeError, ValueError) as err:
