@@ -225,7 +225,8 @@ def test_the_issues_command_in_miniature_trains_12_networks_writes_18_records_an
     command += ["--set", "inference.tta=flips", "--out", str(out), "--no-progress"]
     assert main(command) == 0
     printed = capsys.readouterr().out
-    assert "18 runs (12 train a network)" in printed and printed.count("  ran") == 18
+    assert "18 runs: 12 to train a network, 6 to predict with a paired network, 0 finished already" in printed
+    assert printed.count("  ran") == 18
     assert len(_records(out)) == 18
     manifest, runs = AblationDir(out).read_runs()
     for entry, record in runs:

@@ -62,6 +62,15 @@ def test_version_and_usage_errors():
     assert _run("--version").stdout.strip() == f"unetbench {__version__}"
     result = _run("data", "fetch")
     assert result.returncode == 2 and "Traceback" not in result.stderr
+    # the parser's errors are one line too, naming where the command's options are (issue 30)
+    assert result.stderr.startswith("error: Missing argument") and result.stderr.count("\n") == 1
+    assert "(see `unetbench data fetch --help`)" in result.stderr
+    for argv, says in (
+        (("run", "--bogus"), "No such option: --bogus"),
+        (("ablate", "--seeds", "x"), "--seeds"),
+    ):
+        result = _run(*argv)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr
 
 
 def test_import_checks_before_writing_anything(tmp_path, capsys):

@@ -80,9 +80,15 @@ def test_a_run_the_disk_refuses_at_each_stage_keeps_its_state_and_resumes_to_the
     assert status == 0, err
     resumed = _record(run_dir)
     assert resumed.trained == straight.trained
-    # the first attempt failed before its session began (its first checkpoint comes before the first step)
-    assert [s.outcome for s in resumed.sessions] == ["failed", "failed", "finished"]
-    assert [(s.first_iteration, s.last_iteration) for s in resumed.sessions] == [(0, 6), (6, 6), (6, 6)]
+    # every process that worked on the run, how it ended: the first failed writing its first checkpoint
+    # (before the first step), the next two at predictions and record, the last finished
+    assert [s.outcome for s in resumed.sessions] == ["failed", "failed", "failed", "finished"]
+    assert [(s.first_iteration, s.last_iteration) for s in resumed.sessions] == [
+        (0, 0),
+        (0, 6),
+        (6, 6),
+        (6, 6),
+    ]
     assert (reports / "quickstart" / f"{run_dir.name}.md").is_file() and not _temporaries(reports)
 
 

@@ -86,6 +86,9 @@ def test_a_bioimageio_package_passes_bioimageio_cores_test_and_predict_takes_eve
     assert test_model(str(package)).status == "passed"  # the export ran it too; this is the package on disk
     names = set(zipfile.ZipFile(package).namelist())
     assert {"rdf.yaml", "weights.pt", "model.torchscript.pt", "model.onnx", "cover.png", "README.md"} <= names
+    rdf = zipfile.ZipFile(package).read("rdf.yaml").decode()
+    # citations follow the data set: a synthetic-em network cites the paper, and no challenge
+    assert "Ronneberger" in rdf and "Cell Tracking" not in rdf and "ISBI 2012" not in rdf
     assert main(["export", "onnx", str(run_dir), "--out", str(tmp_path / "m.onnx")]) == 0
     assert main(["export", "torchscript", str(run_dir), "--out", str(tmp_path / "m.pt")]) == 0
 
@@ -104,6 +107,8 @@ def test_a_bioimageio_package_passes_bioimageio_cores_test_and_predict_takes_eve
 @pytest.mark.slow
 def test_an_em_cpu_network_on_the_real_slices_exports_a_package_that_passes(tmp_path, real_isbi):
     pytest.importorskip("bioimageio.core")
+    import zipfile
+
     from unetbench.spec_checks import apply_overrides, load_spec
 
     data_root = tmp_path / "data"
@@ -119,6 +124,8 @@ def test_an_em_cpu_network_on_the_real_slices_exports_a_package_that_passes(tmp_
     )
     run_dir = run(spec, out=tmp_path / "em", data_root=data_root, **quiet(tmp_path))
     assert main(["export", "bioimageio", str(run_dir), "--out", str(tmp_path / "em.zip")]) == 0
+    rdf = zipfile.ZipFile(tmp_path / "em.zip").read("rdf.yaml").decode()
+    assert "ISBI 2012" in rdf and "10.3389/fnana.2015.00142" in rdf and "Cell Tracking" not in rdf
 
 
 def test_bad_exports_are_one_line_and_write_nothing(runs, tmp_path, capsys):

@@ -97,11 +97,17 @@ def test_predict_refuses_bad_input_with_one_line_and_writes_nothing(tiny_run, tm
 
 def test_export_refuses_the_wrong_run_or_file_with_one_line(tiny_run, tmp_path, capsys):
     cases = [
+        # a generated data set is no challenge's: neither export sends the user to the other one
         (
             ["isbi2012", str(tiny_run), "--out", str(tmp_path / "s.tif")],
-            "a run on synthetic-em, not isbi2012",
+            "a run on synthetic-em, which is no challenge's data, so it has no ISBI 2012 submission; its "
+            "predictions are in its predictions.h5",
         ),
-        (["ctc", str(tiny_run), "--out", str(tmp_path / "c")], "use `unetbench export isbi2012`"),
+        (
+            ["ctc", str(tiny_run), "--out", str(tmp_path / "c")],
+            "a run on synthetic-em, which is no challenge's data, so it has no Cell Tracking Challenge "
+            "result",
+        ),
         (["isbi2012", str(tmp_path / "nothing"), "--out", str(tmp_path / "s.tif")], "no record.json"),
         (["isbi2012", str(tiny_run), "--out", str(tmp_path / "s.png")], "give a file name ending in .tif"),
     ]
@@ -149,7 +155,9 @@ def test_predict_and_export_on_the_real_isbi_test_volume(tmp_path, real_isbi, ca
         np.testing.assert_array_equal(exported[7], f["test/07"][()])
     capsys.readouterr()
     assert main(["export", "ctc", str(run_dir), "--out", str(tmp_path / "ctc")]) == 1
-    assert "use `unetbench export isbi2012`" in capsys.readouterr().err
+    assert "a run on isbi2012 has no Cell Tracking Challenge result; use `unetbench export isbi2012`" in (
+        capsys.readouterr().err
+    )
 
 
 def test_ctc_export_round_trips_through_py_ctcmetrics(tmp_path, capsys):

@@ -221,7 +221,7 @@ def data_synth(
             written = synthetic.write_cells(
                 stage, seed=seed, samples=samples, height=height, width=width, look=look
             )
-            reader = "phc-u373"
+            reader = "dic-hela" if look == "dic" else "phc-u373"
     shown = out / written.relative_to(stage) if written != stage else out
     typer.echo(
         f"{name}: wrote {samples} labelled samples to {shown} "
@@ -745,9 +745,10 @@ def predict_command(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Apply a trained network: float32 P(cell) TIFFs (1 = cell / non-membrane), one per input."""
-    from unetbench.predict_export import load_trained, predict_files
+    from unetbench.predict_export import check_tta, load_trained, predict_files
     from unetbench.progress import Reporter
 
+    check_tta(tta)  # before the network's line, which names it
     network = load_trained(trained, device)
     typer.echo(
         f"network: {network.source} "
@@ -830,11 +831,22 @@ def export_bioimageio_command(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point: run the app, turning user errors into one line and exit status 1."""
+    """Console entry point: run the app, turning user errors into one line and exit status 1, and the
+    option parser's (an unknown option, a value of the wrong type) into one line and exit status 2."""
     from unetbench.interrupts import exit_status
 
     try:
-        app(args=argv, prog_name="unetbench")
+        # not standalone: the parser's errors come here instead of a boxed message (typer's rich box)
+        status = app(args=argv, prog_name="unetbench", standalone_mode=False)
+        return status if isinstance(status, int) else 0
+    except typer.TyperException as err:  # the parser's (an unknown option, a bad value): status 2
+        context = getattr(err, "ctx", None)
+        where = f" (see `{context.command_path} --help`)" if context is not None else ""
+        print(f"error: {err.format_message()}{where}", file=sys.stderr)
+        return getattr(err, "exit_code", 2)
+    except typer.Abort:  # end of input at a prompt
+        print("aborted", file=sys.stderr)
+        return 1
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -846,6 +858,5 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         print("interrupted; no file was left half-written", file=sys.stderr)
         return exit_status(str(err) or None)
-    except SystemExit as done:  # typer's own exit: --help, usage errors (status 2), typer.Exit
+    except SystemExit as done:  # typer.Exit and --version
         return done.code if isinstance(done.code, int) else int(done.code is not None)
-    return 0

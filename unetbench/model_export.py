@@ -35,17 +35,18 @@ from unetbench.predict_export import SPEC_ENTRY, load_trained
 
 SUFFIXES = {"torchscript": (".pt",), "onnx": (".onnx",), "bioimageio": (".zip",)}
 PAPER_DOI = "10.1007/978-3-319-24574-4_28"
-CHALLENGES = {
-    "isbi2012": (
-        "Arganda-Carreras et al. (2015), Crowdsourcing the creation of image segmentation "
-        "algorithms for connectomics (ISBI 2012)",
-        "10.3389/fnana.2015.00142",
-    ),
-    "cells": (
-        "Ulman et al. (2017), An objective comparison of cell-tracking algorithms (Cell Tracking Challenge)",
-        "10.1038/nmeth.4473",
-    ),
-}
+_ISBI2012 = (
+    "Arganda-Carreras et al. (2015), Crowdsourcing the creation of image segmentation algorithms for "
+    "connectomics (ISBI 2012)",
+    "10.3389/fnana.2015.00142",
+)
+_CTC = (
+    "Ulman et al. (2017), An objective comparison of cell-tracking algorithms (Cell Tracking Challenge)",
+    "10.1038/nmeth.4473",
+)
+# What a package cites beside the paper, by the data set its network was trained on: the challenge whose
+# data it is. A generated data set (synthetic-em, synthetic-cells) is no challenge's: the paper alone.
+CHALLENGES = {"isbi2012": _ISBI2012, "phc-u373": _CTC, "dic-hela": _CTC}
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ def _description(record, spec, sizes: Sizes, work: Path, author: str, run: Path)
     scores = ", ".join(
         f"{m} {value:.4g}" for m, value in record.trained.aggregate.items() if value is not None
     )
-    challenge = CHALLENGES["isbi2012" if record.data.dataset == "isbi2012" else "cells"]
+    challenge = CHALLENGES.get(record.data.dataset)
     return v.ModelDescr(
         name=f"U-Net {record.challenge} {record.run_id}"[:128],
         description=(
@@ -298,7 +299,7 @@ def _description(record, spec, sizes: Sizes, work: Path, author: str, run: Path)
         authors=[v.Author(name=author)],
         cite=[
             v.CiteEntry(text="Ronneberger, Fischer & Brox (2015), U-Net", doi=v.Doi(PAPER_DOI)),
-            v.CiteEntry(text=challenge[0], doi=v.Doi(challenge[1])),
+            *([v.CiteEntry(text=challenge[0], doi=v.Doi(challenge[1]))] if challenge else []),
         ],
         license=v.LicenseId("MIT"),
         documentation=v.FileDescr(source=_documentation(record, run, work)),
@@ -387,9 +388,11 @@ def _opset(path: Path) -> int:
 
 def _documentation(record, run: Path, work: Path) -> Path:
     """The run's report, when it is where the run wrote it; else a short page naming the run."""
-    report = Path(record.reports_directory) / record.challenge / f"{record.run_id}.md"
+    from unetbench.report.owners import run_report_of
+
+    report = run_report_of(record)
     target = work / "README.md"
-    if report.is_file():
+    if report is not None:
         shutil.copyfile(report, target)
     else:
         target.write_text(

@@ -247,8 +247,7 @@ def predict_files(
     from unetbench.datasets.images import write_tiff
     from unetbench.progress import Reporter
 
-    if tta is not None and tta not in TTA_VERSIONS:
-        raise UserError(f"--tta: unknown value {tta!r}; valid choices: {', '.join(TTA_VERSIONS)}")
+    check_tta(tta)
     check_folder(out, what="--out")
     inputs = read_inputs(sources)
     reporter = reporter or Reporter(bars=False)
@@ -287,6 +286,28 @@ def predict_files(
 # Challenge submissions
 
 
+def _no_submission(record, asked: str) -> str:
+    """Why a run has no submission of the kind ``asked``, and what it does have: the other challenge's
+    export where its data is that challenge's, else its predictions (a generated data set is no
+    challenge's)."""
+    dataset = record.data.dataset
+    if dataset == "isbi2012":
+        return f"a run on isbi2012 has no {asked.split(' ', 1)[1]}; use `unetbench export isbi2012`"
+    if record.kind == "cells" and dataset in ("phc-u373", "dic-hela"):
+        return f"a run on {dataset} has no {asked.split(' ', 1)[1]}; use `unetbench export ctc`"
+    return (
+        f"a run on {dataset}, which is no challenge's data, so it has no {asked.split(' ', 1)[1]}; its "
+        "predictions are in its predictions.h5, and `unetbench predict RUN IMAGES --out DIR` writes them as "
+        "TIFFs"
+    )
+
+
+def check_tta(tta: str | None) -> None:
+    """``--tta``: one of the averaging settings, or None (the run's); one :class:`UserError` otherwise."""
+    if tta is not None and tta not in TTA_VERSIONS:
+        raise UserError(f"--tta: unknown value {tta!r}; valid choices: {', '.join(TTA_VERSIONS)}")
+
+
 def export_isbi2012(run: Path, out: Path) -> Path:
     """The ISBI 2012 submission of a finished run: its predictions of the 30 test slices as one 32-bit
     float TIFF stack (30 x 512 x 512), values in [0, 1], 1 = cell (non-membrane), 0 = membrane.
@@ -309,7 +330,7 @@ def export_isbi2012(run: Path, out: Path) -> Path:
         raise UserError(f"--out {out}: the submission is one TIFF stack; give a file name ending in .tif")
     record = RunDir(run).read_record()
     if record.data.dataset != "isbi2012":
-        raise UserError(f"{run}: a run on {record.data.dataset}, not isbi2012; use `unetbench export ctc`")
+        raise UserError(f"{run}: {_no_submission(record, 'an ISBI 2012 submission')}")
     names = record.data.split.get("test", [])
     path = RunDir(run).predictions
     if len(names) != 30 or not path.is_file():
@@ -346,7 +367,7 @@ def export_ctc(run: Path, out: Path, *, data_root: Path | None = None, reporter=
 
     record = RunDir(run).read_record()
     if record.kind != "cells":
-        raise UserError(f"{run}: a run on {record.data.dataset}; use `unetbench export isbi2012`")
+        raise UserError(f"{run}: {_no_submission(record, 'a Cell Tracking Challenge result')}")
     location = Path(data_root) / record.data.dataset if data_root else Path(record.data.location)
     if not location.is_dir():
         raise UserError(

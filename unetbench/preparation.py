@@ -11,7 +11,7 @@ import contextlib
 import os
 import shlex
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +104,22 @@ def prepare(
     with group.agreement():  # 2: the run folder
         run_dir = _open_run_dir(spec, out, resume)
     resume_command = _resume_command(run_dir, data_root, reports, group)
-    with _released_unless_prepared(run_dir, resume_command, interrupts):
+    begun: list[Session] = []
+
+    def note_failure(outcome: str) -> None:
+        """This process's session, begun and ended here, where preparing failed before it began."""
+        if begun or not group.leader:
+            return
+        iteration = max((s.last_iteration for s in run_dir.read_sessions()), default=0)
+        sessions = run_dir.begin_session(
+            command=command or command_line(),
+            iteration=iteration,
+            overrides=spec.overrides,
+            processes=group.world_size,
+        )
+        run_dir.end_session(sessions, outcome, iteration, others_busy=None)
+
+    with _released_unless_prepared(run_dir, resume_command, interrupts, note_failure):
         borrowed = _borrowed(run_dir, source, spec, group)
         with group.agreement():  # 3: weight maps, network, untrained scores
             reporter.line(f"run folder: {run_dir.path}  ({_setting(spec, device, group, split, location)})")
@@ -134,6 +149,7 @@ def prepare(
                 overrides=spec.overrides,
                 processes=group.world_size,
             )
+            begun.extend(sessions)
     return RunContext(
         spec=spec,
         device=device,
@@ -246,22 +262,34 @@ def _check_chosen_on(spec: ChallengeSpec, labelled: list[str]) -> None:
 
 
 @contextlib.contextmanager
-def _released_unless_prepared(run_dir: RunDir, resume_command: str, interrupts: Interrupts) -> Iterator[None]:
-    """Until the run is prepared, any failure releases the run folder's lock; Ctrl-C says how to resume."""
+def _released_unless_prepared(
+    run_dir: RunDir, resume_command: str, interrupts: Interrupts, note: Callable[[str], None]
+) -> Iterator[None]:
+    """Until the run is prepared, any failure releases the run folder's lock, and ``note(outcome)``
+    records this process's session as it ended, if it has none yet (a first checkpoint the disk refused
+    is a session too); Ctrl-C says how to resume."""
     try:
         yield
     except KeyboardInterrupt:
+        _noted(note, "interrupted")
         run_dir.release()
         raise RunInterrupted(
             f"{run_dir.path}: interrupted before training started; resume with: {resume_command}",
             interrupts.requested,
         ) from None
     except WriteFailed as failed:
+        _noted(note, "failed")
         run_dir.release()
         raise WriteFailed(f"{failed}; once it can be written, resume with: {resume_command}") from None
     except BaseException:
+        _noted(note, "failed")
         run_dir.release()
         raise
+
+
+def _noted(note: Callable[[str], None], outcome: str) -> None:
+    with contextlib.suppress(WriteFailed, OSError):  # the disk that failed may refuse the note as well
+        note(outcome)
 
 
 def _trainer(
@@ -298,7 +326,14 @@ def start_or_resume(trainer: Trainer, spec: ChallengeSpec, reporter: Reporter, *
         return
     with reporter.stage(f"loading {trainer.checkpoint}"):
         trainer.load()
-    reporter.line(f"resuming at iteration {trainer.iteration}")
+    target = spec.training.iterations
+    if trainer.iteration == target:
+        reporter.line(
+            f"resuming at iteration {trainer.iteration}: all {target} iterations are trained; predicting and "
+            "scoring again"
+        )
+    elif trainer.iteration < target:
+        reporter.line(f"resuming at iteration {trainer.iteration}, training on to {target}")
     with trainer.group.agreement():
         if trainer.iteration > spec.training.iterations:
             raise UserError(
@@ -310,10 +345,27 @@ def start_or_resume(trainer: Trainer, spec: ChallengeSpec, reporter: Reporter, *
 def _open_run_dir(spec: ChallengeSpec, out: Path | None, resume: Path | None) -> RunDir:
     text = dump_spec(spec)
     if resume is not None:
+        _check_finished(spec, resume)
         return RunDir.resume(resume, spec)
     if out is not None:
         return RunDir.create(out, text)
     return RunDir.create_unique(Path("runs") / spec.name, run_id(text), text)
+
+
+def _check_finished(spec: ChallengeSpec, resume: Path) -> None:
+    """A finished run trains on only when told how far: a spec whose iteration count differs from the one
+    the run finished at, without ``--iterations`` (or ``--set training.iterations=...``), is one line."""
+    if RunDir.state(resume) != "finished":
+        return
+    finished = RunDir(resume).read_record().training.iterations
+    asked = any(o.startswith("training.iterations=") for o in spec.overrides)
+    if spec.training.iterations != finished and not asked:
+        raise UserError(
+            f"{resume}: the run finished at {finished} iterations, and this spec says "
+            f"training.iterations = {spec.training.iterations}; give --iterations "
+            f"{spec.training.iterations} to train it on (its record and report are written again), resume "
+            f"it with its own {RunDir(resume).spec_file}, or start a new run"
+        )
 
 
 def _score_untrained(spec, model, split, device, run_dir: RunDir, reporter: Reporter) -> UntrainedScores:

@@ -175,10 +175,12 @@ def predict(context: RunContext, reporter: Reporter) -> dict[str, list[np.ndarra
     model.load_state_dict(weights)
     split, spec, device = context.split, context.spec, context.device
     tick = time.perf_counter()
-    maps = {
+    maps = {  # a data set without test images (a generated one) is not said to predict them
         part: evaluation.probabilities(
             model, getattr(split, part), spec, device, reporter, f"predicting the {part} images"
         )
+        if getattr(split, part)
+        else []
         for part in (SCORED, "test")
     }
     context.timings["prediction"] = time.perf_counter() - tick

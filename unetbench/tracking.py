@@ -347,9 +347,17 @@ def replay(
     from unetbench.rundir import RunDir
 
     labels = labels or {}
-    # the records MLflow keeps as artifacts (mlartifacts/, beside the runs) are no runs of their own
+    # the records MLflow keeps as artifacts (mlartifacts/, beside the runs) and the copy a run's report
+    # keeps beside it (<name>.md and <name>/record.json) are no runs of their own
     found = directory.rglob("record.json")
-    folders = sorted({p.parent.resolve() for p in found if ARTIFACTS not in p.relative_to(directory).parts})
+    folders = sorted(
+        {
+            p.parent.resolve()
+            for p in found
+            if ARTIFACTS not in p.relative_to(directory).parts
+            and not (p.parent != directory and p.parent.with_suffix(".md").is_file())
+        }
+    )
     if not folders:
         raise UserError(f"{directory}: holds no finished run (no record.json below it)")
     written = 0
@@ -357,6 +365,8 @@ def replay(
         if _tracked(folder, kind):
             log(f"{folder}: in {kind} already, skipped")
             continue
+        from unetbench.report.owners import run_report_of
+
         record = RunDir(folder).read_record()
         tracking = Tracking((kind,), labels.get(folder, {}), group)
         tracker = open_trackers(tracking, folder, record.resolved_spec(), start=0, log=None)
@@ -365,8 +375,7 @@ def replay(
                 tracker.logged(point, None)
             for point in record.training.validation:
                 tracker.validated(point)
-            report = Path(record.reports_directory) / record.challenge / f"{record.run_id}.md"
-            tracker.finished(record, folder / "figures", report if report.is_file() else None)
+            tracker.finished(record, folder / "figures", run_report_of(record))
         log(f"{folder}: written to {kind}")
         written += 1
     return written

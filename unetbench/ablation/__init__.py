@@ -131,8 +131,7 @@ def ablate(
             seeds=seeds,
             grid=grid,
         )
-        trained = sum(r.trains for r in runs)
-        log(f"{kind}: {len(runs)} runs ({trained} train a network) in {directory.path}")
+        log(f"{kind}: {_counts(runs)}, in {directory.path}")
         try:
             pool.run_all(runs, data_root=data_root, progress=progress, log=log)
         except RunInterrupted as stopped:
@@ -152,6 +151,19 @@ def ablate(
         log(f"choosing {vary[0].partition('=')[0]} on each fold's validation images ...")
         directory.write_selection(nested(runs, vary[0], folds, data_root))
     return directory
+
+
+def _counts(runs: list[PlannedRun]) -> str:
+    """What the runs will do: train a network, predict with a paired one, or nothing (finished already,
+    here or in a folder they are reused from)."""
+    from unetbench.rundir import RunDir
+
+    todo = [r for r in runs if RunDir.state(r.directory) != "finished"]
+    train = sum(r.trains for r in todo)
+    return (
+        f"{len(runs)} runs: {train} to train a network, {len(todo) - train} to predict with a paired "
+        f"network, {len(runs) - len(todo)} finished already (here or reused)"
+    )
 
 
 def _check_options(spec, kind, switches, vary, out, executor, ray_address, runs_per_device) -> None:

@@ -201,16 +201,16 @@ class AblationDir:
         entries = []
         for entry, _ in runs:
             source = self.run_folder(entry.directory)
-            target = destination / self.RECORDS / source.name
+            target = destination / self.RECORDS / bundled_name(entry, source)
             with atomic_path(target / RunDir.RECORD) as temporary:
                 shutil.copyfile(source / RunDir.RECORD, temporary)
-            parent = self.run_folder(entry.weights_from).name if entry.weights_from else None
+            parent = _paired_name(runs, entry.weights_from)
             entries.append(
                 PlannedRunEntry(
                     entry.variant,
                     entry.fold,
                     entry.seed_index,
-                    f"{self.RECORDS}/{source.name}",
+                    f"{self.RECORDS}/{target.name}",
                     entry.overrides,
                     f"{self.RECORDS}/{parent}" if parent else None,
                 )
@@ -222,6 +222,26 @@ class AblationDir:
             if found is not None:
                 copy._write(name, found)
         return copy
+
+
+def bundled_name(entry: PlannedRunEntry, source: Path) -> str:
+    """A run's folder name in a bundle: its name in this ablation (variant, fold, seed and the digest of
+    its resolved spec), also where it was reused from a folder that named it otherwise (a cross-validation
+    reusing an ablation's ``no-tta-fold0-...``)."""
+    from unetbench.ablation.plan import run_folder_name
+
+    digest = source.name.rsplit("-", 1)[-1]
+    return run_folder_name(entry.variant, entry.fold, entry.seed_index, digest)
+
+
+def _paired_name(runs: list[tuple[PlannedRunEntry, RunRecord]], weights_from: str | None) -> str | None:
+    """The bundle's name of the run ``weights_from`` names (a manifest's relative folder)."""
+    if weights_from is None:
+        return None
+    for entry, _ in runs:
+        if entry.directory == weights_from:
+            return bundled_name(entry, Path(entry.directory))
+    return Path(weights_from).name
 
 
 def _with_runs(manifest: AblationManifest, entries: list[PlannedRunEntry]) -> AblationManifest:

@@ -418,10 +418,15 @@ def plan(
                 resolved = (
                     apply_overrides(spec, changes, source=f"ablation {variant.name}") if changes else spec
                 )
-                stem = _folder_word(variant.name) + (f"-fold{fold}" if fold is not None else "")
-                directory = out / f"{stem}-seed{k}-{spec_digest(resolved)}"
+                directory = out / run_folder_name(variant.name, fold, k, spec_digest(resolved))
                 runs.append(PlannedRun(variant.name, fold, k, resolved, _reusable(directory, resolved)))
     return _pair_inference_only(runs)
+
+
+def run_folder_name(variant: str, fold: int | None, seed_index: int, digest: str) -> str:
+    """``<variant>[-fold<k>]-seed<s>-<digest>`` (module docstring)."""
+    stem = _folder_word(variant) + (f"-fold{fold}" if fold is not None else "")
+    return f"{stem}-seed{seed_index}-{digest}"
 
 
 def _folder_word(name: str) -> str:

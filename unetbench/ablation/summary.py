@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from unetbench.ablation.folder import bundled_name
 from unetbench.ablation.plan import BASELINE
 from unetbench.ablation.statistics import (
     ALPHA,
@@ -150,14 +152,18 @@ class Summary:
         return f"the {PAIRED} ({n} seeds, {self.df} degrees of freedom)"
 
     def caption(self) -> str:
-        """What the exploratory intervals are, with the test, n and the degrees of freedom."""
+        """What the values are and, with variants, what the exploratory intervals are (test, n, df)."""
         n = self.networks
-        return (
+        values = (
             "The unit is a trained network. Each value is the mean ± standard deviation over (fold, seed) "
-            "of the run-level score: the challenge's own score of the images each run evaluated. For a "
-            f"variant, Δ is the mean of the {n} paired differences to the baseline of the same fold and "
-            f"seed, with its unadjusted 95% interval by {self.test_words()}. Exploratory: no adjustment "
-            "for the many intervals; an interval that excludes 0 here is not a claimed effect."
+            "of the run-level score: the challenge's own score of the images each run evaluated."
+        )
+        if len(self.rows) < 2:  # a cross-validation: the baseline alone, nothing to compare
+            return values
+        return values + (
+            f" For a variant, Δ is the mean of the {n} paired differences to the baseline of the same fold "
+            f"and seed, with its unadjusted 95% interval by {self.test_words()}. Exploratory: no "
+            "adjustment for the many intervals; an interval that excludes 0 here is not a claimed effect."
         )
 
 
@@ -229,7 +235,7 @@ def summarise(
                 e.variant,
                 e.fold,
                 e.seed_index,
-                e.directory.rsplit("/", 1)[-1],
+                bundled_name(e, Path(e.directory)),  # its name in this ablation, where it was reused too
                 len(r.trained.per_image),
                 dict(r.trained.aggregate),
             )

@@ -503,8 +503,11 @@ def _paper_differences(baseline: RunRecord, folds: int | None) -> list[str]:
 
 
 def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[Path, Summary]:
-    """Write the report (module docstring); return its absolute path and the summary."""
+    """Write the report (module docstring); return its absolute path and the summary. Where its name is
+    another ablation's report, the first of ``<name>-2.md``, ... that is free or this ablation's own
+    (:mod:`unetbench.report.owners`)."""
     from unetbench.report.figures import forest_figure
+    from unetbench.report.owners import ablation_report_path, session_key
 
     manifest, runs = directory.read_runs()
     crossval = directory.read_crossval()
@@ -512,7 +515,9 @@ def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[
     records = [record for _, record in runs]
     baseline = next(record for entry, record in runs if entry.variant == BASELINE)
     destination = Path(reports_root).absolute() / manifest.challenge
-    folder = destination / directory.name
+    mine = {key for record in records if (key := session_key(record.sessions))}
+    path = ablation_report_path(destination, directory.name, mine)
+    folder = path.with_suffix("")
     directory.bundle(folder)
     charts = []
     if any(row.effects for row in summary.rows):
@@ -525,14 +530,13 @@ def render_ablation_report(directory: AblationDir, reports_root: Path) -> tuple[
     selection = directory.read_selection()
     if selection is not None:
         lines += _selection(selection, summary)
-    lines += _exploratory(summary, baseline.data.dataset, charts, directory.name)
+    lines += _exploratory(summary, baseline.data.dataset, charts, folder.name)
     if summary.family is not None:
         lines += _compared(baseline, summary)
     lines += ["## What differs from the paper (the baseline)", ""]
     lines += [f"- {note}" for note in _paper_differences(baseline, manifest.folds)] + [""]
-    path = destination / f"{directory.name}.md"
     atomic_write_text(path, "\n".join(lines))
-    _write_csvs(summary, folder, destination / f"{directory.name}.csv", baseline.resolved_spec())
+    _write_csvs(summary, folder, path.with_suffix(".csv"), baseline.resolved_spec())
     return path, summary
 
 
@@ -552,7 +556,7 @@ def _heading(
 ) -> list[str]:
     """Title, what superseded it, command, runs, commits, hardware, where the records are and, where its
     spec's settings were chosen on images it scores, the line that says so."""
-    name = directory.name
+    name = folder.name  # the ablation's name, or name-2, ... where another ablation's report had it
     commits = sorted(
         {
             (r.provenance.commit or "unknown")[:12] + ("+changes" if r.provenance.dirty else "")

@@ -168,15 +168,22 @@ def _figure(alt: str, name: str, figure_dir: str, present: set[str]) -> str:
 
 
 def render_run_report(run_path: Path, report_root: Path) -> Path:
-    """Write ``<report_root>/<challenge>/<run-id>.md`` and its figures from the run's record; return the
-    report's absolute path."""
+    """Write ``<report_root>/<challenge>/<run-id>.md`` and its figures from the run's record, with a copy
+    of the record beside them (the run the report is of); return the report's absolute path. Where that
+    name is another run's report, the first of ``<run-id>-2.md``, ... that is free or this run's own
+    (:mod:`unetbench.report.owners`)."""
     from unetbench.report.figures import training_curve_figure
+    from unetbench.report.owners import run_report_path, session_key
 
     run_dir = RunDir(run_path)
     record = run_dir.read_record()
     destination = Path(report_root).absolute() / record.challenge
-    figures = destination / record.run_id
     check_folder(destination, what="--reports")
+    path = run_report_path(destination, record.run_id, session_key(record.sessions))
+    figures = path.with_suffix("")
+    if run_dir.path.resolve() != figures.resolve():
+        with atomic_path(figures / RunDir.RECORD) as temporary:
+            shutil.copyfile(run_dir.record_file, temporary)
     training_curve_figure(record, figures / CURVE)
     for name in record.figures:
         source = run_dir.figures / name
@@ -184,6 +191,5 @@ def render_run_report(run_path: Path, report_root: Path) -> Path:
             with atomic_path(figures / name) as temporary:
                 shutil.copyfile(source, temporary)
     present = {name for name in (CURVE, *record.figures) if (figures / name).is_file()}
-    path = destination / f"{record.run_id}.md"
-    atomic_write_text(path, render_markdown(record, figure_dir=record.run_id, present=present))
+    atomic_write_text(path, render_markdown(record, figure_dir=figures.name, present=present))
     return path
