@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, *, burn_in: bool = True) -> float:
@@ -142,3 +143,34 @@ class _Tee:
     def flush(self):
         for stream in self.streams:
             stream.flush()
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def add_data_root(parser) -> None:
+    """``--data-root DIR``: where the real ISBI 2012 stacks are, as ``unetbench`` takes it."""
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=None,
+        help="the data root holding isbi2012/ (default: $UNETBENCH_DATA, else ../shared/datasets)",
+    )
+
+
+def isbi2012_file(data_root: Path | None, name: str) -> tuple[Path | None, str]:
+    """The real ISBI 2012 stack ``name`` (``train-labels.tif``, ...) below ``--data-root`` where it is
+    given, else ``$UNETBENCH_DATA`` or ``../shared/datasets``; with the words that say where it was
+    found or looked for."""
+    import os
+
+    if data_root is not None:  # given: there, and only there
+        roots = [data_root]
+    else:
+        roots = [Path(os.environ["UNETBENCH_DATA"])] if os.environ.get("UNETBENCH_DATA") else []
+        roots.append(SHARED)
+    for root in roots:
+        if (root / "isbi2012" / name).is_file():
+            return root / "isbi2012" / name, f"real ISBI 2012, {root / 'isbi2012' / name}"
+    looked = ", ".join(str(root / "isbi2012") for root in roots)
+    return None, f"no real ISBI 2012 {name} (looked in {looked})"

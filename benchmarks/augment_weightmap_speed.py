@@ -14,13 +14,12 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import tifffile
 import torch
-from _timing import median_seconds, recorded, result_file  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import add_data_root, isbi2012_file, median_seconds, recorded, result_file  # noqa: I001 - the benchmarks folder is on sys.path
 
 from unetbench.datasets import synthetic
 from unetbench.spec import AugmentationSpec
@@ -28,13 +27,12 @@ from unetbench.training.augment import draw_deformation
 from unetbench.training.sampler import TileBatcher, sample_tile
 from unetbench.training.weightmap import border_weight_map, border_weight_map_naive, class_balance_weights
 
-LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012" / "train-labels.tif"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=result_file, help="write the output here too (Markdown)")
+    add_data_root(parser)
     args = parser.parse_args()
     with recorded(args.out, "Weight maps and augmentation: speed"):
         _measure(args)
@@ -46,12 +44,13 @@ def _measure(args) -> None:
         f"machine: {platform.machine()}, {cores} cores, torch {torch.__version__}, median of {args.repeats}"
     )
 
-    if LABELS.is_file():
-        targets = [(s > 0).astype(np.uint8) for s in tifffile.imread(LABELS)[:5]]
-        source = "real ISBI 2012 slices 0-4"
-    else:
+    labels, where = isbi2012_file(args.data_root, "train-labels.tif")
+    if labels is not None:
+        targets = [(s > 0).astype(np.uint8) for s in tifffile.imread(labels)[:5]]
+        source = f"slices 0-4 of {where}"
+    else:  # said, not silent: the figures are of made-up labels then
         targets = [(synthetic.em_slice(0, i)[1] > 0).astype(np.uint8) for i in range(5)]
-        source = "synthetic EM-like slices (../shared absent)"
+        source = f"synthetic EM-like slices instead: {where}"
     fast = median_seconds(
         lambda: [border_weight_map(t, class_weights=class_balance_weights(t)) for t in targets], args.repeats
     )

@@ -5,9 +5,11 @@ the Rand and pixel errors and V-scores, 10 for warping) on the 30 real 512x512 I
 3 s on the 2-core CI machine. The reference is ``skimage.metrics.adapted_rand_error`` on the same data at
 one threshold (0.5), with scipy's 4-connected labelling of both stacks included, as a user would call it.
 
-    python benchmarks/isbi_metrics_speed.py [--repeats 3] [--out reports/benchmarks/isbi-metrics-speed.md]
+    python benchmarks/isbi_metrics_speed.py [--repeats 3] [--data-root DIR]
+                                            [--out reports/benchmarks/isbi-metrics-speed.md]
 
-Needs ../shared/datasets/isbi2012 (the real labels); proposals are made from them: the labels themselves,
+Needs the real labels, ``isbi2012/train-labels.tif`` below ``--data-root``, ``$UNETBENCH_DATA`` or
+``../shared/datasets``; proposals are made from them: the labels themselves,
 blurred labels (sigma 2 px), blurred labels with smooth noise, and blurred labels with per-pixel noise
 (a stress case no trained network produces).
 """
@@ -17,17 +19,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import tifffile
-from _timing import median_seconds, result_file, result_header, write_result  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import add_data_root, isbi2012_file, median_seconds, result_file, result_header, write_result  # noqa: I001, E501 - the benchmarks folder is on sys.path
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
 from unetbench.metrics import isbi2012_scores
 
-LABELS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "isbi2012" / "train-labels.tif"
 FIVE = ["warping_error", "rand_error", "pixel_error", "v_rand", "v_info"]
 FOUR = ndimage.generate_binary_structure(3, 1)
 FOUR[0] = FOUR[2] = False  # 4-connected within each slice, slices not connected
@@ -43,10 +43,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=result_file, help="write the result here too (Markdown)")
+    add_data_root(parser)
     args = parser.parse_args()
-    if not LABELS.is_file():
-        sys.exit(f"{LABELS} not found: this benchmark needs the real ISBI 2012 labels (../shared/datasets)")
-    gt = tifffile.imread(LABELS)
+    labels, where = isbi2012_file(args.data_root, "train-labels.tif")
+    if labels is None:
+        sys.exit(f"{where}: this benchmark needs the real ISBI 2012 labels; give --data-root")
+    gt = tifffile.imread(labels)
     rng = np.random.default_rng(0)
     blurred = np.stack([ndimage.gaussian_filter(s / 255.0, 2) for s in gt]).astype(np.float32)
     smooth = np.stack([ndimage.gaussian_filter(rng.normal(0, 1, s.shape), 3) for s in gt])
@@ -60,7 +62,8 @@ def main() -> None:
     }
     lines = result_header("The ISBI 2012 metrics: speed on the 30 real slices")
     lines += [
-        f"- data: {gt.shape[0]} slices of {gt.shape[1]}x{gt.shape[2]} px; median of {args.repeats} runs"
+        f"- data: {gt.shape[0]} slices of {gt.shape[1]}x{gt.shape[2]} px ({where}); median of "
+        f"{args.repeats} runs"
     ]
     start = time.perf_counter()
     isbi2012_scores(gt[:1], blurred[:1], FIVE)

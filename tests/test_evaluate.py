@@ -182,8 +182,12 @@ def test_ctc_missing_frames_and_sequences_are_named(tmp_path, capsys):
     assert _evaluate("--challenge", "ctc", "--gt", tmp_path / "gt", "--pred", tmp_path / "res") == 1
     assert "01_RES/mask002.tif is missing (the ground truth has man_seg002.tif)" in capsys.readouterr().err
     ctc.write_results(tmp_path / "res", "01", results["01"])
-    assert _evaluate("--challenge", "ctc", "--gt", tmp_path / "gt", "--pred", tmp_path / "res") == 1
-    assert "no results for sequence 02" in capsys.readouterr().err
+    # a run's export has the one sequence it evaluated: scored against that sequence's ground truth alone
+    assert _evaluate("--challenge", "ctc", "--gt", tmp_path / "gt", "--pred", tmp_path / "res") == 0
+    assert "scored sequence(s) 01: " in capsys.readouterr().out
+    ctc.write_results(tmp_path / "other", "05", results["01"])
+    assert _evaluate("--challenge", "ctc", "--gt", tmp_path / "gt", "--pred", tmp_path / "other") == 1
+    assert "no results for any sequence with SEG ground truth" in capsys.readouterr().err
     assert (
         _evaluate(
             "--challenge", "ctc", "--gt", tmp_path / "gt" / "01_GT", "--pred", tmp_path / "res" / "01_RES"

@@ -242,6 +242,8 @@ def test_every_metric_has_a_rope_recorded_and_an_override_changes_one_only():
     assert wider.evaluation.rope == {**spec.evaluation.rope, "rand_error": 0.01}
     assert spec.evaluation.rope["rand_error"] == 0.005  # the frozen spec is not changed
     assert spec_to_dict(wider)["evaluation"]["rope"]["rand_error"] == 0.01  # what a record holds
+    fewer = apply_overrides(spec, {"evaluation.metrics": ["rand_error"], "evaluation.primary": "rand_error"})
+    assert fewer.evaluation.rope == {"rand_error": 0.005}  # the ROPEs of metrics no longer scored go
 
 
 def test_parse_override_reads_toml_values():

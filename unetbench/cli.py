@@ -708,6 +708,9 @@ def evaluate(
             METRICS[name].title, f"{value:.6g}", "higher" if METRICS[name].higher_is_better else "lower"
         )
     _console().print(table)
+    if "sequences" in result.details:  # CTC: the sequences the result folder has are the ones scored
+        frames = len(result.details["frames"])
+        typer.echo(f"scored sequence(s) {', '.join(result.details['sequences'])}: {frames} SEG frames")
     if json_out is not None:
         atomic_write_json(json_out, result.to_json())
         typer.echo(f"wrote {json_out.absolute()}")

@@ -174,7 +174,10 @@ def evaluate_ctc(gt: str, results: str, *, metrics: list[str] | None = None) -> 
         challenge="ctc",
         scores=scores,
         inputs={"ground_truth": str(gt), "results": str(results)},
-        details={"frames": [f"{seq}/t{frame:03d}" for seq, frame, _, _ in pairs]},
+        details={
+            "sequences": sorted({seq for seq, _, _, _ in pairs}),
+            "frames": [f"{seq}/t{frame:03d}" for seq, frame, _, _ in pairs],
+        },
         seconds=time.perf_counter() - start,
     )
 

@@ -566,6 +566,10 @@ def with_overrides(
         recorded.append(override_text(key, value))
     if any(key == "data.split.method" for key, _ in items):
         _drop_keys_of_the_old_method(table["data"]["split"], {key for key, _ in items})
+    if any(key == "evaluation.metrics" for key, _ in items):  # a ROPE goes with the metric it is for
+        evaluation = table["evaluation"]
+        listed = set(evaluation.get("metrics", []))
+        evaluation["rope"] = {m: w for m, w in evaluation.get("rope", {}).items() if m in listed}
     new = parse_spec(table, source=source)
     return dataclasses.replace(new, overrides=tuple(recorded))
 

@@ -285,7 +285,10 @@ def read_results(directory: Path) -> dict[str, dict[int, Path]]:
 
 
 def pair_results_with_ground_truth(gt: Path, results: Path) -> list[tuple[str, int, Path, Path]]:
-    """(sequence, frame, man_seg path, mask path) for every SEG frame of ``gt``, whose result must exist.
+    """(sequence, frame, man_seg path, mask path) for every SEG frame of the sequences of ``gt`` that
+    ``results`` has (``NN_RES``); every SEG frame of those must have its mask. A run evaluates one held-out
+    sequence, so its result folder (``unetbench export ctc``) has that one: it is scored against that
+    sequence's ground truth. Results for none of the ground truth's sequences are one :class:`DataError`.
 
     ``gt`` is a data set folder (with ``NN_GT/SEG``) or one ``NN_GT`` folder.
     """
@@ -295,12 +298,15 @@ def pair_results_with_ground_truth(gt: Path, results: Path) -> list[tuple[str, i
     else:
         truth = {seq.name: seq.segmentations for seq in scan(gt) if seq.segmentations}
     found = read_results(results)
+    scored = {sequence: frames for sequence, frames in truth.items() if sequence in found}
+    if truth and not scored:
+        names = ", ".join(sorted(truth))
+        raise DataError(
+            f"{results}: no results for any sequence with SEG ground truth in {gt} ({names}); expected "
+            f"NN_RES/maskNNN.tif for one of them"
+        )
     pairs = []
-    for sequence, frames in sorted(truth.items()):
-        if sequence not in found:
-            raise DataError(
-                f"{results}: no results for sequence {sequence} (expected {sequence}_RES/maskNNN.tif)"
-            )
+    for sequence, frames in sorted(scored.items()):
         for frame, seg_path in sorted(frames.items()):
             mask = found[sequence].get(frame)
             if mask is None:
