@@ -16,6 +16,8 @@ import pytest
 
 from unetbench.ablation import AblationDir
 from unetbench.report.ablation import render_ablation_report
+from unetbench.report.compare import RECORD as COMPARISON
+from unetbench.report.compare import render_compare_folder
 from unetbench.report.markdown import render_run_report
 from unetbench.report.paper import PAPER_SETTINGS
 from unetbench.rundir import RunDir
@@ -33,6 +35,10 @@ DEPARTURES = "What differs from the paper"
 def _render(report: Path, root: Path) -> Path:
     """Render ``report`` again from a copy of its records under ``root``; return the new report."""
     source = report.with_suffix("")
+    if (source / COMPARISON).is_file():  # a comparison: its record is compare.json
+        copy = root / source.parent.name / source.name
+        shutil.copytree(source, copy)
+        return render_compare_folder(copy, root)
     if (source / AblationDir.MANIFEST).is_file():
         manifest, _ = AblationDir(source).read_runs()
         copy = root / manifest.challenge / source.name
@@ -51,7 +57,7 @@ def test_the_committed_reports_are_found():
 @pytest.mark.parametrize("report", RENDERED, ids=lambda p: p.relative_to(REPORTS).as_posix())
 def test_a_committed_report_renders_again_from_its_records(report, tmp_path, monkeypatch):
     source = report.with_suffix("")
-    assert (source / AblationDir.MANIFEST).is_file() or (source / "record.json").is_file(), (
+    assert any((source / name).is_file() for name in (AblationDir.MANIFEST, "record.json", COMPARISON)), (
         f"{report.relative_to(REPORTS)} has no records beside it: it cannot be rendered again"
     )
     monkeypatch.chdir(tmp_path)  # the report names its records' folder relative to where it was rendered
@@ -60,7 +66,8 @@ def test_a_committed_report_renders_again_from_its_records(report, tmp_path, mon
     assert text.splitlines() == report.read_text(encoding="utf-8").splitlines()
     if report.with_suffix(".csv").is_file():
         assert rendered.with_suffix(".csv").read_text() == report.with_suffix(".csv").read_text()
-    assert DEPARTURES in report.read_text(encoding="utf-8")
+    if not (source / COMPARISON).is_file():  # a comparison ranks submissions; it runs no paper setting
+        assert DEPARTURES in report.read_text(encoding="utf-8")
 
 
 def test_a_report_lists_each_paper_setting_the_run_departs_from():

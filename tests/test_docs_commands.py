@@ -52,6 +52,15 @@ class Block:
     def name(self) -> str:
         return f"{self.page.relative_to(REPO)}:{self.line}"
 
+    def script(self) -> str:
+        """The block as bash runs it: continuation lines joined, the substitution applied to each
+        ``unetbench run``/``ablate`` line (its comment dropped), every other line as written."""
+        lines = []
+        for line in self.text.replace("\\\n", " ").splitlines():
+            command = line.split("  #", 1)[0].strip()
+            lines.append(shortened(command) if re.match(r"^unetbench (run|ablate)\b", command) else line)
+        return "set -euo pipefail\n" + "\n".join(lines)
+
     def commands(self) -> list[str]:
         """The block's command lines, continuation lines joined, comments dropped."""
         joined = self.text.replace("\\\n", " ")
@@ -173,7 +182,7 @@ def test_a_pages_commands_run_as_written(block, scratch):
     if block.kind == "run-isbi" and not (SHARED / "isbi2012" / "train-volume.tif").is_file():
         pytest.skip(f"{block.name}: needs the real ISBI 2012 data in {SHARED}, absent here")
     folder = scratch(block.page)
-    script = "set -euo pipefail\n" + "\n".join(shortened(line) for line in block.commands())
+    script = block.script()
     env = {
         **os.environ,
         "UNETBENCH_DATA": str(SHARED),

@@ -460,6 +460,13 @@ def report_command(
 
     if (superseded_by is None) != (why is None):
         raise UserError("--superseded-by and --why go together: name the later report and say why")
+    from unetbench.report.compare import RECORD as COMPARISON
+
+    if (run_dir / COMPARISON).is_file():  # a comparison's folder
+        from unetbench.report.compare import render_compare_folder
+
+        typer.echo(f"report: {render_compare_folder(run_dir, reports)}")
+        return
     if (run_dir / AblationDir.MANIFEST).is_file():
         from unetbench.report.ablation import render_ablation_report
         from unetbench.results import Superseded
@@ -714,6 +721,72 @@ def evaluate(
     if json_out is not None:
         atomic_write_json(json_out, result.to_json())
         typer.echo(f"wrote {json_out.absolute()}")
+
+
+@app.command("compare")
+def compare_command(
+    methods: Annotated[
+        list[str],
+        typer.Argument(
+            help="With --gt: [NAME=]PREDICTION per method (an EM probability stack, or a CTC result "
+            "folder), as evaluate takes them. Without: finished run folders and ablation folders (each "
+            "variant's out-of-fold stack is a method)."
+        ),
+    ],
+    challenge: Annotated[
+        str | None, typer.Option(help="em or ctc, with --gt (runs and ablations say it themselves).")
+    ] = None,
+    gt: Annotated[
+        str | None,
+        typer.Option(help="The ground truth: EM labels (as evaluate takes them) or a CTC data set folder."),
+    ] = None,
+    scale: Annotated[
+        float | None, typer.Option(help="Divide EM predictions by this first (255 for 8-bit maps).")
+    ] = None,
+    metrics: Annotated[
+        str | None, typer.Option(help="Comma-separated metric names (default: all that apply).")
+    ] = None,
+    primary: Annotated[
+        str | None, typer.Option(help="The metric that ranks (default: rand_error for em, seg for ctc).")
+    ] = None,
+    replicates: Annotated[int, typer.Option(help="Bootstrap replicates of the images.")] = 1000,
+    seed: Annotated[int, typer.Option(help="The bootstrap's random seed (recorded).")] = 0,
+    reports: Annotated[
+        Path, typer.Option(help="Reports folder: the report goes to REPORTS/<title>/.")
+    ] = Path("reports"),
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Where scores are cached (default: $UNETBENCH_CACHE, else the per-user cache)."),
+    ] = None,
+    data_root: DataRoot = None,
+) -> None:
+    """Rank several methods on one ground truth with the official metrics, and say how sure the ranking is
+    (bootstrap rank intervals, a significance map, the ranking's sensitivity to the protocol)."""
+    from unetbench import compare
+    from unetbench.atomic import check_folder
+    from unetbench.report.compare import render_compare_report
+
+    wanted = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    check_folder(reports.absolute(), what="--reports")
+    if gt is not None:
+        if challenge is None:
+            raise UserError("--gt goes with --challenge em or ctc: which metrics score the files")
+        truth, candidates = compare.from_files(challenge, gt, methods, scale=scale)
+    else:
+        if challenge is not None or scale is not None:
+            raise UserError("--challenge and --scale go with --gt; runs and ablations say what they are")
+        truth, candidates = compare.from_folders([Path(m) for m in methods], data_root)
+    comparison = compare.compare(
+        truth,
+        candidates,
+        metrics=wanted,
+        primary=primary,
+        replicates=replicates,
+        seed=seed,
+        cache=compare.cache_folder(cache),
+        log=typer.echo,
+    )
+    typer.echo(f"report: {render_compare_report(comparison, reports)}")
 
 
 # ---------------------------------------------------------------------------------------------- predict

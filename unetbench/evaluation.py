@@ -22,7 +22,6 @@ from unetbench.datasets import ctc
 from unetbench.datasets.images import IMAGE_SUFFIXES, image_files, read_image, read_tiff
 from unetbench.errors import DataError, UserError
 from unetbench.inference.postprocess import cell_instances
-from unetbench.inference.tiling import predict_image
 from unetbench.metrics import (
     METRICS,
     instance_scores,
@@ -216,6 +215,8 @@ def probabilities(
     """P(cell / foreground) of each sample (DESIGN.md: the second class), by the spec's tiling and
     test-time averaging (``tta`` overrides the spec's); ``reporter`` (a
     :class:`~unetbench.progress.Reporter`) shows the images done under ``title``."""
+    from unetbench.inference.tiling import predict_image  # torch: only where a network predicts
+
     model.eval()
     if reporter is None:
         return [predict_image(model, s.image, spec.inference, device=device, tta=tta)[1] for s in samples]

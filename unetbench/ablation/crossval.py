@@ -69,6 +69,11 @@ class Stacks:
 
     def score(self, members: list[PlannedRun], what: str) -> tuple[int, dict]:
         """(images, the challenge's scores of the stack) of ``members``' evaluation predictions."""
+        labelled, maps = self.collect(members, what)
+        return len(labelled), score_maps(members[0].spec, labelled, maps, per_image=False).aggregate
+
+    def collect(self, members: list[PlannedRun], what: str) -> tuple[tuple, list[np.ndarray]]:
+        """(the labelled samples, each one's prediction by the member that evaluated it): the stack."""
         spec = members[0].spec
         key = repr(spec.data)
         if key not in self.collections:
@@ -89,7 +94,7 @@ class Stacks:
         missing = [labelled[i].key for i, m in enumerate(maps) if m is None]
         if missing:  # the folds of a kfold split cover every image once; anything else is a bug
             raise RuntimeError(f"{what}: no out-of-fold prediction of {', '.join(missing)}")
-        return len(labelled), score_maps(spec, labelled, maps, per_image=False).aggregate
+        return labelled, maps
 
 
 def _scored_where_kept(members: list[PlannedRun], variant: str, seed: int, folds: int) -> OutOfFold | None:

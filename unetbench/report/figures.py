@@ -115,6 +115,46 @@ def forest_figure(summary, metric: str, path: Path) -> Path:
     return _save(fig, path)
 
 
+def blob_figure(names: list[str], ranks, boot, path: Path, *, title: str) -> Path:
+    """challengeR's blob plot: per method (best first), a disc for each bootstrap rank, its area the
+    share of replicates with that rank, the median bootstrap rank as a cross and the 95% rank interval
+    as a line (``boot``: :class:`unetbench.ranking.BootstrapRanks`)."""
+    order = np.argsort(ranks, kind="stable")
+    k = len(names)
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.7 * k + 1.5), 3.6), dpi=110)
+    for x, i in enumerate(order):
+        values, counts = np.unique(boot.ranks[:, i], return_counts=True)
+        ax.scatter(
+            np.full(len(values), x), values, s=600 * counts / len(boot.ranks), color="tab:blue", alpha=0.6
+        )
+        ax.plot([x, x], [boot.low[i], boot.high[i]], color="black", lw=1)
+        ax.plot([x], [boot.median[i]], "x", color="black")
+    ax.set_xticks(range(k), [names[i] for i in order], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(1, k + 1))
+    ax.set_ylim(k + 0.5, 0.5)
+    ax.set_ylabel("rank (1 = best)", fontsize=8)
+    ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def significance_figure(names: list[str], adjusted, order, path: Path, *, alpha: float) -> Path:
+    """The significance map: cell [row, column] dark where the row's method is significantly better than
+    the column's (Holm-adjusted p below ``alpha``), methods in leaderboard order."""
+    k = len(names)
+    grid = np.array([[adjusted[i, j] < alpha if i != j else False for j in order] for i in order], float)
+    fig, ax = plt.subplots(figsize=(0.55 * k + 2.2, 0.55 * k + 1.6), dpi=110)
+    ax.imshow(grid, cmap="Blues", vmin=0, vmax=1.4)
+    labels = [names[i] for i in order]
+    ax.set_xticks(range(k), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(k), labels, fontsize=8)
+    ax.set_xlabel("... is significantly better than this method (dark)", fontsize=8)
+    ax.set_ylabel("this method ...", fontsize=8)
+    ax.set_title(f"one-sided Wilcoxon, Holm-adjusted p < {alpha}", fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def overlay_figures(names: list[str], samples, maps: list[np.ndarray], folder: Path) -> list[str]:
     """:func:`overlay_figure` of each named sample, as ``overlay-<name>.png`` in ``folder`` (a ``/`` in a
     name becomes ``-``); returns the file names."""

@@ -1,0 +1,472 @@
+"""``unetbench compare``: several methods' submissions on one ground truth, scored per image with the
+official metrics, kept as one typed record from which the leaderboard report is rendered
+(:mod:`unetbench.report.compare`; the statistics are :mod:`unetbench.ranking`'s).
+
+The methods are either files, as ``unetbench evaluate`` takes them (``--gt`` and ``[NAME=]PREDICTION``:
+an EM probability stack, or a CTC result folder), or finished work of unetbench: a run folder (its
+predictions of the images it evaluated) or an ablation or cross-validation folder (each variant's
+out-of-fold stack: every labelled image, predicted by the network that did not train on it). Every method
+must score the same images.
+
+**Scores are cached** by content: the sha256 of the ground truth, of the method's predictions (the arrays
+as read), of the metrics and of this module's scoring version. A comparison that adds one method to
+cached ones scores only the new one. Entries are JSON files written atomically (a temporary file renamed
+into place), so two comparisons started at once may write the same entry, and neither reads half of one.
+The cache lives in ``$UNETBENCH_CACHE``, else ``scores/`` in the per-user cache folder; ``--cache``
+names another. The ISBI 2012 metrics score the images of a stack in parallel over the cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from unetbench.errors import UserError
+from unetbench.results import Score
+
+COMPARISON_SCHEMA = 1
+SCORING_VERSION = 1  # raise when a metric's implementation changes what it returns: old entries go stale
+CHALLENGES = ("em", "ctc")
+PRIMARY = {"em": "rand_error", "ctc": "seg"}
+
+
+@dataclass(frozen=True)
+class MethodScores:
+    name: str
+    source: str  # the file, folder or run it came from
+    digest: str  # sha256 of its predictions as read
+    aggregate: dict[str, Score]  # the challenge's own score of all images
+    per_image: dict[str, dict[str, Score]]  # image name -> metric -> score
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison: what ``compare.json`` holds, all the report is rendered from."""
+
+    challenge: str  # "em" or "ctc": which metrics
+    title: str  # where its report goes: reports/<title>/ (the challenge, or the runs' spec name)
+    ground_truth: str
+    ground_truth_digest: str
+    images: list[str]
+    metrics: list[str]
+    primary: str
+    higher_is_better: dict[str, bool]
+    methods: list[MethodScores]
+    replicates: int
+    seed: int
+    command: str
+    commit: str | None
+    dirty: bool | None
+    versions: dict[str, str]
+    schema: int = COMPARISON_SCHEMA
+
+    @property
+    def identifier(self) -> str:
+        """``compare-<8 hex>``, from the ground truth, the methods, metrics, replicates and seed."""
+        key = [self.ground_truth_digest, [(m.name, m.digest) for m in self.methods], self.metrics]
+        key += [self.primary, self.replicates, self.seed]
+        return "compare-" + hashlib.sha256(json.dumps(key).encode()).hexdigest()[:8]
+
+    def matrix(self, metric: str) -> np.ndarray:
+        """(methods, images) of per-image scores; NaN where undefined."""
+        return np.array(
+            [[_number(m.per_image[image].get(metric)) for image in self.images] for m in self.methods]
+        )
+
+
+def _number(value) -> float:
+    return math.nan if value is None else float(value)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A method as read, before it is scored."""
+
+    name: str
+    source: str
+    predictions: list[np.ndarray]  # EM: P(cell) per image; cells: instance labels per image
+    digest: str
+
+
+@dataclass(frozen=True)
+class Truth:
+    challenge: str
+    title: str
+    source: str
+    images: list[str]
+    targets: list[np.ndarray]  # EM: labels (cell non-zero); cells: instance labels
+    digest: str
+
+
+def digest_of(arrays: list[np.ndarray]) -> str:
+    """sha256 of arrays as read: their dtype, shape and bytes."""
+    sha = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        sha.update(f"{array.dtype.str}{array.shape}".encode())
+        sha.update(array.tobytes())
+    return sha.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# Methods from files
+
+
+def _named(item: str) -> tuple[str, str]:
+    """``NAME=PATH`` or ``PATH`` (named by the file's stem)."""
+    name, sep, path = item.partition("=")
+    if sep and name and re.fullmatch(r"[\w.+-]+", name):
+        return name, path
+    return Path(item.rstrip("/")).stem or item, item
+
+
+def _unique(names: list[str]) -> None:
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise UserError(f"method name {name!r} is given twice; name each method once (NAME=PATH)")
+        seen.add(name)
+
+
+def from_files(challenge: str, gt: str, items: list[str], *, scale: float | None) -> tuple[Truth, list]:
+    """The ground truth and the methods of ``unetbench compare --gt GT [NAME=]PREDICTION ...``."""
+    if challenge not in CHALLENGES:
+        raise UserError(f"--challenge: unknown value {challenge!r}; valid choices: {', '.join(CHALLENGES)}")
+    named = [_named(item) for item in items]
+    _unique([name for name, _ in named])
+    if challenge == "em":
+        return _em_files(gt, named, scale)
+    if scale is not None:
+        raise UserError("--scale applies to EM probability maps, not to CTC instance masks")
+    return _ctc_files(gt, named)
+
+
+def _em_files(gt: str, named: list[tuple[str, str]], scale: float | None) -> tuple[Truth, list]:
+    from unetbench.evaluation import read_array
+
+    if scale is not None and (not math.isfinite(scale) or scale <= 0):
+        raise UserError(f"--scale must be a finite number > 0 (255 for 8-bit maps), got {scale}")
+    labels = read_array(gt)
+    labels = labels[None] if labels.ndim == 2 else labels
+    images = [f"{i:02d}" for i in range(len(labels))]
+    truth = Truth("em", "em", gt, images, list(labels), digest_of([labels]))
+    methods = []
+    for name, path in named:
+        proposal = read_array(path)
+        proposal = proposal[None] if proposal.ndim == 2 else proposal
+        if scale is not None:
+            proposal = proposal.astype(np.float64) / scale
+        elif proposal.dtype.kind != "f":
+            raise UserError(
+                f"{name} ({path}): holds {proposal.dtype} values, not probabilities in [0, 1]; for 8-bit "
+                "maps pass --scale 255"
+            )
+        _check_probabilities(name, path, proposal, labels.shape)
+        methods.append(Candidate(name, path, list(proposal), digest_of([proposal])))
+    return truth, methods
+
+
+def _check_probabilities(name: str, source: str, proposal: np.ndarray, shape) -> None:
+    if proposal.shape != tuple(shape):
+        raise UserError(
+            f"{name} ({source}): images of shape {proposal.shape}, the ground truth's {tuple(shape)} "
+            "(images, height, width); give predictions of the same images"
+        )
+    if not np.isfinite(proposal).all() or proposal.min() < 0 or proposal.max() > 1:
+        raise UserError(
+            f"{name} ({source}): values outside [0, 1] or not finite (min {np.nanmin(proposal):.4g}, max "
+            f"{np.nanmax(proposal):.4g}); give P(cell) in [0, 1] (--scale 255 for 8-bit maps)"
+        )
+
+
+def _ctc_files(gt: str, named: list[tuple[str, str]]) -> tuple[Truth, list]:
+    from unetbench.datasets import ctc
+    from unetbench.datasets.images import read_image
+
+    frames = None
+    methods = []
+    for name, path in named:
+        pairs = ctc.pair_results_with_ground_truth(Path(gt), Path(path))
+        keys = [f"{seq}/t{frame:03d}" for seq, frame, _, _ in pairs]
+        if frames is None:
+            frames = (keys, [read_image(seg) for _, _, seg, _ in pairs])
+        elif keys != frames[0]:
+            raise UserError(
+                f"{name} ({path}): results for frames {', '.join(keys[:3])}..., the first method's for "
+                f"{', '.join(frames[0][:3])}...; every method must segment the same frames"
+            )
+        masks = [read_image(mask) for _, _, _, mask in pairs]
+        methods.append(Candidate(name, path, masks, digest_of(masks)))
+    keys, references = frames
+    return Truth("ctc", "ctc", gt, keys, references, digest_of(references)), methods
+
+
+# --------------------------------------------------------------------------------------------------
+# Methods from runs and ablations
+
+
+def from_folders(paths: list[Path], data_root: Path | None) -> tuple[Truth, list]:
+    """The methods of ``unetbench compare RUN_OR_ABLATION_DIR ...``: a run's evaluation predictions, an
+    ablation's out-of-fold stack per variant and seed; the ground truth from the data the runs read."""
+    from unetbench.ablation.folder import AblationDir
+    from unetbench.rundir import RunDir
+
+    found: list[tuple[str, str, object, list[str], list[np.ndarray]]] = []
+    for path in paths:
+        if (path / AblationDir.MANIFEST).is_file():
+            found += _ablation_methods(AblationDir(path), data_root)
+        elif (path / RunDir.RECORD).is_file():
+            found.append(_run_method(path, data_root))
+        else:
+            raise UserError(
+                f"{path}: neither a finished run (record.json) nor an ablation (ablation.json); give run or "
+                "ablation folders, or --gt and prediction files"
+            )
+    _unique([name for name, *_ in found])
+    name, source, (record, samples), images, _ = found[0]
+    for other in found[1:]:
+        if other[3] != images:
+            raise UserError(
+                f"{other[0]} ({other[1]}) scored {len(other[3])} images, {name} ({source}) {len(images)} "
+                "others; every method must score the same images (runs of the same split, ablations of the "
+                "same folds)"
+            )
+    challenge = "em" if record.kind == "em" else "ctc"
+    targets = [s.target if challenge == "em" else s.instances for s in samples]
+    truth = Truth(challenge, record.challenge, source, images, targets, digest_of(targets))
+    methods = [
+        Candidate(n, s, _as_submissions(challenge, maps, record), digest_of(maps))
+        for n, s, _, _, maps in found
+    ]
+    return truth, methods
+
+
+def _as_submissions(challenge: str, maps: list[np.ndarray], record) -> list[np.ndarray]:
+    """EM: the probability maps; cells: instances by the runs' post-processing."""
+    if challenge == "em":
+        return maps
+    from unetbench.inference.postprocess import cell_instances
+
+    return [cell_instances(m, record.resolved_spec().postprocess) for m in maps]
+
+
+def _collection(record, data_root: Path | None):
+    """The data set a run read: where it read it (its record), or below ``data_root``."""
+    import dataclasses
+
+    from unetbench.datasets import get_adapter, load_dataset
+
+    spec = record.resolved_spec()
+    data = spec.data
+    if data_root is None and get_adapter(data.dataset).folder and Path(record.data.location).is_dir():
+        data = dataclasses.replace(data, root=record.data.location)
+    return load_dataset(data, data_root)
+
+
+def _run_method(path: Path, data_root: Path | None):
+    import h5py
+
+    from unetbench.rundir import RunDir
+
+    run = RunDir(path)
+    record = run.read_record()
+    names = record.data.split[record.data.scored]
+    if not run.predictions.is_file():
+        raise UserError(f"{path}: the run kept no predictions ({run.predictions} is missing); run it again")
+    by_key = {s.key: s for s in _collection(record, data_root).labelled}
+    samples = [by_key[name.split("/", 1)[1]] for name in names]
+    with h5py.File(run.predictions, "r") as f:
+        missing = [n for n in names if n not in f]
+        if missing:
+            raise UserError(f"{run.predictions}: has no prediction {missing[0]}; the run folder is damaged")
+        maps = [np.asarray(f[n], dtype=np.float32) for n in names]
+    images = [name.split("/", 1)[1] for name in names]
+    return path.name, str(path), (record, samples), images, maps
+
+
+def _ablation_methods(directory, data_root: Path | None):
+    """One method per variant and seed whose runs cover every fold: its out-of-fold stack."""
+    from collections import defaultdict
+
+    from unetbench.ablation.crossval import Stacks
+    from unetbench.rundir import RunDir
+
+    manifest, runs = directory.read_runs()
+    if not manifest.folds:
+        raise UserError(f"{directory.path}: an ablation without --folds has no out-of-fold stack to compare")
+    groups = defaultdict(list)
+    for entry, record in runs:
+        groups[entry.variant, entry.seed_index].append((entry, record))
+    seeds = {seed for _, seed in groups}
+    found = []
+    for (variant, seed), members in groups.items():
+        folders = [directory.run_folder(e.directory) for e, _ in members]
+        lacking = [f for f in folders if not RunDir(f).predictions.is_file()]
+        if lacking:
+            raise UserError(
+                f"{lacking[0]}: the run kept no predictions; this ablation's stacks cannot be compared"
+            )
+        record = members[0][1]
+        stacks = Stacks(data_root)
+        planned = [_Planned(r.resolved_spec(), f) for (_, r), f in zip(members, folders, strict=True)]
+        labelled, maps = stacks.collect(planned, variant)  # each run's own split: its own fold
+        name = variant if len(seeds) == 1 else f"{variant}-seed{seed}"
+        found.append(
+            (
+                name,
+                f"{directory.path} ({variant}, seed {seed})",
+                (record, labelled),
+                [s.key for s in labelled],
+                maps,
+            )
+        )
+    return found
+
+
+@dataclass(frozen=True)
+class _Planned:  # what Stacks reads of a planned run: its spec and its folder
+    spec: object
+    directory: Path
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring, cached
+
+
+def cache_folder(given: Path | None = None) -> Path:
+    if given is not None:
+        return Path(given)
+    if os.environ.get("UNETBENCH_CACHE"):
+        return Path(os.environ["UNETBENCH_CACHE"])
+    from unetbench.datasets import default_data_root
+
+    return default_data_root() / "scores"
+
+
+def _entry(cache: Path, truth: Truth, method: Candidate, metrics: list[str]) -> Path:
+    key = json.dumps([SCORING_VERSION, truth.challenge, truth.digest, method.digest, sorted(metrics)])
+    return cache / f"{hashlib.sha256(key.encode()).hexdigest()}.json"
+
+
+def score_method(truth: Truth, method: Candidate, metrics: list[str]) -> tuple[dict, dict]:
+    """(the challenge's score of all images, each image's), by the official metrics."""
+    from unetbench.metrics import instance_scores, isbi2012_scores_per_slice
+
+    if truth.challenge == "em":
+        try:
+            aggregate, slices = isbi2012_scores_per_slice(
+                np.stack(truth.targets), np.stack(method.predictions), metrics
+            )
+        except ValueError as err:
+            raise UserError(f"{method.name} ({method.source}): {err}") from None
+        return aggregate, dict(zip(truth.images, slices, strict=True))
+    aggregate = instance_scores(truth.targets, method.predictions, metrics)
+    per = {
+        image: instance_scores([ref], [mask], metrics)
+        for image, ref, mask in zip(truth.images, truth.targets, method.predictions, strict=True)
+    }
+    return aggregate, per
+
+
+def scored(
+    truth: Truth, methods: list[Candidate], metrics: list[str], *, cache: Path, log: Callable[[str], None]
+) -> list[MethodScores]:
+    """Every method's scores, from the cache where they are there, else computed and cached."""
+    from unetbench.atomic import atomic_write_json
+
+    results = []
+    for method in methods:
+        entry = _entry(cache, truth, method, metrics)
+        kept = _read_entry(entry)
+        if kept is None:
+            log(f"scoring {method.name} ({len(truth.images)} images) ...")
+            aggregate, per = score_method(truth, method, metrics)
+            atomic_write_json(entry, {"aggregate": aggregate, "per_image": per})
+        else:
+            log(f"{method.name}: scores from the cache")
+            aggregate, per = kept
+        results.append(MethodScores(method.name, method.source, method.digest, aggregate, per))
+    return results
+
+
+def _read_entry(entry: Path) -> tuple[dict, dict] | None:
+    """A cache entry, or None where there is none or it cannot be read (it is scored again)."""
+    try:
+        payload = json.loads(entry.read_text(encoding="utf-8"))
+        return payload["aggregate"], payload["per_image"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def compare(
+    truth: Truth,
+    methods: list[Candidate],
+    *,
+    metrics: list[str] | None,
+    primary: str | None,
+    replicates: int,
+    seed: int,
+    cache: Path,
+    log: Callable[[str], None] = print,
+) -> Comparison:
+    """Score every method (cached) and return the comparison's record."""
+    from unetbench.metrics import METRICS, metrics_of
+    from unetbench.results import command_line, git_revision
+
+    if len(methods) < 2:
+        raise UserError(f"compare needs at least two methods, got {len(methods)}")
+    if replicates < 100:
+        raise UserError(
+            f"--replicates must be at least 100 (1000 or more for a rank interval), got {replicates}"
+        )
+    kind = "em" if truth.challenge == "em" else "cells"
+    wanted = list(metrics or metrics_of(kind))
+    for metric in wanted:
+        if metric not in metrics_of(kind):
+            raise UserError(
+                f"--metrics: {metric!r} does not apply to {truth.challenge}; valid choices: "
+                + ", ".join(metrics_of(kind))
+            )
+    primary = primary or (PRIMARY[truth.challenge] if PRIMARY[truth.challenge] in wanted else wanted[0])
+    if primary not in wanted:
+        raise UserError(f"--primary: {primary!r} is not among the metrics compared ({', '.join(wanted)})")
+    results = scored(truth, methods, wanted, cache=cache, log=log)
+    commit, dirty = git_revision()
+    return Comparison(
+        challenge=truth.challenge,
+        title=truth.title,
+        ground_truth=truth.source,
+        ground_truth_digest=truth.digest,
+        images=list(truth.images),
+        metrics=wanted,
+        primary=primary,
+        higher_is_better={m: METRICS[m].higher_is_better for m in wanted},
+        methods=results,
+        replicates=replicates,
+        seed=seed,
+        command=command_line(),
+        commit=commit,
+        dirty=dirty,
+        versions=_versions(),
+    )
+
+
+def _versions() -> dict[str, str]:
+    """What scored: the packages the metrics run on (no torch: scoring files needs no network)."""
+    import platform
+    from importlib.metadata import version
+
+    from unetbench import __version__
+
+    found = {"unetbench": __version__, "python": platform.python_version()}
+    for package in ("numpy", "scipy", "scikit-image", "numba"):
+        found[package] = version(package)
+    return found
