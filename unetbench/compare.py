@@ -150,25 +150,17 @@ def from_files(challenge: str, gt: str, items: list[str], *, scale: float | None
 
 
 def _em_files(gt: str, named: list[tuple[str, str]], scale: float | None) -> tuple[Truth, list]:
-    from unetbench.evaluation import read_array
+    from unetbench.evaluation import check_scale, read_array, read_probabilities
 
-    if scale is not None and (not math.isfinite(scale) or scale <= 0):
-        raise UserError(f"--scale must be a finite number > 0 (255 for 8-bit maps), got {scale}")
+    check_scale(scale)
     labels = read_array(gt)
     labels = labels[None] if labels.ndim == 2 else labels
     images = [f"{i:02d}" for i in range(len(labels))]
     truth = Truth("em", "em", gt, images, list(labels), digest_of([labels]))
     methods = []
     for name, path in named:
-        proposal = read_array(path)
+        proposal = read_probabilities(path, scale, name=f"{name} ({path})")
         proposal = proposal[None] if proposal.ndim == 2 else proposal
-        if scale is not None:
-            proposal = proposal.astype(np.float64) / scale
-        elif proposal.dtype.kind != "f":
-            raise UserError(
-                f"{name} ({path}): holds {proposal.dtype} values, not probabilities in [0, 1]; for 8-bit "
-                "maps pass --scale 255"
-            )
         _check_probabilities(name, path, proposal, labels.shape)
         methods.append(Candidate(name, path, list(proposal), digest_of([proposal])))
     return truth, methods

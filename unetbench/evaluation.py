@@ -127,22 +127,33 @@ def _check_metrics(metrics: list[str] | None, kind: str) -> list[str]:
     return metrics
 
 
+def check_scale(scale: float | None) -> None:
+    if scale is not None and (not math.isfinite(scale) or scale <= 0):
+        raise UserError(f"--scale must be a finite number > 0 (255 for 8-bit maps), got {scale}")
+
+
+def read_probabilities(source: str, scale: float | None, name: str | None = None) -> np.ndarray:
+    """An EM prediction as P(cell): floats as they are, integers divided by ``scale`` (refused without it);
+    ``name``: how the error line names the prediction (default: its path)."""
+    proposal = read_array(source)
+    if scale is not None:
+        return proposal.astype(np.float64) / scale
+    if proposal.dtype.kind != "f":
+        raise UserError(
+            f"{name or source}: holds {proposal.dtype} values, not probabilities in [0, 1]; for 8-bit maps "
+            "pass --scale 255 (for 16-bit, --scale 65535)"
+        )
+    return proposal
+
+
 def evaluate_em(
     gt: str, pred: str, *, scale: float | None = None, metrics: list[str] | None = None
 ) -> Evaluation:
     """Score an EM probability stack against ground truth with the ISBI 2012 metrics."""
     wanted = _check_metrics(metrics, "em")
-    if scale is not None and (not math.isfinite(scale) or scale <= 0):
-        raise UserError(f"--scale must be a finite number > 0 (255 for 8-bit maps), got {scale}")
+    check_scale(scale)
     truth = read_array(gt)
-    proposal = read_array(pred)
-    if scale is not None:
-        proposal = proposal.astype(np.float64) / scale
-    elif proposal.dtype.kind != "f":
-        raise UserError(
-            f"{pred}: holds {proposal.dtype} values, not probabilities in [0, 1]; for 8-bit maps pass "
-            "--scale 255 (for 16-bit, --scale 65535)"
-        )
+    proposal = read_probabilities(pred, scale)
     start = time.perf_counter()
     try:
         scores = isbi2012_scores(truth, proposal, wanted)
