@@ -86,8 +86,12 @@ def test_the_statistics_agree_with_scipy_and_a_direct_computation():
     # ranks: scipy's rankdata, 1 = best, ties averaged
     assert list(rank(np.array([0.3, 0.1, 0.3, 0.5]), higher_is_better=True)) == [2.5, 4.0, 2.5, 1.0]
     assert list(rank(np.array([0.3, 0.1, np.nan]), higher_is_better=False)) == [2.0, 1.0, 3.0]
-    # Kendall's tau: scipy's tau-b, and by hand for one pair of rankings
+    # Kendall's tau: by hand for one pair of rankings, and scipy's tau-b for rankings with ties
     assert kendall_taus(np.array([1, 2, 3, 4]), np.array([[1, 2, 4, 3]]))[0] == pytest.approx(4 / 6)
+    reference = np.array([1.0, 2.5, 2.5, 4.0, 5.0])
+    rankings = np.array([[2, 1, 3, 4, 5], [1.5, 1.5, 3, 4.5, 4.5], [5, 4, 3, 2, 1], [3, 3, 3, 3, 3]], float)
+    expected = [stats.kendalltau(reference, row).statistic for row in rankings]
+    assert kendall_taus(reference, rankings) == pytest.approx(expected, nan_ok=True)
     # Wilcoxon: scipy's one-sided signed-rank on the paired differences
     p, adjusted = significance(scores, higher_is_better=True)
     assert p[0, 1] == pytest.approx(stats.wilcoxon(scores[0] - scores[1], alternative="greater").pvalue)

@@ -274,14 +274,18 @@ def render_compare_report(comparison: Comparison, reports_root: Path) -> Path:
 
 
 def _write_csv(comparison: Comparison, path: Path) -> None:
-    import pandas as pd
+    """A row per (method, image), a column per metric (empty where undefined)."""
+    import csv
+    import io
 
-    rows = [
-        {"method": m.name, "image": image, **{k: m.per_image[image].get(k) for k in comparison.metrics}}
-        for m in comparison.methods
-        for image in comparison.images
-    ]
-    atomic_write_text(path, pd.DataFrame(rows).to_csv(index=False))
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(["method", "image", *comparison.metrics])
+    for m in comparison.methods:
+        for image in comparison.images:
+            values = [m.per_image[image].get(k) for k in comparison.metrics]
+            writer.writerow([m.name, image, *("" if v is None else repr(float(v)) for v in values)])
+    atomic_write_text(path, text.getvalue())
 
 
 def read_comparison(folder: Path) -> Comparison:
