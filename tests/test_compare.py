@@ -218,7 +218,8 @@ def test_runs_and_an_ablations_out_of_fold_stacks_are_methods(tmp_path, capsys):
         "200",
     ]
     assert main([*command, "--cache", str(tmp_path / "cache")]) == 0
-    comparison = read_comparison(next((tmp_path / "reports" / "quickstart").glob("compare-*")))
+    found = (tmp_path / "reports" / "quickstart").glob("compare-*")
+    comparison = read_comparison(next(p for p in found if p.is_dir()))
     assert [m.name for m in comparison.methods] == ["baseline", "no-weightmap"]
     assert len(comparison.images) == 6  # every labelled image, out of fold
     # the baseline's out-of-fold rand_error equals the ablation's own (crossval.json)
@@ -229,3 +230,50 @@ def test_runs_and_an_ablations_out_of_fold_stacks_are_methods(tmp_path, capsys):
     runs = [str(tmp_path / "abl" / p.name) for p in sorted((tmp_path / "abl").glob("baseline-fold*"))[:2]]
     assert main(["compare", *runs, "--reports", str(tmp_path / "x"), "--cache", str(tmp_path / "c")]) == 1
     assert "every method must score the same images" in capsys.readouterr().err
+
+
+def test_an_ablation_beside_prediction_files_on_one_ground_truth(tmp_path, capsys):
+    """The committed comparison's form: an ablation's variants and a trivial method (the raw image as
+    P(cell)) on the labels file the runs read; labels of other images are one line."""
+    import dataclasses
+
+    import tifffile
+
+    synth = ["data", "synth", "synthetic-em", "--out", str(tmp_path / "em"), "--samples", "6"]
+    assert main([*synth, "--height", "128", "--width", "128"]) == 0
+    spec = tiny_spec(iterations=2, **{"report.overlays": 0, "report.directory": str(tmp_path / "reports")})
+    data = dataclasses.replace(spec.data, dataset="isbi2012", root=str(tmp_path / "em"), synthetic=None)
+    spec_file = write_spec(tmp_path / "em.toml", dataclasses.replace(spec, data=data))
+    ablate = ["ablate", str(spec_file), "--folds", "3", "--no-tta", "--set", "inference.tta=flips"]
+    assert main([*ablate, "--out", str(tmp_path / "abl"), "--no-progress"]) == 0
+    raw = tifffile.imread(tmp_path / "em" / "train-volume.tif").astype(np.float32) / 255
+    np.save(tmp_path / "raw.npy", raw)
+    labels = str(tmp_path / "em" / "train-labels.tif")
+    command = [
+        "compare",
+        "--challenge",
+        "em",
+        "--gt",
+        labels,
+        str(tmp_path / "abl"),
+        f"raw={tmp_path / 'raw.npy'}",
+    ]
+    command += [
+        "--reports",
+        str(tmp_path / "reports"),
+        "--cache",
+        str(tmp_path / "cache"),
+        "--replicates",
+        "200",
+    ]
+    capsys.readouterr()
+    assert main(command) == 0
+    comparison = read_comparison(
+        next(p for p in (tmp_path / "reports" / "em").glob("compare-*") if p.is_dir())
+    )
+    assert [m.name for m in comparison.methods] == ["raw", "baseline", "no-tta"]
+    other = tmp_path / "other.npy"
+    np.save(other, np.zeros((6, 128, 128), np.uint8))  # labels of other images
+    command[4] = str(other)
+    assert main(command) == 1
+    assert "whose labels are not those of --gt" in capsys.readouterr().err

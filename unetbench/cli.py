@@ -728,9 +728,9 @@ def compare_command(
     methods: Annotated[
         list[str],
         typer.Argument(
-            help="With --gt: [NAME=]PREDICTION per method (an EM probability stack, or a CTC result "
-            "folder), as evaluate takes them. Without: finished run folders and ablation folders (each "
-            "variant's out-of-fold stack is a method)."
+            help="Finished run folders and ablation folders (each variant's out-of-fold stack is a "
+            "method); with --gt also [NAME=]PREDICTION files (an EM probability stack, or a CTC result "
+            "folder), as evaluate takes them."
         ),
     ],
     challenge: Annotated[
@@ -771,7 +771,7 @@ def compare_command(
     if gt is not None:
         if challenge is None:
             raise UserError("--gt goes with --challenge em or ctc: which metrics score the files")
-        truth, candidates = compare.from_files(challenge, gt, methods, scale=scale)
+        truth, candidates = compare.from_files(challenge, gt, methods, scale=scale, data_root=data_root)
     else:
         if challenge is not None or scale is not None:
             raise UserError("--challenge and --scale go with --gt; runs and ablations say what they are")

@@ -136,17 +136,47 @@ def _unique(names: list[str]) -> None:
         seen.add(name)
 
 
-def from_files(challenge: str, gt: str, items: list[str], *, scale: float | None) -> tuple[Truth, list]:
-    """The ground truth and the methods of ``unetbench compare --gt GT [NAME=]PREDICTION ...``."""
+def is_folder_of_runs(item: str) -> bool:
+    """A finished run's folder or an ablation's, rather than a prediction file or a CTC result folder."""
+    path = Path(item)
+    return (path / "record.json").is_file() or (path / "ablation.json").is_file()
+
+
+def from_files(
+    challenge: str, gt: str, items: list[str], *, scale: float | None, data_root: Path | None = None
+) -> tuple[Truth, list]:
+    """The ground truth and the methods of ``unetbench compare --gt GT [NAME=]PREDICTION ...``; run and
+    ablation folders among them are methods too, and must score the ground truth's images and labels."""
     if challenge not in CHALLENGES:
         raise UserError(f"--challenge: unknown value {challenge!r}; valid choices: {', '.join(CHALLENGES)}")
-    named = [_named(item) for item in items]
-    _unique([name for name, _ in named])
+    files = [item for item in items if not is_folder_of_runs(item)]
+    named = [_named(item) for item in files]
     if challenge == "em":
-        return _em_files(gt, named, scale)
-    if scale is not None:
+        truth, methods = _em_files(gt, named, scale)
+    elif scale is not None:
         raise UserError("--scale applies to EM probability maps, not to CTC instance masks")
-    return _ctc_files(gt, named)
+    else:
+        truth, methods = _ctc_files(gt, named)
+    folders = [Path(item) for item in items if is_folder_of_runs(item)]
+    if folders:
+        theirs, more = from_folders(folders, data_root)
+        _same_truth(truth, theirs)
+        methods += more
+    _unique([m.name for m in methods])
+    return truth, methods
+
+
+def _same_truth(truth: Truth, theirs: Truth) -> None:
+    """The runs' labels are the ground truth's: the same images, the same cells."""
+    same = len(theirs.targets) == len(truth.targets) and all(
+        a.shape == b.shape and np.array_equal(np.asarray(a) > 0, np.asarray(b) > 0)
+        for a, b in zip(truth.targets, theirs.targets, strict=False)
+    )
+    if theirs.challenge != truth.challenge or not same:
+        raise UserError(
+            f"{theirs.source}: its runs scored {len(theirs.images)} images whose labels are not those of "
+            f"--gt {truth.source} ({len(truth.images)} images); compare methods on one ground truth"
+        )
 
 
 def _em_files(gt: str, named: list[tuple[str, str]], scale: float | None) -> tuple[Truth, list]:
