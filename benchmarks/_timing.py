@@ -25,8 +25,8 @@ def device_and_name(requested: str):
     name it beside a figure: the GPU's name, or the processor and its cores."""
     import torch
 
-    from unetbench.devices import resolve_device
-    from unetbench.results import hardware
+    from unetbench.records.provenance import hardware
+    from unetbench.system.devices import resolve_device
 
     device = resolve_device(requested)
     machine = hardware(device)
@@ -55,7 +55,7 @@ def result_header(title: str, device: str = "cpu") -> list[str]:
 
     import torch
 
-    from unetbench.results import git_revision, hardware
+    from unetbench.records.provenance import git_revision, hardware
 
     commit, dirty = git_revision()
     machine = hardware(str(device))
@@ -90,7 +90,7 @@ def _driver() -> str:
 
 def write_result(path, lines: list[str]) -> None:
     """Print the result and, with ``path``, write it there atomically (a table is copied from a file)."""
-    from unetbench.atomic import atomic_write_text
+    from unetbench.system.atomic_writes import atomic_write_text
 
     text = "\n".join(lines) + "\n"
     print(text)
@@ -121,7 +121,7 @@ class recorded:
     def __exit__(self, *exc):
         self._redirect.__exit__(*exc)
         if exc[0] is None and self.path is not None:
-            from unetbench.atomic import atomic_write_text
+            from unetbench.system.atomic_writes import atomic_write_text
 
             output = self.buffer.getvalue().rstrip()
             lines = result_header(self.title, self.device) + (

@@ -57,9 +57,9 @@ def main() -> None:
     path, where = isbi2012_file(args.data_root, "train-labels.tif")
     if path is None:
         sys.exit(f"{where}: this benchmark needs the real ISBI 2012 labels; give --data-root")
-    from unetbench import contention
+    from unetbench.system import cpu_share
 
-    start = contention.read_clock()
+    start = cpu_share.read_clock()
     with tempfile.TemporaryDirectory() as work:
         folder = Path(work)
         proposals = methods(tifffile.imread(path), folder)
@@ -90,11 +90,11 @@ def main() -> None:
     ]
     lines += [f"| {name} | {seconds:.1f} | {seconds / one:.2f} |" for name, seconds in rows]
     lines += ["", f"One `unetbench evaluate` (median of the 8): {one:.1f} s."]
-    busy = contention.others_busy(start, contention.read_clock())
+    busy = cpu_share.others_busy(start, cpu_share.read_clock())
     if busy is not None:  # the measured commands are this benchmark's children: counted as its own
         lines.append(
             f"Other processes kept {busy:.1f} of the machine's cores busy meanwhile"
-            + ("; the times are not the machine's alone." if busy >= contention.SHARED else ".")
+            + ("; the times are not the machine's alone." if busy >= cpu_share.SHARED else ".")
         )
     write_result(args.out, lines)
 

@@ -1,6 +1,6 @@
 """em-cpu's training step and prediction on the CPU in four settings: float32 or bf16 autocast, contiguous
 or channels_last. What ``precision = "auto"`` and ``memory_format = "auto"`` choose on a CPU with bf16 in
-hardware (:mod:`unetbench.devices`) comes from this table.
+hardware (:mod:`unetbench.system.devices`) comes from this table.
 
 A step is ``Trainer.step`` with em-cpu.toml's settings (batch 2 of 252 px tiles drawn and deformed from 20
 random 512 x 512 slices, Adam); prediction is one 512 x 512 slice with em-cpu's overlap-tile (one 604 px
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from _timing import result_file  # noqa: I001 - the benchmarks folder is on sys.path
 
-from unetbench import devices
-from unetbench.atomic import atomic_write_text
+from unetbench.challenges.loading import apply_overrides, load_spec
 from unetbench.inference.tiling import predict_image
 from unetbench.model.unet import unet_from_spec
-from unetbench.results import git_revision, hardware
-from unetbench.spec_checks import apply_overrides, load_spec
+from unetbench.records.provenance import git_revision, hardware
+from unetbench.system import devices
+from unetbench.system.atomic_writes import atomic_write_text
 from unetbench.training.trainer import Trainer
 
 SPEC = Path(__file__).resolve().parents[1] / "challenges" / "em-cpu.toml"
@@ -56,7 +56,13 @@ def make_trainers(samples, weight_maps, folder: Path) -> dict[tuple[str, str], T
         spec = apply_overrides(base, dict(zip(keys, (precision, precision, layout, layout), strict=True)))
         torch.manual_seed(0)
         trainer = Trainer(
-            spec, unet_from_spec(spec.model), samples, weight_maps, device="cpu", checkpoint=folder / "c"
+            spec.training,
+            spec.augmentation,
+            unet_from_spec(spec.model),
+            samples,
+            weight_maps,
+            device="cpu",
+            checkpoint=folder / "c",
         )
         for _ in range(2):
             trainer.step()

@@ -65,7 +65,7 @@ timeout -s INT "$left" $PY -m unetbench run challenges/em.toml --device cuda --i
     --out "$RUN" --reports "$WORK/reports" --data-root "$WORK/data" --no-progress
 code=$?
 if [ $code -eq 130 ] || [ $code -eq 124 ]; then
-    trained=$($PY -c "import sys; from unetbench.rundir import RunDir; print(RunDir(sys.argv[1]).read_sessions()[-1].last_iteration)" "$RUN")
+    trained=$($PY -c "import sys; from unetbench.records.run_folder import RunDir; print(RunDir(sys.argv[1]).read_sessions()[-1].last_iteration)" "$RUN")
     step "the time limit stopped training at iteration $trained: prediction, scoring and report from there"
     $PY -m unetbench run "$RUN/spec.toml" --resume "$RUN" --iterations "$trained" --reports "$WORK/reports" \
         --data-root "$WORK/data" --no-progress || failed=1

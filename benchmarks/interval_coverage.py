@@ -13,29 +13,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
 from _timing import result_file  # noqa: I001 - the benchmarks folder is on sys.path
 
-from unetbench.ablation.statistics import coverage, pooled_coverage, simulate_ablations
-from unetbench.atomic import atomic_write_text
-from unetbench.results import git_revision
-
-EFFECT = 0.02
-
-
-def _simulated(ablations: int, seeds: int, seed_sd: float, rho: float):
-    return simulate_ablations(
-        np.random.default_rng(2015),
-        ablations=ablations,
-        folds=6,
-        seeds=seeds,
-        images=5,
-        effect=EFFECT,
-        fold_sd=0.01,
-        seed_sd=seed_sd,
-        image_sd=0.03,
-        rho=rho,
-    )
+from unetbench.ablation.statistics import SIMULATED_EFFECT as EFFECT
+from unetbench.ablation.statistics import SIMULATED_TEST_OVER_TRAIN as TEST_OVER_TRAIN
+from unetbench.ablation.statistics import coverage, pooled_coverage, simulate_em_design
+from unetbench.records.provenance import git_revision
+from unetbench.system.atomic_writes import atomic_write_text
 
 
 def main() -> None:
@@ -61,8 +45,8 @@ def main() -> None:
         "|---:|---:|---:|---:|---:|",
     ]
     for seeds in (1, 2, 3):
-        network, per_image = _simulated(args.ablations, seeds, 0.01, 5 / 25)
-        corrected = coverage(network, EFFECT, test_over_train=5 / 20)
+        network, per_image = simulate_em_design(ablations=args.ablations, seeds=seeds, seed_sd=0.01)
+        corrected = coverage(network, EFFECT, test_over_train=TEST_OVER_TRAIN)
         lines.append(f"| 6 | {seeds} | 0.2 | {corrected:.1%} | {pooled_coverage(per_image, EFFECT):.1%} |")
     lines += [
         "",
@@ -75,11 +59,11 @@ def main() -> None:
         "|---:|---:|---:|---:|",
     ]
     for rho in (0.2, 0.4, 0.6, 0.8):
-        network, _ = _simulated(args.ablations, 1, 0.0, rho)
+        network, _ = simulate_em_design(ablations=args.ablations, rho=rho)
         cells = [
-            coverage(network, EFFECT, test_over_train=5 / 20),
+            coverage(network, EFFECT, test_over_train=TEST_OVER_TRAIN),
             coverage(network, EFFECT, test_over_train=0.0),
-            coverage(network, EFFECT, test_over_train=5 / 20, widen=2.0),
+            coverage(network, EFFECT, test_over_train=TEST_OVER_TRAIN, widen=2.0),
         ]
         lines.append(f"| {rho} | " + " | ".join(f"{c:.1%}" for c in cells) + " |")
     text = "\n".join(lines) + "\n"

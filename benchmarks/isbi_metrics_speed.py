@@ -5,7 +5,11 @@ the Rand and pixel errors and V-scores, 10 for warping) on the 30 real 512x512 I
 3 s on the 2-core CI machine. The reference is ``skimage.metrics.adapted_rand_error`` on the same data at
 one threshold (0.5), with scipy's 4-connected labelling of both stacks included, as a user would call it.
 
-    python benchmarks/isbi_metrics_speed.py [--repeats 3] [--data-root DIR]
+With ``--against COMMIT`` it also times ``unetbench evaluate`` of the 30 slices (the blurred proposal) as a
+user runs it, start-up included, here and at ``COMMIT`` side by side (``--rounds`` alternating rounds),
+and says whether the command imported torch (issue 32: scoring a submission needs no network).
+
+    python benchmarks/isbi_metrics_speed.py [--repeats 3] [--data-root DIR] [--against 1b4fa3b]
                                             [--out reports/benchmarks/isbi-metrics-speed.md]
 
 Needs the real labels, ``isbi2012/train-labels.tif`` below ``--data-root``, ``$UNETBENCH_DATA`` or
@@ -18,11 +22,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import tifffile
 from _timing import add_data_root, isbi2012_file, median_seconds, result_file, result_header, write_result  # noqa: I001, E501 - the benchmarks folder is on sys.path
+from evaluate_startup import side_by_side  # noqa: I001 - the benchmarks folder is on sys.path
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
@@ -42,6 +49,8 @@ def skimage_reference(gt: np.ndarray, proposal: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--against", help="also time `unetbench evaluate` here and at this commit")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --against")
     parser.add_argument("--out", type=result_file, help="write the result here too (Markdown)")
     add_data_root(parser)
     args = parser.parse_args()
@@ -80,7 +89,27 @@ def main() -> None:
         reference = median_seconds(lambda p=proposal: skimage_reference(gt, p), args.repeats)
         within = "yes" if ours <= 3 else "NO"
         lines.append(f"| {name} | {ours:.2f} s | {reference:.2f} s | {ours / reference:.1f} | {within} |")
+    if args.against:
+        lines += ["", *evaluate_command(args.against, labels, proposals["blurred"], args.rounds)]
     write_result(args.out, lines)
+
+
+def evaluate_command(commit: str, labels: Path, proposal: np.ndarray, rounds: int) -> list[str]:
+    """The 30-slice ``unetbench evaluate`` (start-up included) here and at ``commit``, side by side."""
+    with tempfile.TemporaryDirectory() as scratch:
+        pred = Path(scratch) / "blurred.npy"
+        np.save(pred, proposal)
+        table = side_by_side(commit, labels, pred, rounds)
+    return [
+        f"`unetbench evaluate --challenge em --gt {labels.name} --pred blurred.npy` (the blurred proposal, "
+        f"all five metrics), a new Python process each time, here and at `{commit}`, alternating, "
+        f"{rounds} rounds after one warm-up each:",
+        "",
+        *table,
+        "",
+        "The official tool (the organisers' Fiji script) is not timed: Fiji is not installed here and",
+        "cannot be fetched (no internet but package registries); no figure for it is given.",
+    ]
 
 
 if __name__ == "__main__":

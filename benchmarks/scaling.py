@@ -2,7 +2,7 @@
 the Ray executor's overhead per task against the local executor.
 
 **Data-parallel.** Each process is one rank of :class:`~unetbench.training.trainer.Trainer` exactly as
-``torchrun -m unetbench run`` makes it (process group from :func:`unetbench.distributed.joined`, on the
+``torchrun -m unetbench run`` makes it (process group from :func:`unetbench.system.processes.joined`, on the
 loopback), training the spec's network on its synthetic data; after a burn-in it times ``--steps`` steps
 and the ranks meet at a barrier before and after. Tiles/s = processes x batch x steps / seconds. The
 machine's cores are shared out: 1 process uses all of them as threads, N processes use cores / N each,
@@ -31,17 +31,17 @@ import torch
 import torch.multiprocessing
 from _timing import result_file, result_header, write_result  # noqa: I001 - the benchmarks folder is on sys.path
 
-from unetbench import distributed
+from unetbench.system import processes
 
 REPO = Path(__file__).resolve().parents[1]
 QUICKSTART = REPO / "challenges" / "quickstart.toml"
 
 
 def _rank(rank: int, world: int, port: int, spec_file: str, steps: int, threads: int, out: str) -> None:
+    from unetbench.challenges.loading import load_spec
     from unetbench.datasets import load_dataset
     from unetbench.datasets.splits import split_collection
     from unetbench.model.unet import unet_from_spec
-    from unetbench.spec_checks import load_spec
     from unetbench.training.trainer import Trainer
     from unetbench.training.weightmap import training_weight_maps
 
@@ -49,12 +49,21 @@ def _rank(rank: int, world: int, port: int, spec_file: str, steps: int, threads:
     os.environ.update(MASTER_PORT=str(port), GLOO_SOCKET_IFNAME="lo")
     torch.set_num_threads(threads)
     spec = load_spec(Path(spec_file))
-    with distributed.joined("cpu", lambda device: device) as group:
+    with processes.joined("cpu", lambda device: device) as group:
         split = split_collection(load_dataset(spec.data, None), spec.data.split)
         torch.manual_seed(spec.training.seed)
         model = unet_from_spec(spec.model)
         maps = training_weight_maps(split.train, spec.weightmap)
-        trainer = Trainer(spec, model, split.train, maps, device="cpu", checkpoint=None, group=group)
+        trainer = Trainer(
+            spec.training,
+            spec.augmentation,
+            model,
+            split.train,
+            maps,
+            device="cpu",
+            checkpoint=None,
+            group=group,
+        )
         for _ in range(3):  # burn-in: allocations, the first all-reduce buckets
             trainer.step()
         group.any(False)  # a barrier on the agreement path
@@ -80,7 +89,7 @@ def data_parallel(spec_file: Path, processes: list[int], steps: int, rounds: int
             for world in processes:
                 out = Path(folder) / f"rate-{world}"
                 threads = max(1, cores // world)
-                args = (world, distributed.free_loopback_port(), str(spec_file), steps, threads, str(out))
+                args = (world, processes.free_loopback_port(), str(spec_file), steps, threads, str(out))
                 if world == 1:
                     os.environ.pop("WORLD_SIZE", None)  # a single process: no process group
                     _rank(0, *args)
@@ -95,8 +104,8 @@ def ray_overhead(runs: int, iterations: int, rounds: int) -> tuple[float, list[f
     alternating for ``rounds`` rounds."""
     from unetbench import ablation
     from unetbench.ablation import ray as ray_executor
+    from unetbench.challenges.loading import apply_overrides, load_spec
     from unetbench.spec import dump_spec
-    from unetbench.spec_checks import apply_overrides, load_spec
 
     ray = ray_executor.import_ray(local=True)
     with tempfile.TemporaryDirectory() as folder:
@@ -114,7 +123,8 @@ def ray_overhead(runs: int, iterations: int, rounds: int) -> tuple[float, list[f
         spec_file.write_text(dump_spec(spec))
         seeds = max(1, runs // 2)
         count = 2 * seeds
-        common = dict(seeds=seeds, grid="one", data_root=None, progress=False, log=lambda *_: None)
+        common = dict(seeds=seeds, progress=False)
+        quiet = dict(log=lambda *_: None)
         start = time.perf_counter()
         # Ray rewrites 127.0.0.1 to the machine's network address unless told not to: keep it on the loopback
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -128,13 +138,18 @@ def ray_overhead(runs: int, iterations: int, rounds: int) -> tuple[float, list[f
                 try:
                     start = time.perf_counter()
                     # each ablation in a folder of its own: runs beside it of the same spec would be reused
-                    ablation.ablate(spec, spec_file, ["weightmap"], out=root / f"local{k}" / "a", **common)
+                    out = root / f"local{k}" / "a"
+                    request = ablation.AblationRequest(spec, spec_file, ("weightmap",), out=out, **common)
+                    ablation.ablate(request, **quiet)
                     local.append((time.perf_counter() - start) / count)
                 finally:
                     torch.set_num_threads(threads)
                 start = time.perf_counter()
                 out = root / f"ray{k}" / "a"
-                ablation.ablate(spec, spec_file, ["weightmap"], out=out, executor="ray", **common)
+                request = ablation.AblationRequest(
+                    spec, spec_file, ("weightmap",), out=out, executor="ray", **common
+                )
+                ablation.ablate(request, **quiet)
                 on_ray.append((time.perf_counter() - start) / count)
         finally:
             ray.shutdown()

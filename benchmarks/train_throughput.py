@@ -16,7 +16,7 @@ around the network's arithmetic: drawing and cutting the tiles, the loss bookkee
 
     python benchmarks/train_throughput.py [--steps N] [--device auto|cpu|cuda] [--batch 1 4 8 16]
                                           [--precision auto fp32 bf16] [--compile off|on|both]
-                                          [--out RESULT.md]
+                                          [--warm-up N] [--out RESULT.md]
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import torch
 from _timing import device_and_name, recorded, result_file  # noqa: I001 - the benchmarks folder is on sys.path
 from torch import nn
 
-from unetbench import devices
+from unetbench.challenges.loading import apply_overrides, load_spec
 from unetbench.model.unet import UNet
-from unetbench.spec_checks import apply_overrides, load_spec
+from unetbench.system import devices
 from unetbench.training.loss import weighted_cross_entropy
 from unetbench.training.trainer import Trainer
 
@@ -118,10 +118,18 @@ def trainer_for(device, batch: int, precision: str, compiled: bool, folder: Path
     weight_maps = {s.key: (1 + 9 * rng.random((512, 512))).astype(np.float32) for s in samples}
     torch.manual_seed(0)
     model = UNet(in_channels=1, classes=2)
-    return Trainer(spec, model, samples, weight_maps, device=device, checkpoint=folder / "unused.pt")
+    return Trainer(
+        spec.training,
+        spec.augmentation,
+        model,
+        samples,
+        weight_maps,
+        device=device,
+        checkpoint=folder / "unused.pt",
+    )
 
 
-def measure(trainer: Trainer, steps: int):
+def measure(trainer: Trainer, steps: int, warm_up: int | None = None):
     """Seconds per training step, seconds per forward + backward on a pre-made batch, peak memory.
 
     The two are timed alternately, in rounds (one call each on the CPU, blocks of 10 on a GPU), and each
@@ -136,7 +144,9 @@ def measure(trainer: Trainer, steps: int):
             logits = trainer.forward(images)
         weighted_cross_entropy(logits.float(), targets, weights).backward()
 
-    for _ in range(3 if trainer.training.compile else 2):  # compilation, allocator, kernel selection
+    if warm_up is None:
+        warm_up = 3 if trainer.training.compile else 2
+    for _ in range(warm_up):  # compilation, allocator, kernel selection
         trainer.step()
         forward_backward()
     if cuda:
@@ -168,6 +178,9 @@ def main() -> None:
         help="training.precision (auto: bf16 on CUDA, fp32 on the CPU)",
     )
     parser.add_argument("--compile", default="off", choices=["off", "on", "both"], help="training.compile")
+    parser.add_argument(
+        "--warm-up", type=int, default=None, help="untimed steps first (default: 2, 3 compiled; 0 to try it)"
+    )
     parser.add_argument("--out", type=result_file, default=None, help="write the result here (Markdown)")
     args = parser.parse_args()
     device, name = device_and_name(args.device)
@@ -204,14 +217,14 @@ def table(args, device: torch.device, name: str) -> None:
             for compiled in modes:
                 for batch in args.batch:
                     trainer = trainer_for(device, batch, precision, compiled, Path(folder))
-                    seconds, network, peak = measure(trainer, steps)
+                    seconds, network, peak = measure(trainer, steps, args.warm_up)
                     achieved = flops * batch / seconds
                     resolved = devices.precision(precision, device)
                     memory = "-" if peak is None else f"{peak / 2**30:.1f} GiB"
                     utilisation = achieved / references[resolved]
                     print(
                         f"| {batch} | {resolved} | {'on' if compiled else 'off'} | {seconds * 1e3:.1f} | "
-                        f"{batch / seconds:.1f} | {achieved / 1e12:.2f} | {utilisation:.1%} "
+                        f"{batch / seconds:.3g} | {achieved / 1e12:.2f} | {utilisation:.1%} "
                         f"| {memory} | {network * 1e3:.1f} | {(seconds - network) / network:+.1%} |",
                         flush=True,
                     )

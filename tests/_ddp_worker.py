@@ -1,7 +1,7 @@
 """Workers of tests/test_distributed.py: one rank of a data-parallel trainer on the CPU (gloo, loopback).
 
 Not collected by pytest. ``torch.multiprocessing.spawn`` starts each function in a fresh process; the
-process group comes from :func:`unetbench.distributed.joined`, exactly as under torchrun.
+process group comes from :func:`unetbench.system.processes.joined`, exactly as under torchrun.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import torch
 
-from unetbench import distributed
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import split_collection
 from unetbench.model.unet import unet_from_spec
+from unetbench.system import processes
 from unetbench.training.trainer import Trainer
 from unetbench.training.weightmap import training_weight_maps
 
@@ -36,13 +36,22 @@ def trainer(spec, group, checkpoint: Path | None) -> Trainer:
     torch.manual_seed(spec.training.seed)
     model = unet_from_spec(spec.model)
     maps = training_weight_maps(split.train, spec.weightmap)
-    return Trainer(spec, model, split.train, maps, device="cpu", checkpoint=checkpoint, group=group)
+    return Trainer(
+        spec.training,
+        spec.augmentation,
+        model,
+        split.train,
+        maps,
+        device="cpu",
+        checkpoint=checkpoint,
+        group=group,
+    )
 
 
 def one_step(rank: int, world: int, port: int, spec, folder: Path) -> None:
     """One step on each rank; each rank's batch and rank 0's weights after the step go to ``folder``."""
     environment(rank, world, port)
-    with distributed.joined("cpu", lambda device: device) as group:
+    with processes.joined("cpu", lambda device: device) as group:
         trainer_ = trainer(spec, group, folder / "c.pt" if group.leader else None)
         torch.save(trainer_.batch(0), folder / f"batch-{rank}.pt")
         trainer_.step()
@@ -56,7 +65,7 @@ def train(rank: int, world: int, port: int, spec, folder: Path, stop_at: int | N
     """Train to ``spec.training.iterations`` (checkpointing into ``folder``), or to ``stop_at`` and stop
     as a Ctrl-C would; ``resume``: continue from the checkpoint first."""
     environment(rank, world, port)
-    with distributed.joined("cpu", lambda device: device) as group:
+    with processes.joined("cpu", lambda device: device) as group:
         trainer_ = trainer(spec, group, folder / "c.pt" if group.leader else None)
         if resume:
             trainer_.load()

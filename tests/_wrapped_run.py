@@ -25,7 +25,7 @@ import time
 
 import torch
 
-from unetbench import runner
+from unetbench.run import runner
 from unetbench.training import trainer
 
 step_seconds = float(os.environ.get("UNETBENCH_TEST_STEP_SECONDS", "0"))

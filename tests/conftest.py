@@ -10,7 +10,6 @@ does not send it is refused.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import http.server
 import os
@@ -22,25 +21,20 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_ISBI = REPO.parent / "shared" / "datasets" / "isbi2012"
+from .helpers import SHARED_ISBI, quiet, tiny_spec
 
 
-def home_entries(home: Path) -> set[str]:
-    """The entries of a home folder two levels deep (``.ray/auth_token``, ``.cache/matplotlib``)."""
-    if not home.is_dir():
-        return set()
-    entries = set()
-    for first in home.iterdir():
-        entries.add(first.name)
-        if first.is_dir() and not first.is_symlink():
-            with contextlib.suppress(OSError):
-                entries |= {f"{first.name}/{second.name}" for second in first.iterdir()}
-    return entries
+def ray_files(home: Path) -> dict[str, float]:
+    """What Ray keeps under a home folder (``~/.ray``: the auth token of its local instances), each file
+    with its modification time; nothing else of the home is looked at."""
+    folder = home / ".ray"
+    if not folder.is_dir():
+        return {}
+    return {str(p.relative_to(home)): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
 
 
 REAL_HOME = Path.home()
-REAL_HOME_BEFORE = home_entries(REAL_HOME)
+REAL_RAY_BEFORE = ray_files(REAL_HOME)
 TEST_HOME = Path(tempfile.mkdtemp(prefix="unetbench-tests-home-"))
 os.environ["HOME"] = str(TEST_HOME)
 os.environ["MPLCONFIGDIR"] = str(TEST_HOME / ".config" / "matplotlib")
@@ -53,6 +47,16 @@ def real_isbi() -> Path:
     if not (SHARED_ISBI / "train-volume.tif").is_file():
         pytest.skip(f"real ISBI 2012 data not found at {SHARED_ISBI} (../shared/datasets is absent)")
     return SHARED_ISBI
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One finished tiny run (:func:`tests.helpers.tiny_spec`, 4 iterations), trained once for the whole
+    suite: the tests that read a finished run (predict, export) share it, and none of them changes it."""
+    from unetbench.run.runner import run
+
+    folder = tmp_path_factory.mktemp("tiny-run")
+    return run(tiny_spec(iterations=4), out=folder / "run", **quiet(folder))
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

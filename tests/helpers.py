@@ -22,15 +22,24 @@ def synthetic_data(
 
 
 # --------------------------------------------------------------------------------------------------
-# Tiny runs: a 2-channel U-Net on 64 x 64 synthetic slices, a few milliseconds per step on the CPU.
+# Where things are: the repository's, and the real data beside it (../shared, never copied in).
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "challenges" / "quickstart.toml"
+CHALLENGES = REPO / "challenges"
+QUICKSTART = CHALLENGES / "quickstart.toml"
+EM = CHALLENGES / "em.toml"
+EM_CPU = CHALLENGES / "em-cpu.toml"
+REPORTS = REPO / "reports"
+SHARED_DATA = REPO.parent / "shared" / "datasets"
+SHARED_ISBI = SHARED_DATA / "isbi2012"
 WRAPPER = Path(__file__).resolve().parent / "_wrapped_run.py"
+
+# --------------------------------------------------------------------------------------------------
+# Tiny runs: a 2-channel U-Net on 64 x 64 synthetic slices, a few milliseconds per step on the CPU.
 
 
 def tiny_spec(iterations=6, **extra):
-    from unetbench.spec_checks import apply_overrides, load_spec
+    from unetbench.challenges.loading import apply_overrides, load_spec
 
     return apply_overrides(
         load_spec(QUICKSTART),

@@ -7,23 +7,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from unetbench import ablation, devices
+from unetbench import ablation
 from unetbench.ablation import AblationDir
-from unetbench.ablation.plan import no_tiling_tile, parse_vary, plan, spec_digest, switch_overrides, variants
+from unetbench.ablation.plan import parse_vary, plan, spec_digest, variants
 from unetbench.ablation.statistics import CORRECTED, PAIRED
 from unetbench.ablation.summary import summarise
+from unetbench.ablation.switches import no_tiling_tile, switch_overrides
+from unetbench.challenges.loading import apply_overrides, load_spec
 from unetbench.cli import main
 from unetbench.errors import UserError
 from unetbench.model.sizes import output_size
-from unetbench.rundir import RunDir
-from unetbench.spec_checks import apply_overrides, load_spec
+from unetbench.records.run_folder import RunDir
+from unetbench.system import devices
 from unetbench.training.trainer import Trainer
 
-from .helpers import tiny_spec, write_spec
-
-CHALLENGES = Path(__file__).resolve().parents[1] / "challenges"
-EM = CHALLENGES / "em.toml"
-EM_CPU = CHALLENGES / "em-cpu.toml"
+from .helpers import CHALLENGES, EM, EM_CPU, tiny_spec, write_spec
 
 
 def _plan(spec, switches=(), vary=(), *, folds=None, seeds=1, grid="one", out=Path("/nowhere/abl")):
@@ -55,7 +53,7 @@ def test_switches_are_spec_overrides():
 
 
 def test_the_switch_table_says_which_switches_predict_with_the_baselines_weights():
-    from unetbench.ablation.plan import SWITCHES
+    from unetbench.ablation.switches import SWITCHES
     from unetbench.spec import PREDICTION_SECTIONS
 
     spec = load_spec(EM)
@@ -65,7 +63,7 @@ def test_the_switch_table_says_which_switches_predict_with_the_baselines_weights
 
 
 def test_docs_show_every_switch_and_what_it_compares():
-    from unetbench.report.ablation import switches_table
+    from unetbench.ablation.report_exploratory import switches_table
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "ablations.md").read_text(encoding="utf-8")
     assert "\n".join(switches_table()) in docs
@@ -389,16 +387,10 @@ def test_out_of_fold_scores_are_the_stack_of_every_folds_predictions(tmp_path):
     from unetbench.metrics import isbi2012_scores
 
     spec = _tiny(tmp_path)
-    directory = ablation.ablate(
-        spec,
-        tmp_path / "x.toml",
-        [],
-        folds=3,
-        out=tmp_path / "cv",
-        progress=False,
-        log=lambda *_: None,
-        kind="cross-validation",
+    request = ablation.AblationRequest(
+        spec, tmp_path / "x.toml", folds=3, out=tmp_path / "cv", progress=False, kind="cross-validation"
     )
+    directory = ablation.ablate(request, log=lambda *_: None)
     (entry,) = directory.read_crossval().entries
     labelled = load_dataset(spec.data).labelled
     maps = {}
@@ -457,7 +449,6 @@ def test_runs_per_device_2_runs_in_two_processes_and_gives_the_same_table(tmp_pa
         (["--runs-per-device", "0"], "--runs-per-device must be at least 1, got 0"),
         (["--vary", "training.bogus=1,2"], "training.bogus"),
         (["--seeds", "0"], "--seeds must be >= 1, got 0"),
-        (["--grid", "half"], "--grid: unknown value 'half'; valid choices: one, full"),
         (["--select"], "--select chooses a value of --vary KEY=V1,V2,...; give the values to choose from"),
         (["--select", "--vary", "training.learning_rate=0.002"], "--select chooses the value of one key"),
         (["--pilot", "elsewhere"], "--pilot goes with --plan"),
@@ -535,7 +526,7 @@ def test_ablate_overrides_apply_to_every_run_and_are_checked(capsys):
 
 
 def test_a_run_that_predicts_with_another_runs_network_checks_it_fits(tmp_path):
-    from unetbench.runner import run
+    from unetbench.run.runner import run
 
     spec = _tiny(tmp_path, **{"data.split.evaluation": [4, 5]})
     trained = run(spec, out=tmp_path / "t", progress=False, log=lambda *_: None)

@@ -11,16 +11,12 @@ import pandas as pd
 import pytest
 
 from unetbench.ablation import AblationDir
+from unetbench.ablation.records import AblationManifest, PlannedRunEntry
+from unetbench.ablation.report import render_ablation_report
 from unetbench.ablation.summary import summarise
 from unetbench.cli import main
-from unetbench.report.ablation import render_ablation_report
-from unetbench.results import (
-    AblationManifest,
-    PlannedRunEntry,
-    RunRecord,
-    read_json_record,
-    write_json_record,
-)
+from unetbench.records.json_io import read_json_record, write_json_record
+from unetbench.records.run_record import RunRecord
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "reports" / "em-cpu" / "ablation-c0f59a7e" / "records"
 FOLDS = 6
@@ -35,7 +31,7 @@ BASELINE = [0.08, 0.07, 0.05, 0.11, 0.12, 0.06]
 
 
 def _template(fold: int) -> RunRecord:
-    from unetbench.results import RECORD_SCHEMA
+    from unetbench.records.run_record import RECORD_SCHEMA
 
     (folder,) = TEMPLATES.glob(f"baseline-fold{fold}-seed0-*")
     return read_json_record(folder / "record.json", RunRecord, what="a run record", schema=RECORD_SCHEMA)

@@ -14,15 +14,13 @@ import pytest
 import tifffile
 import torch
 
-from unetbench import devices
 from unetbench.cli import main
 from unetbench.datasets import isbi2012, synthetic
-from unetbench.rundir import RunDir
-from unetbench.runner import run
+from unetbench.records.run_folder import RunDir
+from unetbench.run.runner import run
+from unetbench.system import devices
 
-from .helpers import QUICKSTART, quiet, tiny_spec, write_spec
-
-EM = QUICKSTART.parent / "em.toml"
+from .helpers import EM, QUICKSTART, quiet, tiny_spec, write_spec
 
 
 def _tree(root: Path) -> dict[str, bytes | None]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import REPO
 
 
 def _bench(script: str, *args: str, out: Path) -> str:
@@ -40,7 +40,8 @@ def test_synthetic_speed_writes_its_result(tmp_path):
 
 def test_train_throughput_writes_its_table_as_markdown(tmp_path):
     """The table is Markdown already, so the file holds it as it is (no code block), under the header."""
-    text = _bench("train_throughput.py", "--device", "cpu", "--steps", "1", out=tmp_path / "train.md")
+    arguments = ["--device", "cpu", "--steps", "1", "--warm-up", "0"]  # a format check: no warm-up
+    text = _bench("train_throughput.py", *arguments, out=tmp_path / "train.md")
     _header_names_command_commit_and_machine(text, "train_throughput.py")
     assert "```" not in text
     (row,) = [line for line in text.splitlines() if re.match(r"\| 1 \| (fp32|bf16) \| off \|", line)]

@@ -1,6 +1,5 @@
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from unetbench import __version__
 from unetbench.cli import main
 from unetbench.datasets import isbi2012, synthetic
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import REPO
 
 
 def _run(*args, env=None):
@@ -73,6 +72,31 @@ def test_version_and_usage_errors():
         assert result.returncode == 2 and result.stderr.count("\n") == 1 and says in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["run", "x.toml", "--device", "gpu"], "'gpu' is not one of 'auto', 'cpu', 'cuda'"),
+        (["run", "x.toml", "--track", "wandb"], "'wandb' is not one of 'tensorboard', 'mlflow'"),
+        (["ablate", "--grid", "half"], "'half' is not one of 'one', 'full'"),
+        (["ablate", "--executor", "slurm"], "'slurm' is not one of 'local', 'ray'"),
+        (["evaluate", "--challenge", "sem", "--gt", "a", "--pred", "b"], "'sem' is not one of 'em', 'ctc'"),
+        (["compare", "a", "--challenge", "sem"], "'sem' is not one of 'em', 'ctc'"),
+        (["predict", "run", "x.tif", "--out", "o", "--tta", "all"], "'all' is not one of 'none', 'flips'"),
+        (["data", "synth", "synthetic-x", "--out", "o"], "'synthetic-x' is not one of 'synthetic-em'"),
+        (["data", "synth", "synthetic-cells", "--out", "o", "--look", "x"], "'x' is not one of 'phase'"),
+        (["track", ".", "--to", "wandb"], "'wandb' is not one of 'tensorboard', 'mlflow'"),
+    ],
+)
+def test_choices_are_the_parsers_one_line_listing_them(tmp_path, monkeypatch, capsys, argv, says):
+    """Every option with choices is an enum read from the module that owns the choices (issue 32): the
+    parser refuses another value in one line, status 2, before anything is read or written."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and says in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_import_checks_before_writing_anything(tmp_path, capsys):
     images, labels = synthetic.em_stacks(0, 2, 32, 32)
     isbi2012.write_tiff_layout(tmp_path / "mine", images, images, None)  # labels are not binary
@@ -110,8 +134,8 @@ def test_synth_then_import_then_info(tmp_path, capsys, monkeypatch):
     )
     assert main(["data", "synth", "synthetic-em", "--out", str(out)]) == 1
     assert "already exists" in capsys.readouterr().err
-    assert main(["data", "synth", "synthetic-em", "--out", str(tmp_path / "x"), "--layout", "zarr"]) == 1
-    assert "--layout: unknown value 'zarr'; valid choices: tiff, hdf5, slices" in capsys.readouterr().err
+    assert main(["data", "synth", "synthetic-em", "--out", str(tmp_path / "x"), "--layout", "zarr"]) == 2
+    assert "'zarr' is not one of 'tiff', 'hdf5', 'slices'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     monkeypatch.setenv("UNETBENCH_DATA", str(tmp_path / "data"))  # the data root from the environment
     assert main(["data", "import", "isbi2012", str(out)]) == 0

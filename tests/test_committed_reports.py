@@ -1,5 +1,5 @@
 """Every committed report under reports/ renders again from its own records to the text committed, so each
-carries the complete, current list of departures from the paper (``report.paper.PAPER_SETTINGS``).
+carries the complete, current list of departures from the paper (``spec.paper.PAPER_SETTINGS``).
 
 A run report ``reports/<challenge>/.../<run-id>.md`` has its ``record.json`` in the folder of the same name
 beside it; an ablation or cross-validation report ``.../<name>.md`` has its bundle there (``ablation.json``,
@@ -15,14 +15,15 @@ from pathlib import Path
 import pytest
 
 from unetbench.ablation import AblationDir
-from unetbench.report.ablation import render_ablation_report
-from unetbench.report.compare import RECORD as COMPARISON
-from unetbench.report.compare import render_compare_folder
+from unetbench.ablation.report import render_ablation_report
+from unetbench.leaderboard.report import RECORD as COMPARISON
+from unetbench.leaderboard.report import render_compare_folder
+from unetbench.records.run_folder import RunDir
 from unetbench.report.markdown import render_run_report
-from unetbench.report.paper import PAPER_SETTINGS
-from unetbench.rundir import RunDir
+from unetbench.spec.paper import PAPER_SETTINGS
 
-REPORTS = Path(__file__).resolve().parents[1] / "reports"
+from .helpers import REPORTS
+
 WRITTEN_BY_BENCHMARKS = {REPORTS / "benchmarks", REPORTS / "em" / "device-logs"}
 RENDERED = sorted(
     path

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from unetbench import devices
+from unetbench.system import devices
 
 
 @pytest.mark.parametrize(

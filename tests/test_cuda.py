@@ -21,7 +21,7 @@ def test_the_paper_network_trains_in_bf16_compiled_with_finite_decreasing_loss(t
     torch.compile from the spec, the paper's full network at its 572 px tile."""
     from types import SimpleNamespace
 
-    from unetbench.spec_checks import apply_overrides, load_spec
+    from unetbench.challenges.loading import apply_overrides, load_spec
     from unetbench.training.trainer import Trainer
 
     from .helpers import REPO
@@ -36,7 +36,8 @@ def test_the_paper_network_trains_in_bf16_compiled_with_finite_decreasing_loss(t
     torch.manual_seed(0)
     model = UNet()
     trainer = Trainer(
-        spec,
+        spec.training,
+        spec.augmentation,
         model,
         samples,
         {"0": np.ones((512, 512), np.float32)},
@@ -67,7 +68,9 @@ def test_a_training_step_never_waits_for_the_host(tmp_path):
     ]
     weights = {s.key: np.ones(s.image.shape, np.float32) for s in samples}
     model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-    trainer = Trainer(spec, model, samples, weights, device="cuda", checkpoint=tmp_path / "c.pt")
+    trainer = Trainer(
+        spec.training, spec.augmentation, model, samples, weights, device="cuda", checkpoint=tmp_path / "c.pt"
+    )
     total = trainer.step()  # the first step initialises lazily (cuDNN, the optimiser state)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -126,7 +129,15 @@ def test_a_checkpoint_from_one_device_resumes_on_the_other(tmp_path, first, seco
     def trainer(device):
         torch.manual_seed(0)
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-        return Trainer(spec, model, samples, weights, device=device, checkpoint=tmp_path / "last.pt")
+        return Trainer(
+            spec.training,
+            spec.augmentation,
+            model,
+            samples,
+            weights,
+            device=device,
+            checkpoint=tmp_path / "last.pt",
+        )
 
     before = trainer(first)
     for _ in range(3):

@@ -15,9 +15,9 @@ import pytest
 import torch
 import torch.multiprocessing
 
-from unetbench import distributed
 from unetbench.cli import main
-from unetbench.rundir import RunDir
+from unetbench.records.run_folder import RunDir
+from unetbench.system import processes
 from unetbench.training.checkpoint import load_checkpoint
 from unetbench.training.sampler import step_seed
 
@@ -28,7 +28,7 @@ LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
 
 
 def _spawn(function, *args, world: int = 2) -> None:
-    port = distributed.free_loopback_port()
+    port = processes.free_loopback_port()
     torch.multiprocessing.spawn(function, args=(world, port, *args), nprocs=world, join=True)
 
 
@@ -39,7 +39,7 @@ def test_two_ranks_with_one_tile_each_step_like_one_process_with_both_tiles(tmp_
     _spawn(_ddp_worker.one_step, spec, tmp_path)
     ranks = [torch.load(tmp_path / f"batch-{r}.pt") for r in (0, 1)]
     assert not torch.equal(ranks[0][0], ranks[1][0])  # two streams, two different tiles
-    single = _ddp_worker.trainer(spec, distributed.SINGLE, tmp_path / "single.pt")
+    single = _ddp_worker.trainer(spec, processes.SINGLE, tmp_path / "single.pt")
     # rank 0's stream is the single-process stream
     generator = torch.Generator().manual_seed(step_seed(spec.training.seed, 0, stream=0))
     mine = single.tiles.cut(single.tiles.draw(generator, 1))
@@ -47,7 +47,7 @@ def test_two_ranks_with_one_tile_each_step_like_one_process_with_both_tiles(tmp_
     both = tuple(torch.cat([ranks[0][k], ranks[1][k]]) for k in range(3))
     single.step(both)
     distributed_weights = torch.load(tmp_path / "weights.pt")
-    before = _ddp_worker.trainer(spec, distributed.SINGLE, None).model.state_dict()
+    before = _ddp_worker.trainer(spec, processes.SINGLE, None).model.state_dict()
     moved = 0.0
     for name, value in single.model.state_dict().items():
         torch.testing.assert_close(distributed_weights[name], value, rtol=0, atol=1e-6)
@@ -84,7 +84,7 @@ def _torchrun(args: list[str], cwd: Path, **settings) -> subprocess.Popen:
         "torch.distributed.run",
         "--nproc-per-node=2",
         "--master-addr=127.0.0.1",
-        f"--master-port={distributed.free_loopback_port()}",
+        f"--master-port={processes.free_loopback_port()}",
         "--local-addr=127.0.0.1",
         *program,
         "run",
@@ -167,7 +167,7 @@ def test_resuming_on_another_number_of_processes_is_one_line(tmp_path, capsys):
     folder = tmp_path / "two"
     folder.mkdir()
     _spawn(_ddp_worker.train, spec, folder, 3, False)
-    trainer = _ddp_worker.trainer(spec, distributed.SINGLE, folder / "c.pt")
+    trainer = _ddp_worker.trainer(spec, processes.SINGLE, folder / "c.pt")
     with pytest.raises(Exception) as refused:
         trainer.load()
     assert "trained on 2 process(es) (effective batch 4); resume it on 2" in str(refused.value)
@@ -220,11 +220,11 @@ def test_the_gpus_launcher_runs_the_processes_through_torchrun(tmp_path, capfd, 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     args = ["run", str(QUICKSTART), "--device=cpu", "--iterations=20", "--no-progress"]
     args += [f"--reports={tmp_path / 'reports'}"]
-    assert distributed.launch(2, [*args, f"--out={tmp_path / 'run'}"]) == 0
+    assert processes.launch(2, [*args, f"--out={tmp_path / 'run'}"]) == 0
     record = RunDir(tmp_path / "run").read_record()
     assert record.training.processes == 2 and record.sessions[0].processes == 2
     capfd.readouterr()
-    assert distributed.launch(2, [*args, f"--out={tmp_path / 'run'}"]) == 1  # the folder exists
+    assert processes.launch(2, [*args, f"--out={tmp_path / 'run'}"]) == 1  # the folder exists
     err = capfd.readouterr().err
     assert [line for line in err.splitlines() if line.strip()] == [
         f"error: {tmp_path / 'run'} already exists; choose a new --out, or continue that run with --resume "

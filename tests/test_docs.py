@@ -4,11 +4,11 @@ hash and a link into reports/, or to the committed specs in challenges/ a table 
 text that leads to the table)."""
 
 import re
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import REPO
+
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 LINKED = [*PAGES, REPO / "reports" / "README.md"]  # the index of reports: its links are checked too
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")

@@ -32,9 +32,10 @@ import typer
 
 from unetbench.cli import app
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import REPO
+from .helpers import SHARED_DATA as SHARED
+
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-SHARED = REPO.parent / "shared" / "datasets"
 FENCE = re.compile(r"^```[\w-]*\n(.*?)^```", re.S | re.M)
 MARKER = re.compile(r"<!-- docs-test: (run-isbi|run|synopsis|skip)(?: (.*?))? -->\s*$")
 OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")

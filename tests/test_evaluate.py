@@ -1,6 +1,8 @@
 """`unetbench evaluate`: readers, the EM and CTC paths, and one clear message per bad input."""
 
 import json
+import subprocess
+import sys
 
 import h5py
 import numpy as np
@@ -11,7 +13,7 @@ from scipy import ndimage
 from unetbench.cli import main
 from unetbench.datasets import ctc, synthetic
 from unetbench.datasets.images import write_png
-from unetbench.evaluation import read_array
+from unetbench.evaluation.files import read_array
 
 
 def _em_pair(tmp_path, slices=2, size=48):
@@ -121,8 +123,8 @@ def test_empty_ground_truth_missing_inputs_and_unknown_challenge(tmp_path, capsy
     assert "no dataset 'labels'; datasets in the file: raw" in capsys.readouterr().err
     assert _evaluate("--challenge", "em", "--gt", tmp_path / "x.h5", "--pred", pred) == 1
     assert "name the dataset inside the HDF5 file" in capsys.readouterr().err
-    assert _evaluate("--challenge", "sem", "--gt", gt, "--pred", pred) == 1
-    assert "unknown value 'sem'; valid choices: em, ctc" in capsys.readouterr().err
+    assert _evaluate("--challenge", "sem", "--gt", gt, "--pred", pred) == 2
+    assert "'sem' is not one of 'em', 'ctc'" in capsys.readouterr().err
 
 
 def _ctc_set(tmp_path):
@@ -215,3 +217,33 @@ def test_real_labels_scaled_score_zero_and_blurred_labels_do_not(tmp_path, real_
         assert p[name] == 0.0 and 0.0 < b[name] < 0.05
     for name in ("v_rand", "v_info"):
         assert p[name] == pytest.approx(1.0, abs=1e-12) and 0.95 < b[name] < 1.0
+
+
+_NO_TORCH = """
+import sys
+from unetbench.cli import main
+status = main(sys.argv[1:])
+print("torch imported" if "torch" in sys.modules else "no torch", file=sys.stderr)
+raise SystemExit(status)
+"""
+
+
+def test_evaluate_and_compare_never_import_torch(tmp_path):
+    """Scoring a submission needs no network (issue 32): ``unetbench evaluate`` and ``compare`` run the
+    command to the end, in a process of their own, and torch was never imported."""
+    _, labels = _em_pair(tmp_path, slices=3)
+    np.save(tmp_path / "a.npy", (labels / 255).astype(np.float32))
+    np.save(tmp_path / "b.npy", np.full(labels.shape, 0.5, np.float32))
+    for argv in (
+        ["evaluate", "--challenge", "em", "--gt", "gt.tif", "--pred", "a.npy"],
+        ["compare", "--challenge", "em", "--gt", "gt.tif", "a=a.npy", "b=b.npy", "--replicates", "100"],
+    ):
+        result = subprocess.run(
+            [sys.executable, "-c", _NO_TORCH, *argv],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.strip().endswith("no torch"), result.stderr

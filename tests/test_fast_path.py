@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from unetbench import devices
 from unetbench.errors import UserError
 from unetbench.inference.tiling import overlap_tile_predict, predict_image
 from unetbench.model.unet import UNet
-from unetbench.rundir import RunDir
+from unetbench.records.run_folder import RunDir
 from unetbench.spec import AugmentationSpec, InferenceSpec
+from unetbench.system import devices
 from unetbench.training.checkpoint import load_checkpoint, save_checkpoint
 from unetbench.training.sampler import TileBatcher, sample_tile, step_seed
 from unetbench.training.trainer import Trainer
@@ -104,7 +104,15 @@ def test_the_tiles_of_a_step_depend_on_the_seed_and_the_iteration_only(tmp_path)
 
     def trainer():
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-        return Trainer(spec, model, samples, weight_maps, device="cpu", checkpoint=tmp_path / "c.pt")
+        return Trainer(
+            spec.training,
+            spec.augmentation,
+            model,
+            samples,
+            weight_maps,
+            device="cpu",
+            checkpoint=tmp_path / "c.pt",
+        )
 
     first, second = trainer(), trainer()
     for _ in range(3):
@@ -139,7 +147,6 @@ def test_precision_and_layout_resolve_per_device(monkeypatch, native):
         "bf16 autocast, channels_last, torch.compile"
     )
     with devices.autocast("bf16", "cpu"):
-        assert torch.ones(2, 2) @ torch.ones(2, 2) is not None
         assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.bfloat16
     with devices.autocast("fp32", "cpu"):
         assert (torch.ones(4, 4) @ torch.ones(4, 4)).dtype == torch.float32
@@ -155,7 +162,15 @@ def test_a_resumed_trainer_is_bit_identical_to_a_straight_one(tmp_path, precisio
     def trainer(name):
         torch.manual_seed(0)
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-        return Trainer(spec, model, samples, weight_maps, device="cpu", checkpoint=tmp_path / name)
+        return Trainer(
+            spec.training,
+            spec.augmentation,
+            model,
+            samples,
+            weight_maps,
+            device="cpu",
+            checkpoint=tmp_path / name,
+        )
 
     straight = trainer("straight.pt")
     losses = [float(straight.step()) for _ in range(6)]
@@ -183,7 +198,15 @@ def test_bf16_training_differs_from_fp32_but_stays_close(tmp_path):
         spec = tiny_spec(**{"training.precision": precision})
         torch.manual_seed(0)
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-        trainer = Trainer(spec, model, samples, weight_maps, device="cpu", checkpoint=tmp_path / "c.pt")
+        trainer = Trainer(
+            spec.training,
+            spec.augmentation,
+            model,
+            samples,
+            weight_maps,
+            device="cpu",
+            checkpoint=tmp_path / "c.pt",
+        )
         losses[precision] = float(trainer.step())
     assert losses["fp32"] != losses["bf16"]
     assert abs(losses["fp32"] - losses["bf16"]) < 0.02 * losses["fp32"]
@@ -209,7 +232,15 @@ def test_compiled_bf16_channels_last_training_is_finite_decreases_and_resumes_ex
     def trainer(name):
         torch.manual_seed(0)
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels, dropout=0.5)
-        return Trainer(spec, model, samples, weight_maps, device="cpu", checkpoint=tmp_path / name)
+        return Trainer(
+            spec.training,
+            spec.augmentation,
+            model,
+            samples,
+            weight_maps,
+            device="cpu",
+            checkpoint=tmp_path / name,
+        )
 
     straight = trainer("straight.pt")
     assert straight.forward is not straight.model  # the compiled module
@@ -231,7 +262,15 @@ def test_a_checkpoint_of_the_earlier_format_is_applied_but_not_resumed(tmp_path)
     spec = tiny_spec()
     samples, weight_maps = _samples([(64, 64)] * 3)
     model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-    trainer = Trainer(spec, model, samples, weight_maps, device="cpu", checkpoint=tmp_path / "last.pt")
+    trainer = Trainer(
+        spec.training,
+        spec.augmentation,
+        model,
+        samples,
+        weight_maps,
+        device="cpu",
+        checkpoint=tmp_path / "last.pt",
+    )
     old = {k: v for k, v in trainer.state().items()}
     old["numpy_rng"] = np.random.default_rng(0).bit_generator.state
     path = save_checkpoint(tmp_path / "last.pt", old)
@@ -263,7 +302,7 @@ def test_inference_precision_and_layout_come_from_the_spec():
 
 
 def test_the_report_lists_the_precision_a_run_used():
-    from unetbench.report.paper import _precision_difference
+    from unetbench.report.departures import _precision_difference
 
     # a record from before `execution` was recorded: `auto` on a CPU depended on the processor
     assert "`auto`, not recorded" in _precision_difference(tiny_spec(), "cpu")
@@ -276,7 +315,7 @@ def test_the_report_lists_the_precision_a_run_used():
         compiled, "cpu"
     )
     # what the record says ran wins over the rule: a CPU with bf16 in hardware chose bf16 for `auto`
-    from unetbench.results import ExecutionUsed
+    from unetbench.system.execution import ExecutionUsed
 
     used = ExecutionUsed("bf16", "channels_last", False, "bf16", "channels_last", native_bf16=True)
     assert "training bf16 autocast, channels_last; prediction bf16 autocast, channels_last" in (
@@ -285,7 +324,7 @@ def test_the_report_lists_the_precision_a_run_used():
 
 
 def test_a_run_records_what_auto_became(tmp_path, monkeypatch):
-    from unetbench.runner import run
+    from unetbench.run.runner import run
 
     monkeypatch.setattr(devices, "native_bf16", lambda: True)
     spec = tiny_spec(iterations=2, **{"report.directory": str(tmp_path / "reports")})

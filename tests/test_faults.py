@@ -21,9 +21,9 @@ try:
 except ImportError:  # Windows, skipped below
     resource = None
 
-from unetbench.atomic import TEMPORARY_MARK, WriteFailed, atomic_write_text, refused_write
-from unetbench.rundir import RunDir
-from unetbench.runner import run
+from unetbench.records.run_folder import RunDir
+from unetbench.run.runner import run
+from unetbench.system.atomic_writes import TEMPORARY_MARK, WriteFailed, atomic_write_text, refused_write
 from unetbench.training.checkpoint import load_checkpoint
 
 from .helpers import finish, quiet, start_run, tiny_spec, write_spec
@@ -153,7 +153,8 @@ def test_a_report_the_disk_refuses_keeps_the_previous_report(tmp_path):
 def test_a_report_write_killed_midway_leaves_a_temporary_that_the_next_write_sweeps(tmp_path):
     report = tmp_path / "reports" / "quickstart" / "run.md"
     killed = (
-        "import os, signal, sys\nfrom pathlib import Path\nfrom unetbench.atomic import atomic_path\n"
+        "import os, signal, sys\nfrom pathlib import Path\n"
+        "from unetbench.system.atomic_writes import atomic_path\n"
         "with atomic_path(Path(sys.argv[1])) as temporary:\n"
         "    temporary.write_text('half a report')\n    os.kill(os.getpid(), signal.SIGKILL)\n"
     )

@@ -11,10 +11,11 @@ from PIL import Image
 
 from unetbench.ablation import AblationDir
 from unetbench.ablation.summary import summarise
+from unetbench.records.run_folder import RunDir
 from unetbench.report.figures import forest_figure, overlay_figure, training_curve_figure
-from unetbench.rundir import RunDir
 
-REPORTS = Path(__file__).resolve().parents[1] / "reports"
+from .helpers import REPORTS
+
 RED, BLUE = (255, 51, 51), (51, 102, 255)  # false cell (1.0, 0.2, 0.2), missed cell (0.2, 0.4, 1.0)
 TAB_RED = (214, 39, 40)  # matplotlib's tab:red
 TAB_ORANGE = (255, 127, 14)  # matplotlib's tab:orange

@@ -52,19 +52,69 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
     return [group for group in groups.values() if len(group) > 1]
 
 
+# The packages by layer, lowest first: a module imports from its own package or from a lower layer, never
+# from its own layer's other packages or from above (docs/architecture.md says what each holds).
+LAYERS = [
+    {"unetbench", "errors", "model", "metrics"},  # the ground: the version, errors, the network, the metrics
+    {"spec"},  # the file format and the paper's settings as data
+    {"system"},  # the machine: files, CPU share, interrupts, processes, devices
+    {"datasets", "records"},  # the data sets; what a run leaves behind
+    {"inference", "training", "challenges", "report"},  # the stages, specs checked against the data
+    {"evaluation", "tracking"},  # scoring without a network; showing runs elsewhere
+    {"run"},  # unetbench run
+    {"exports", "ablation"},  # what leaves a run; many runs
+    {"leaderboard"},  # unetbench compare
+    {"cli"},
+    {"__main__"},  # python -m unetbench: the CLI
+]
+
+
+def package(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def layer_of(module: str) -> int:
+    return next(i for i, names in enumerate(LAYERS) if package(module) in names)
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of a package of the same or a higher layer than the importer's own."""
+    found = []
+    for source, targets in graph.items():
+        for target in targets:
+            if package(source) != package(target) and layer_of(target) >= layer_of(source):
+                found.append(f"{source} -> {target}")
+    return sorted(found)
+
+
+def test_every_package_has_a_layer():
+    assert {package(m) for m in import_graph()} <= set().union(*LAYERS)
+
+
+def test_no_import_runs_up_or_sideways_and_a_planted_one_is_found():
+    graph = import_graph()
+    assert upward(graph) == []
+    planted = {
+        **graph,
+        "unetbench.records.run_folder": graph["unetbench.records.run_folder"] | {"unetbench.run.runner"},
+    }
+    assert upward(planted) == ["unetbench.records.run_folder -> unetbench.run.runner"]
+
+
 def test_the_graph_is_read_and_a_planted_circle_is_found():
     graph = import_graph()
-    assert "unetbench.evaluation" in graph["unetbench.ablation.crossval"]
-    assert "unetbench.model.sizes" in graph["unetbench.spec"]
-    planted = {**graph, "unetbench.errors": graph["unetbench.errors"] | {"unetbench.runner"}}
-    assert any("unetbench.runner" in group and "unetbench.errors" in group for group in circles(planted))
+    assert "unetbench.evaluation.scoring" in graph["unetbench.ablation.crossval"]
+    assert "unetbench.model.sizes" in graph["unetbench.spec.schema"]
+    planted = {**graph, "unetbench.errors": graph["unetbench.errors"] | {"unetbench.run.runner"}}
+    assert any("unetbench.run.runner" in group and "unetbench.errors" in group for group in circles(planted))
 
 
 def test_no_import_circle():
     assert circles(import_graph()) == []
 
 
-def test_prediction_and_export_do_not_import_the_runner():
+def test_only_the_cli_and_the_ablations_executors_import_the_runner():
     graph = import_graph()
-    assert "unetbench.runner" not in graph["unetbench.predict_export"]
-    assert "unetbench.runner" not in graph["unetbench.evaluation"]
+    importers = sorted(m for m, targets in graph.items() if "unetbench.run.runner" in targets)
+    assert importers == ["unetbench.ablation.executors", "unetbench.cli.run"], importers

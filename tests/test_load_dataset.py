@@ -1,16 +1,15 @@
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from unetbench.challenges.loading import apply_overrides, load_spec
 from unetbench.cli import main
 from unetbench.datasets import load_dataset, synthetic
 from unetbench.datasets.splits import split_collection
 from unetbench.errors import DataError, SpecError
-from unetbench.spec_checks import apply_overrides, load_spec
 
-CHALLENGES = Path(__file__).resolve().parents[1] / "challenges"
+from .helpers import CHALLENGES
 
 
 def test_quickstart_data_is_generated_and_split_as_the_spec_says():

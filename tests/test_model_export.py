@@ -11,8 +11,9 @@ import torch
 
 from unetbench.cli import main
 from unetbench.errors import UserError
-from unetbench.model.unet import ProbabilityUNet, unet_kwargs
-from unetbench.runner import run
+from unetbench.model.sizes import unet_kwargs
+from unetbench.model.unet import ProbabilityUNet
+from unetbench.run.runner import run
 
 from .helpers import REPO, quiet, tiny_spec
 
@@ -21,19 +22,19 @@ pytest.importorskip("onnxscript")
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    """A finished valid-padding run and a finished same-padding one (no tiling), two steps each."""
+def runs(tmp_path_factory, tiny_run):
+    """A finished valid-padding run (the suite's tiny run) and a finished same-padding one (no tiling)."""
     folder = tmp_path_factory.mktemp("exports")
     same = {"model.padding": "same", "inference.tiling": "none", "training.tile_size": 64}
     same["inference.tile_size"] = 64
     return {
-        "valid": run(tiny_spec(iterations=2), out=folder / "valid", **quiet(folder)),
+        "valid": tiny_run,
         "same": run(tiny_spec(iterations=2, **same), out=folder / "same", **quiet(folder)),
     }
 
 
 def _network(run_dir: Path) -> ProbabilityUNet:
-    from unetbench.predict_export import load_trained
+    from unetbench.exports.loading import load_trained
 
     trained = load_trained(run_dir, "cpu")
     network = ProbabilityUNet(**unet_kwargs(trained.spec.model))
@@ -42,8 +43,8 @@ def _network(run_dir: Path) -> ProbabilityUNet:
 
 
 def _two_sizes(run_dir: Path) -> list[torch.Tensor]:
-    from unetbench.model_export import valid_sizes
-    from unetbench.predict_export import load_trained
+    from unetbench.exports.loading import load_trained
+    from unetbench.exports.model_files import valid_sizes
 
     sizes = valid_sizes(load_trained(run_dir, "cpu").spec.model)
     generator = torch.Generator().manual_seed(5)
@@ -78,7 +79,7 @@ def test_a_bioimageio_package_passes_bioimageio_cores_test_and_predict_takes_eve
 
     from bioimageio.core import test_model
 
-    from unetbench.predict_export import load_trained, probability_maps
+    from unetbench.exports.loading import load_trained, probability_maps
 
     run_dir = runs["valid"]
     package = tmp_path / "model.zip"
@@ -109,7 +110,7 @@ def test_an_em_cpu_network_on_the_real_slices_exports_a_package_that_passes(tmp_
     pytest.importorskip("bioimageio.core")
     import zipfile
 
-    from unetbench.spec_checks import apply_overrides, load_spec
+    from unetbench.challenges.loading import apply_overrides, load_spec
 
     data_root = tmp_path / "data"
     assert main(["data", "import", "isbi2012", str(real_isbi), "--data-root", str(data_root)]) == 0
@@ -160,7 +161,7 @@ def test_bad_exports_are_one_line_and_write_nothing(runs, tmp_path, capsys):
 def test_predict_refuses_files_that_are_not_exported_networks(tmp_path, name, content, says):
     import zipfile
 
-    from unetbench.predict_export import load_trained
+    from unetbench.exports.loading import load_trained
 
     path = tmp_path / name
     if content is None:
@@ -175,7 +176,7 @@ def test_predict_refuses_files_that_are_not_exported_networks(tmp_path, name, co
 def test_an_exported_file_whose_spec_is_damaged_is_one_line(runs, tmp_path):
     import onnx
 
-    from unetbench.predict_export import SPEC_ENTRY, load_trained
+    from unetbench.exports.loading import SPEC_ENTRY, load_trained
 
     assert main(["export", "onnx", str(runs["same"]), "--out", str(tmp_path / "m.onnx")]) == 0
     model = onnx.load(str(tmp_path / "m.onnx"))

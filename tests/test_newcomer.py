@@ -39,9 +39,11 @@ def test_predict_refuses_a_bad_tta_before_it_says_anything(tmp_path, capsys):
     _, run_dir, _ = _finished(tmp_path, capsys)
     image = tmp_path / "x.npy"
     __import__("numpy").save(image, __import__("numpy").zeros((64, 64), "float32"))
-    assert main(["predict", str(run_dir), str(image), "--out", str(tmp_path / "o"), "--tta", "rot"]) == 1
+    assert main(["predict", str(run_dir), str(image), "--out", str(tmp_path / "o"), "--tta", "rot"]) == 2
     captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.startswith("error: --tta: unknown value 'rot'")
+    assert captured.out == "" and captured.err.startswith(
+        "error: Invalid value for '--tta': 'rot' is not one of"
+    )
 
 
 def test_a_run_without_test_images_does_not_say_it_predicts_them(tmp_path, capsys):

@@ -1,13 +1,12 @@
-"""The table of the paper's settings (report/paper.py): a row is silent exactly where a run keeps the
+"""The table of the paper's settings (spec/paper.py): a row is silent exactly where a run keeps the
 paper's setting, speaks where the paper gives none, and never shows a value the run did not use."""
 
-from pathlib import Path
-
 from unetbench.cli import main
-from unetbench.report.paper import PAPER_SETTINGS
 from unetbench.spec import read_spec, with_overrides
+from unetbench.spec.paper import PAPER_SETTINGS
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import REPO
+
 PAPER = read_spec(REPO / "challenges" / "em.toml")
 
 

@@ -10,29 +10,22 @@ import numpy as np
 import pytest
 import tifffile
 
+from unetbench.challenges.loading import apply_overrides, load_spec
 from unetbench.cli import main
 from unetbench.datasets import synthetic
+from unetbench.exports.loading import load_trained
 from unetbench.inference.postprocess import cell_instances
 from unetbench.inference.tiling import predict_image
-from unetbench.predict_export import load_trained
-from unetbench.spec_checks import apply_overrides, load_spec
 
-from .helpers import QUICKSTART, quiet, tiny_spec
-
-CHALLENGES = Path(__file__).resolve().parents[1] / "challenges"
+from .helpers import CHALLENGES, QUICKSTART, quiet
 
 
 def _finished_run(tmp_path: Path, spec, data_root: Path | None = None) -> Path:
-    from unetbench.runner import run
+    from unetbench.run.runner import run
 
     out = tmp_path / "run"
     run(spec, out=out, data_root=data_root, **quiet(tmp_path))
     return out
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    return _finished_run(tmp_path_factory.mktemp("tiny"), tiny_spec(iterations=4))
 
 
 def test_predict_writes_p_cell_as_the_network_gives_it_and_instances(tiny_run, tmp_path):
@@ -90,8 +83,8 @@ def test_predict_refuses_bad_input_with_one_line_and_writes_nothing(tiny_run, tm
         assert not out.exists()
     assert main(["predict", str(tmp_path), str(good), "--out", str(tmp_path / "o")]) == 1
     assert "spec.toml is missing" in capsys.readouterr().err
-    assert main(["predict", str(tiny_run), str(good), "--out", str(tmp_path / "o"), "--tta", "all"]) == 1
-    assert "--tta: unknown value 'all'" in capsys.readouterr().err
+    assert main(["predict", str(tiny_run), str(good), "--out", str(tmp_path / "o"), "--tta", "all"]) == 2
+    assert "'--tta': 'all' is not one of 'none', 'flips', 'dihedral'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
 
 

@@ -7,8 +7,8 @@ import io
 
 from rich.console import Console
 
-from unetbench import progress
-from unetbench.progress import Reporter
+from unetbench.run import progress
+from unetbench.run.progress import Reporter
 
 
 def _console() -> tuple[Console, io.StringIO]:

@@ -2,9 +2,9 @@
 
 import importlib
 import re
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from .helpers import REPO
+
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 

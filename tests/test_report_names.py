@@ -4,7 +4,7 @@ rendering one again finds its own (issue 30, bug 1)."""
 from pathlib import Path
 
 from unetbench.cli import main
-from unetbench.runner import run
+from unetbench.run.runner import run
 
 from .helpers import quiet, tiny_spec, write_spec
 

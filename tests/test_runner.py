@@ -9,9 +9,9 @@ import pytest
 
 from unetbench.cli import main
 from unetbench.errors import RunInterrupted, UserError
-from unetbench.results import RunRecord
-from unetbench.rundir import RunDir
-from unetbench.runner import run
+from unetbench.records.run_folder import RunDir
+from unetbench.records.run_record import RunRecord
+from unetbench.run.runner import run
 from unetbench.training.checkpoint import load_checkpoint
 from unetbench.training.trainer import Trainer
 
@@ -363,7 +363,7 @@ def test_a_report_whose_figures_were_deleted_names_them_instead_of_linking(tmp_p
 def test_the_record_keeps_the_overrides_given_at_the_start(tmp_path):
     """Resumed from the run folder's spec.toml (which cannot hold overrides), the record still names them."""
     run_dir = run(tiny_spec(iterations=2), out=tmp_path / "run", **quiet(tmp_path))
-    from unetbench.spec_checks import apply_overrides, load_spec
+    from unetbench.challenges.loading import apply_overrides, load_spec
 
     again = apply_overrides(
         load_spec(run_dir / "spec.toml"), {"training.iterations": 4}, source="command line"
@@ -386,7 +386,7 @@ def test_problems_show_before_anything_is_written(tmp_path, monkeypatch, capsys)
     assert "no data at" in capsys.readouterr().err
     assert main(["run", str(QUICKSTART), "--set", "training.tile_size=125", "--no-progress"]) == 1
     assert "training.tile_size" in capsys.readouterr().err
-    assert main(["run", str(QUICKSTART), "--device", "gpu", "--no-progress"]) == 1
+    assert main(["run", str(QUICKSTART), "--set", "training.device=gpu", "--no-progress"]) == 1
     assert "valid choices: 'auto', 'cpu', 'cuda'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 

@@ -7,13 +7,11 @@ import math
 
 import pytest
 
-from unetbench.rundir import RunDir
-from unetbench.spec_checks import apply_overrides, load_spec
+from unetbench.challenges.loading import apply_overrides, load_spec
+from unetbench.records.run_folder import RunDir
 from unetbench.training.trainer import learning_rate
 
-from .helpers import QUICKSTART
-
-REPORTS = QUICKSTART.parents[1] / "reports"
+from .helpers import QUICKSTART, REPORTS
 
 
 def _training(**overrides):

@@ -6,6 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from unetbench.challenges.loading import apply_overrides, load_spec
 from unetbench.errors import SpecError
 from unetbench.spec import (
     ChallengeSpec,
@@ -13,10 +14,8 @@ from unetbench.spec import (
     parse_override,
     spec_to_dict,
 )
-from unetbench.spec_checks import apply_overrides, load_spec
 
-CHALLENGES = Path(__file__).resolve().parents[1] / "challenges"
-EM = CHALLENGES / "em.toml"
+from .helpers import CHALLENGES, EM
 
 
 def test_every_shipped_spec_loads():

@@ -22,7 +22,13 @@ from unetbench.ablation.statistics import (
     networks_needed,
     paired_t_interval,
     pooled_coverage,
-    simulate_ablations,
+    simulate_em_design,
+)
+from unetbench.ablation.statistics import (
+    SIMULATED_EFFECT as EFFECT,
+)
+from unetbench.ablation.statistics import (
+    SIMULATED_TEST_OVER_TRAIN as TEST_OVER_TRAIN,
 )
 
 
@@ -117,55 +123,36 @@ def _nominal(covered: float) -> bool:
     return 0.93 <= covered <= 0.99
 
 
-def _simulated(rho: float = 5 / 25, seeds: int = 1, seed_sd: float = 0.0):
-    """4,000 ablations of 6 folds of 5 test and 20 training images (em.toml's proportions), effect 0.02,
-    fold noise 0.01 correlated across folds by ``rho``, image noise 0.03. One seed without seed noise puts
-    all the network noise in the fold term: at rho = n_test / (n_test + n_train) = 0.2 the folds correlate
-    as the correction assumes."""
-    return simulate_ablations(
-        np.random.default_rng(2015),
-        ablations=4000,
-        folds=6,
-        seeds=seeds,
-        images=5,
-        effect=0.02,
-        fold_sd=0.01,
-        seed_sd=seed_sd,
-        image_sd=0.03,
-        rho=rho,
-    )
-
-
 def _at_the_assumed_correlation():
-    return _simulated()
+    return simulate_em_design()
 
 
 def test_the_corrected_interval_covers_nominally_at_the_correlation_it_assumes():
     network, per_image = _at_the_assumed_correlation()
-    assert _nominal(coverage(network, 0.02, test_over_train=5 / 20))
-    assert pooled_coverage(per_image, 0.02) <= 0.85  # every (seed, image) as independent: far too sure
+    assert _nominal(coverage(network, EFFECT, test_over_train=TEST_OVER_TRAIN))
+    assert pooled_coverage(per_image, EFFECT) <= 0.85  # every (seed, image) as independent: far too sure
 
 
 def test_the_coverage_test_fails_without_the_correction_and_for_an_interval_twice_too_wide():
     """The mutations the coverage test must catch."""
     network, _ = _at_the_assumed_correlation()
-    uncorrected = coverage(network, 0.02, test_over_train=0.0)
-    too_wide = coverage(network, 0.02, test_over_train=5 / 20, widen=2.0)
+    uncorrected = coverage(network, EFFECT, test_over_train=0.0)
+    too_wide = coverage(network, EFFECT, test_over_train=TEST_OVER_TRAIN, widen=2.0)
     assert not _nominal(uncorrected) and uncorrected < 0.93
     assert not _nominal(too_wide) and too_wide > 0.99
 
 
 def test_above_the_assumed_correlation_the_interval_covers_less():
     """The correction's assumption, measured: at a fold correlation of 0.6 it covers far below 95%."""
-    network, _ = _simulated(rho=0.6)
-    assert coverage(network, 0.02, test_over_train=5 / 20) < 0.9
+    network, _ = simulate_em_design(rho=0.6)
+    assert coverage(network, EFFECT, test_over_train=TEST_OVER_TRAIN) < 0.9
 
 
 @pytest.mark.parametrize("seeds", [2, 3])
 def test_with_seeds_the_corrected_interval_still_covers_and_the_pooled_one_does_not(seeds):
-    network, per_image = _simulated(seeds=seeds, seed_sd=0.01)
-    assert _nominal(coverage(network, 0.02, test_over_train=5 / 20))
-    assert pooled_coverage(per_image, 0.02) <= 0.85
+    network, per_image = simulate_em_design(seeds=seeds, seed_sd=0.01)
+    assert _nominal(coverage(network, EFFECT, test_over_train=TEST_OVER_TRAIN))
+    assert pooled_coverage(per_image, EFFECT) <= 0.85
     assert network.shape == (4000, 6, seeds) and per_image.shape == (4000, 6, seeds, 5)
 
 

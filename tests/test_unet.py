@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
+from unetbench.challenges.loading import load_spec
 from unetbench.model.unet import UNet, unet_from_spec
-from unetbench.spec_checks import load_spec
 from unetbench.training.loss import weighted_cross_entropy
 
 

@@ -23,12 +23,12 @@ import numpy as np
 
 from unetbench.ablation.folder import AblationDir
 from unetbench.ablation.plan import PlannedRun
+from unetbench.ablation.records import CrossValidated, OutOfFold
 from unetbench.datasets import load_dataset
 from unetbench.datasets.splits import split_collection
 from unetbench.errors import UserError
-from unetbench.evaluation import score_maps
-from unetbench.results import CrossValidated, OutOfFold
-from unetbench.rundir import RunDir
+from unetbench.evaluation.scoring import score_maps
+from unetbench.records.run_folder import RunDir
 
 
 def out_of_fold(

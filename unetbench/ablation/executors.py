@@ -33,8 +33,9 @@ from typing import Any, Protocol
 from unetbench.ablation.folder import AblationDir
 from unetbench.ablation.plan import PlannedRun
 from unetbench.errors import RunInterrupted, UserError
-from unetbench.results import command_line
-from unetbench.rundir import RunDir
+from unetbench.records.provenance import command_line
+from unetbench.records.run_folder import RunDir
+from unetbench.run.runner import run
 
 STOP_SECONDS = 60  # after Ctrl-C: how long the running runs get to checkpoint and stop
 
@@ -68,10 +69,8 @@ def run_one(
     """Finish one planned run: skip it when it is finished, resume it when it was started, or start it.
 
     ``watch(iteration, total)`` hears of the training steps, ``command`` is what the run's session records
-    (see :func:`unetbench.runner.run`); ``reports``: where the run's own report goes.
+    (see :func:`unetbench.run.runner.run`); ``reports``: where the run's own report goes.
     """
-    from unetbench.runner import run
-
     common = dict(
         data_root=data_root,
         reports=reports,
@@ -300,7 +299,7 @@ class LocalExecutor:
 
 def _threads_per_run(planned: PlannedRun, runs_per_device: int) -> int | None:
     """On the CPU, each of N runs gets cores / N threads; on a GPU torch keeps its default."""
-    from unetbench.devices import resolve_device
+    from unetbench.system.devices import resolve_device
 
     if resolve_device(planned.spec.training.device) != "cpu":
         return None

@@ -1,4 +1,5 @@
-"""An ablation's folder: the one place that knows its layout (as :class:`~unetbench.rundir.RunDir` knows a
+"""An ablation's folder: the one place that knows its layout (as :class:`~unetbench.records.run_folder.RunDir`
+knows a
 run's).
 
 ::
@@ -30,9 +31,7 @@ import shutil
 from pathlib import Path
 
 from unetbench.ablation.plan import PlannedRun
-from unetbench.atomic import atomic_path
-from unetbench.errors import UserError
-from unetbench.results import (
+from unetbench.ablation.records import (
     CROSSVAL_SCHEMA,
     MANIFEST_SCHEMA,
     SELECTION_SCHEMA,
@@ -40,19 +39,20 @@ from unetbench.results import (
     AblationManifest,
     CrossValidated,
     PlannedRunEntry,
-    RunRecord,
     Selection,
     Superseded,
-    command_line,
-    read_json_record,
-    write_json_record,
 )
-from unetbench.rundir import RunDir
+from unetbench.errors import UserError
+from unetbench.records.json_io import read_json_record, write_json_record
+from unetbench.records.provenance import command_line
+from unetbench.records.run_folder import ABLATION_MANIFEST, RunDir
+from unetbench.records.run_record import RunRecord
 from unetbench.spec import ChallengeSpec, dump_spec
+from unetbench.system.atomic_writes import atomic_path
 
 
 class AblationDir:
-    MANIFEST = "ablation.json"
+    MANIFEST = ABLATION_MANIFEST
     CROSSVAL = "crossval.json"
     SELECTION = "selection.json"
     SUPERSEDED = "superseded.json"

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from unetbench.ablation.folder import AblationDir
-from unetbench.ablation.plan import BASELINE, SWITCHES, PlannedRun, switch_of
+from unetbench.ablation.plan import BASELINE, PlannedRun
+from unetbench.ablation.switches import SWITCHES, switch_of
 from unetbench.errors import UserError
-from unetbench.rundir import RunDir
+from unetbench.records.run_folder import RunDir
 
 # What decides a network's training time: the spec's sections beside the data set (the split and the
 # seed do not).
@@ -86,26 +87,29 @@ def _duration(seconds: float) -> str:
 
 def estimate_cost(runs: list[PlannedRun], split) -> Cost:
     """:class:`Cost` from records on this machine where there are some, else measured (module docstring)."""
-    from unetbench.devices import resolve_device
-    from unetbench.results import hardware
+    from unetbench.records.provenance import hardware
+    from unetbench.system.devices import resolve_device
 
     spec = runs[0].spec
     device = resolve_device(spec.training.device)
     here = hardware(device)
     found = _records_like(spec, here)
-    predictions = {r.variant: _prediction_seconds(r.spec, split, device) for r in runs if not r.trains}
+    predictions: dict[str, float] = {}
+    for planned in runs:  # measured once per variant: its folds and seeds predict alike
+        if not planned.trains and planned.variant not in predictions:
+            predictions[planned.variant] = _prediction_seconds(planned.spec, split, device)
     if found:
         seconds = statistics.median(sum(r.timings_seconds.values()) for r in found)
         where = here.gpu or here.processor
         return Cost(seconds, predictions, f"the median of {len(found)} finished runs' records on {where}")
-    from unetbench import contention
+    from unetbench.system import cpu_share
 
-    start = contention.read_clock()
+    start = cpu_share.read_clock()
     step = _step_seconds(spec, device)
     training = spec.training
     validations = training.iterations // training.validate_every if training.validate_every else 0
     per_image = _prediction_seconds(spec, split, device, per_image=True)
-    busy = contention.shared_note(contention.others_busy(start, contention.read_clock()), here.cpu_cores)
+    busy = cpu_share.shared_note(cpu_share.others_busy(start, cpu_share.read_clock()), here.cpu_cores)
     images = validations * len(split.validation) + len(split.evaluation) + len(split.test)
     images += len(split.validation) + len(split.evaluation)  # the untrained network is scored too
     seconds = spec.training.iterations * step + images * per_image
@@ -126,7 +130,7 @@ def _timed_part(table: dict) -> dict:
 
 def _records_like(spec, here) -> list:
     """Finished runs that trained the same network with the same settings on this processor and device."""
-    from unetbench.results import RunRecord
+    from unetbench.records.run_record import RunRecord
     from unetbench.spec import spec_to_table
 
     wanted = _timed_part(spec_to_table(spec))
@@ -150,8 +154,8 @@ def _step_seconds(spec, device: str, steps: int = 3) -> float:
     """A training step of the spec's network on random tiles, under its precision and layout."""
     import torch
 
-    from unetbench import devices
     from unetbench.model.unet import unet_from_spec
+    from unetbench.system import devices
 
     training = spec.training
     model = unet_from_spec(spec.model).to(device)
@@ -179,9 +183,9 @@ def _prediction_seconds(spec, split, device: str, *, per_image: bool = False) ->
     run: its evaluation and test images."""
     import torch
 
-    from unetbench import devices
     from unetbench.inference.tiling import TTA_VERSIONS, tile_plan
     from unetbench.model.unet import unet_from_spec
+    from unetbench.system import devices
 
     inference = spec.inference
     model = unet_from_spec(spec.model).to(device).eval()

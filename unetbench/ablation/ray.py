@@ -52,7 +52,7 @@ from unetbench.ablation.executors import (
 from unetbench.ablation.folder import AblationDir
 from unetbench.ablation.plan import PlannedRun
 from unetbench.errors import RunInterrupted, UserError
-from unetbench.results import command_line
+from unetbench.records.provenance import command_line
 
 LOOPBACK = "127.0.0.1"
 INSTALL = "pip install 'unetbench[ray]'"

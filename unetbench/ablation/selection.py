@@ -18,9 +18,9 @@ from pathlib import Path
 
 from unetbench.ablation.crossval import Stacks
 from unetbench.ablation.plan import BASELINE, PlannedRun, parse_vary
+from unetbench.ablation.records import FoldChoice, OutOfFold, Selection
 from unetbench.errors import UserError
-from unetbench.results import FoldChoice, OutOfFold, Selection
-from unetbench.rundir import RunDir
+from unetbench.records.run_folder import RunDir
 from unetbench.spec import ChallengeSpec
 
 SELECTED = "selected"

@@ -306,6 +306,33 @@ def simulate_ablations(
     return network, network[..., None] + image_sd * rng.normal(size=(ablations, folds, seeds, images))
 
 
+# The one simulated design of the coverage test (tests/test_statistics.py) and of
+# benchmarks/interval_coverage.py: em.toml's proportions, 6 folds of 5 test and 20 training images.
+SIMULATED_EFFECT = 0.02
+SIMULATED_TEST_OVER_TRAIN = 5 / 20
+
+
+def simulate_em_design(
+    *, ablations: int = 4000, seeds: int = 1, seed_sd: float = 0.0, rho: float = 5 / 25
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`simulate_ablations` of em.toml's design: effect 0.02, fold noise 0.01 correlated across folds
+    by ``rho``, image noise 0.03, 5 images per fold, random seed 2015. One seed without seed noise puts all
+    the network noise in the fold term: at ``rho`` = n_test / (n_test + n_train) = 0.2 the folds correlate
+    as the correction assumes."""
+    return simulate_ablations(
+        np.random.default_rng(2015),
+        ablations=ablations,
+        folds=6,
+        seeds=seeds,
+        images=5,
+        effect=SIMULATED_EFFECT,
+        fold_sd=0.01,
+        seed_sd=seed_sd,
+        image_sd=0.03,
+        rho=rho,
+    )
+
+
 def coverage(network: np.ndarray, effect: float, test_over_train: float, *, widen: float = 1.0) -> float:
     """How often the corrected interval over the networks (its half-width times ``widen``) holds the true
     ``effect``; ``network``: the run-level differences of :func:`simulate_ablations`. The interval assumes

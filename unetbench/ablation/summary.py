@@ -22,6 +22,7 @@ import pandas as pd
 
 from unetbench.ablation.folder import bundled_name
 from unetbench.ablation.plan import BASELINE
+from unetbench.ablation.records import AblationManifest, CrossValidated, PlannedRunEntry
 from unetbench.ablation.statistics import (
     ALPHA,
     CORRECTED,
@@ -37,9 +38,9 @@ from unetbench.ablation.statistics import (
     networks_needed,
     paired_t_interval,
 )
-from unetbench.contention import SHARED
 from unetbench.metrics import METRICS
-from unetbench.results import AblationManifest, CrossValidated, PlannedRunEntry, RunRecord
+from unetbench.records.run_record import RunRecord
+from unetbench.system.cpu_share import SHARED
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ The data sets ``synthetic-em`` and ``synthetic-cells`` are generated in memory f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
 import numpy as np
 from scipy import ndimage
@@ -40,6 +40,12 @@ if TYPE_CHECKING:
     from unetbench.spec import DataSpec
 
 _TRAIN, _TEST = 0, 1  # random streams of the EM generator
+
+
+Layout = Literal["tiff", "hdf5", "slices"]  # the ISBI 2012 layouts synthetic-em is written in
+LAYOUTS: tuple[str, ...] = get_args(Layout)
+Look = Literal["phase", "dic"]  # phase contrast (PhC-C2DH-U373) or DIC (DIC-C2DH-HeLa)
+LOOKS: tuple[str, ...] = get_args(Look)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
@@ -143,7 +149,7 @@ class _CellScene:
         # Touching cells divide the overlap at equal normalised distance: a curved shared border.
         return np.where(inside, nearest + 1, 0).astype(np.uint16)
 
-    def image(self, t: int, instances: np.ndarray, look: Literal["phase", "dic"]) -> np.ndarray:
+    def image(self, t: int, instances: np.ndarray, look: Look) -> np.ndarray:
         rng = np.random.default_rng([self.texture_seed, t])
         shape = instances.shape
         fg = instances > 0
@@ -173,7 +179,7 @@ def cell_sequence(
     frames: list[int],
     height: int = 512,
     width: int = 512,
-    look: Literal["phase", "dic"] = "phase",
+    look: Look = "phase",
 ):
     """Frames ``frames`` of one sequence: ``(images uint8 (T, H, W), instances uint16 (T, H, W))``.
 
@@ -192,7 +198,7 @@ def write_em(
     samples: int = 30,
     height: int = 512,
     width: int = 512,
-    layout: Literal["tiff", "hdf5", "slices"] = "tiff",
+    layout: Layout = "tiff",
 ) -> Path:
     """Write ``samples`` labelled and ``samples`` test slices in an ISBI 2012 layout.
 
@@ -223,7 +229,7 @@ def write_cells(
     samples: int = 12,
     height: int = 512,
     width: int = 512,
-    look: Literal["phase", "dic"] = "phase",
+    look: Look = "phase",
     digits: int = 3,
 ) -> Path:
     """Write sequences 01 and 02 in the CTC layout: every frame, SEG for every other frame, TRA.

@@ -11,7 +11,7 @@ mirror-extended image would: the result equals that pass to float rounding ("sea
 averaging transforms, assembling the output and averaging happen there, and one probability map per
 image comes back to the host. Tiles go through the network ``inference.batch_size`` at a time under
 ``torch.no_grad()``, with the spec's ``inference.precision`` and ``memory_format``
-(:mod:`unetbench.devices`; ``auto``: bf16 autocast and channels_last on CUDA, float32 on the CPU); the
+(:mod:`unetbench.system.devices`; ``auto``: bf16 autocast and channels_last on CUDA, float32 on the CPU); the
 soft-max is taken in float32.
 
 Two alternatives, for the ablation (:mod:`unetbench.ablation.plan`):
@@ -43,9 +43,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from unetbench import devices
 from unetbench.model.sizes import context_margin, output_size
-from unetbench.spec import InferenceSpec
+from unetbench.spec import TTA_CHOICES, InferenceSpec
+from unetbench.system import devices
 
 
 def _as_channels(image, device="cpu") -> torch.Tensor:
@@ -222,8 +222,9 @@ def tile_plan(model, image, inference, device="cpu") -> TilePlan:
 # --------------------------------------------------------------------------------------------------
 # Test-time averaging
 
-#: The versions each setting averages, as indices into the dihedral group (see :func:`transform`).
-TTA_VERSIONS = {"none": (0,), "flips": (0, 4, 2, 6), "dihedral": tuple(range(8))}
+#: The versions each setting (named by :data:`unetbench.spec.TTA_CHOICES`) averages, as indices into the
+#: dihedral group (see :func:`transform`).
+TTA_VERSIONS = dict(zip(TTA_CHOICES, ((0,), (0, 4, 2, 6), tuple(range(8))), strict=True))
 
 
 def transform(array, version: int):

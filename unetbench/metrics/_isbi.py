@@ -143,8 +143,6 @@ def check_stacks(ground_truth, proposal, *, names: tuple[str, str] = ("ground tr
 
 
 def _score_slice(cell: np.ndarray, prop: np.ndarray, wanted: frozenset, radius: int) -> _SliceScores:
-    from unetbench.metrics import _kernels as k  # numba: imported (and compiled, once) only when scoring
-
     n_th, n_wth = len(THRESHOLDS), len(WARPING_THRESHOLDS)
     result = _SliceScores(
         pixel=np.zeros((n_th, 3)),
@@ -154,50 +152,64 @@ def _score_slice(cell: np.ndarray, prop: np.ndarray, wanted: frozenset, radius: 
         splits_merges=np.zeros(n_wth),
         mismatches=np.zeros(n_wth),
     )
-    p64 = prop.astype(np.float64)
     # levels[y, x] = how many thresholds the pixel exceeds: binarisation i is levels > i (strict >, double).
-    levels = np.searchsorted(np.asarray(THRESHOLDS), p64, side="left")
+    levels = np.searchsorted(np.asarray(THRESHOLDS), prop.astype(np.float64), side="left")
     if "pixel_error" in wanted:
         in_cell = np.bincount(levels[cell], minlength=n_th + 1)
         in_membrane = np.bincount(levels[~cell], minlength=n_th + 1)
         for i in range(n_th):
             tp, fp = in_cell[i + 1 :].sum(), in_membrane[i + 1 :].sum()
             result.pixel[i] = tp, fp, in_cell.sum() - tp
-    needs_regions = wanted & {"rand_error", "v_rand", "v_info"}
-    if needs_regions:
-        a_labels, _ = k.label4(cell)
-        a_flat = a_labels.ravel()
-        order = np.flatnonzero(a_flat)
-        order = order[np.argsort(a_flat[order], kind="stable")]
-        occupied = np.bincount(levels.ravel(), minlength=n_th + 1)
-        for i in range(n_th):
-            if i > 0 and occupied[i] == 0:  # no pixel sits exactly at this level: same binarisation as i - 1
-                result.rand[i], result.v_rand[i], result.v_info[i] = (
-                    result.rand[i - 1],
-                    result.v_rand[i - 1],
-                    result.v_info[i - 1],
-                )
-                continue
-            predicted = levels > i
-            if "rand_error" in wanted:
-                b_labels, n_b = k.label4(predicted)
-                result.rand[i] = rand_counts(k.contingency_sums(order, a_flat, b_labels.ravel(), n_b))
-            if wanted & {"v_rand", "v_info"}:
-                basins = k.watershed_thinning(predicted)
-                sums = k.contingency_sums(order, a_flat, basins.ravel(), int(basins.max()))
-                result.v_rand[i] = fscore(*rand_counts(sums))
-                result.v_info[i] = information_fscore(sums)
+    if wanted & {"rand_error", "v_rand", "v_info"}:
+        _region_scores(cell, levels, wanted, result)
     if wanted & {"warping_error", "classic_warping_error"}:
-        source = cell.astype(np.uint8)
-        for i, th in enumerate(WARPING_THRESHOLDS):
-            warped, _ = k.simple_point_warp(source, prop, th, k.SIMPLE)
-            mismatch = warped != (p64 > th)
-            result.mismatches[i] = np.count_nonzero(mismatch)
-            if "warping_error" in wanted:
-                labels, _ = k.label4(warped)
-                counts = k.classify_mismatches(warped, labels, mismatch, radius)
-                result.splits_merges[i] = counts[0] + counts[1]
+        _warping_scores(cell, prop, wanted, radius, result)
     return result
+
+
+def _region_scores(cell: np.ndarray, levels: np.ndarray, wanted: frozenset, result: _SliceScores) -> None:
+    """Rand counts and the thinned-basin V scores of every binarisation, into ``result``."""
+    from unetbench.metrics import _kernels as k  # numba: imported (and compiled, once) only when scoring
+
+    n_th = len(THRESHOLDS)
+    a_labels, _ = k.label4(cell)
+    a_flat = a_labels.ravel()
+    order = np.flatnonzero(a_flat)
+    order = order[np.argsort(a_flat[order], kind="stable")]
+    occupied = np.bincount(levels.ravel(), minlength=n_th + 1)
+    for i in range(n_th):
+        if i > 0 and occupied[i] == 0:  # no pixel sits exactly at this level: same binarisation as i - 1
+            result.rand[i], result.v_rand[i], result.v_info[i] = (
+                result.rand[i - 1],
+                result.v_rand[i - 1],
+                result.v_info[i - 1],
+            )
+            continue
+        predicted = levels > i
+        if "rand_error" in wanted:
+            b_labels, n_b = k.label4(predicted)
+            result.rand[i] = rand_counts(k.contingency_sums(order, a_flat, b_labels.ravel(), n_b))
+        if wanted & {"v_rand", "v_info"}:
+            basins = k.watershed_thinning(predicted)
+            sums = k.contingency_sums(order, a_flat, basins.ravel(), int(basins.max()))
+            result.v_rand[i] = fscore(*rand_counts(sums))
+            result.v_info[i] = information_fscore(sums)
+
+
+def _warping_scores(cell: np.ndarray, prop: np.ndarray, wanted: frozenset, radius: int, result) -> None:
+    """Mismatches (and their splits and merges) after warping the ground truth towards each binarisation."""
+    from unetbench.metrics import _kernels as k
+
+    source = cell.astype(np.uint8)
+    p64 = prop.astype(np.float64)
+    for i, th in enumerate(WARPING_THRESHOLDS):
+        warped, _ = k.simple_point_warp(source, prop, th, k.SIMPLE)
+        mismatch = warped != (p64 > th)
+        result.mismatches[i] = np.count_nonzero(mismatch)
+        if "warping_error" in wanted:
+            labels, _ = k.label4(warped)
+            counts = k.classify_mismatches(warped, labels, mismatch, radius)
+            result.splits_merges[i] = counts[0] + counts[1]
 
 
 def score_stack(

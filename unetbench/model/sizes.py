@@ -162,12 +162,26 @@ def parameter_count(
     return total + base_channels * classes + classes
 
 
+def unet_kwargs(model_spec) -> dict:
+    """The keyword arguments of :class:`~unetbench.model.unet.UNet` that a
+    :class:`~unetbench.spec.ModelSpec` describes: the network itself, and the sizes below, read them."""
+    return dict(
+        in_channels=model_spec.in_channels,
+        classes=model_spec.classes,
+        depth=model_spec.depth,
+        base_channels=model_spec.base_channels,
+        padding=model_spec.padding,
+        dropout=model_spec.dropout,
+        batch_norm=model_spec.batch_norm,
+    )
+
+
 def training_step_bytes(size: int, batch: int, **network) -> int:
     """About how much memory one training step takes: every layer output kept for the backward pass and
     its gradient (2 x float32 per element), plus weights, gradients and two optimiser states.
 
     ``network``: ``depth``, ``base_channels``, ``padding`` and optionally ``in_channels``, ``classes``,
-    ``batch_norm``, as :class:`~unetbench.spec.ModelSpec` names them.
+    ``batch_norm``, ``dropout`` (which changes no size), as :func:`unet_kwargs` gives them.
     """
     maps, _, params = _sizes(size, **network)
     return _FLOAT_BYTES * (2 * batch * sum(maps) + 4 * params)
@@ -189,6 +203,7 @@ def _sizes(
     in_channels: int = 1,
     classes: int = 2,
     batch_norm: bool = False,
+    dropout: float = 0.0,  # noqa: ARG001 - drop-out changes no size
 ) -> tuple[list[int], list[int], int]:
     maps, skips = feature_map_elements(
         size,

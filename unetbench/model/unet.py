@@ -35,7 +35,7 @@ import math
 import torch
 from torch import nn
 
-from unetbench.model.sizes import Padding, context_margin, nearest_valid_input_sizes, output_size
+from unetbench.model.sizes import Padding, context_margin, nearest_valid_input_sizes, output_size, unet_kwargs
 
 
 class DoubleConv(nn.Sequential):
@@ -173,23 +173,10 @@ class UNet(nn.Module):
 
 class ProbabilityUNet(UNet):
     """The same network (same parameters, same state dict) whose output is the soft-max over the
-    classes: P(class) per pixel, what an exported model gives (:mod:`unetbench.model_export`)."""
+    classes: P(class) per pixel, what an exported model gives (:mod:`unetbench.exports.model_files`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self.logits(x), dim=1)
-
-
-def unet_kwargs(model_spec) -> dict:
-    """The keyword arguments of :class:`UNet` that a :class:`~unetbench.spec.ModelSpec` describes."""
-    return dict(
-        in_channels=model_spec.in_channels,
-        classes=model_spec.classes,
-        depth=model_spec.depth,
-        base_channels=model_spec.base_channels,
-        padding=model_spec.padding,
-        dropout=model_spec.dropout,
-        batch_norm=model_spec.batch_norm,
-    )
 
 
 def unet_from_spec(model_spec) -> UNet:

@@ -10,8 +10,8 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from unetbench.atomic import atomic_path  # noqa: E402
-from unetbench.results import RunRecord  # noqa: E402
+from unetbench.records.run_record import RunRecord
+from unetbench.system.atomic_writes import atomic_path
 
 
 def _save(fig, path: Path) -> Path:
@@ -118,7 +118,7 @@ def forest_figure(summary, metric: str, path: Path) -> Path:
 def blob_figure(names: list[str], ranks, boot, path: Path, *, title: str) -> Path:
     """challengeR's blob plot: per method (best first), a disc for each bootstrap rank, its area the
     share of replicates with that rank, the median bootstrap rank as a cross and the 95% rank interval
-    as a line (``boot``: :class:`unetbench.ranking.BootstrapRanks`)."""
+    as a line (``boot``: :class:`unetbench.leaderboard.ranking.BootstrapRanks`)."""
     order = np.argsort(ranks, kind="stable")
     k = len(names)
     fig, ax = plt.subplots(figsize=(max(4.5, 0.7 * k + 1.5), 3.6), dpi=110)

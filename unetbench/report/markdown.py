@@ -11,12 +11,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from unetbench import contention
-from unetbench.atomic import atomic_path, atomic_write_text, check_folder
 from unetbench.metrics import METRICS
-from unetbench.report.paper import PAPER, differences, other_data, settings_chosen_note
-from unetbench.results import RunRecord
-from unetbench.rundir import RunDir
+from unetbench.records.run_folder import RunDir
+from unetbench.records.run_record import RunRecord
+from unetbench.report.departures import differences, other_data, settings_chosen_note
+from unetbench.spec.paper import PAPER
+from unetbench.system import cpu_share
+from unetbench.system.atomic_writes import atomic_path, atomic_write_text, check_folder
 
 CURVE = "training-curve.png"
 
@@ -53,14 +54,14 @@ def _sessions(record: RunRecord) -> list[str]:
     cores = record.provenance.hardware.cpu_cores
     if len(record.sessions) == 1:
         s = record.sessions[0]
-        shared = contention.shared_note(s.others_busy, cores)
+        shared = cpu_share.shared_note(s.others_busy, cores)
         return [
             f"- command: `{s.command}`",
             f"- started {s.started}, finished {s.ended}" + (f"; {shared}" if shared else ""),
         ]
     lines = [f"- {len(record.sessions)} sessions (a resume continues from the last checkpoint):"]
     for s in record.sessions:
-        shared = contention.shared_note(s.others_busy, cores)
+        shared = cpu_share.shared_note(s.others_busy, cores)
         lines.append(
             f"  - `{s.command}` on {s.host}, {s.started} to {s.ended or 'unknown (killed)'}: iterations "
             f"{s.first_iteration}-{s.last_iteration}, {s.outcome}" + (f"; {shared}" if shared else "")

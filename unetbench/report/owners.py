@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from unetbench.errors import UserError
-from unetbench.results import Session
+from unetbench.records.run_record import Session
 
 Key = tuple[str, str, int]  # the first session's start, host and process
 
@@ -26,7 +26,7 @@ def session_key(sessions: list[Session]) -> Key | None:
 
 def run_report_owner(folder: Path) -> Key | None:
     """The run whose record lies in a run report's folder; None where there is none."""
-    from unetbench.rundir import RunDir
+    from unetbench.records.run_folder import RunDir
 
     if not (folder / RunDir.RECORD).is_file():
         return None
@@ -38,10 +38,10 @@ def run_report_owner(folder: Path) -> Key | None:
 
 def ablation_report_owners(folder: Path) -> set[Key]:
     """The runs whose records lie in an ablation report's bundle."""
-    from unetbench.rundir import RunDir
+    from unetbench.records.run_folder import RunDir
 
     owners = set()
-    for record in sorted(folder.glob("records/*/record.json")):
+    for record in sorted(folder.glob(f"records/*/{RunDir.RECORD}")):
         try:
             key = session_key(RunDir(record.parent).read_record().sessions)
         except UserError:

@@ -22,9 +22,10 @@ from typing import Any
 
 import torch
 
-from unetbench.atomic import atomic_file
 from unetbench.errors import UserError
-from unetbench.results import Best, CurvePoint, PlainProblem, ValidationPoint, from_plain
+from unetbench.records.json_io import PlainProblem, from_plain
+from unetbench.records.run_record import Best, CurvePoint, ValidationPoint
+from unetbench.system.atomic_writes import atomic_file
 
 FORMAT = "unetbench-checkpoint"
 # 2: training tiles drawn on the device per step (no numpy random state). Version 1 files are still read
@@ -49,7 +50,8 @@ Weights = dict[str, torch.Tensor]
 
 @dataclass
 class TrainingLog:
-    """The training so far, in the run record's types (:class:`~unetbench.results.TrainingSummary`)."""
+    """The training so far, in the run record's types
+    (:class:`~unetbench.records.run_record.TrainingSummary`)."""
 
     curve: list[CurvePoint] = field(default_factory=list)
     validation: list[ValidationPoint] = field(default_factory=list)
@@ -75,6 +77,21 @@ def scored_weights(
 
 
 @dataclass
+class RankState:
+    """What differs between the ranks of a data-parallel run: the random states drop-out draws from and
+    the losses since the last curve point. Rank 0's is kept at the top of the checkpoint (the only one of
+    a one-process run), those of ranks 1, 2, ... in its ``ranks``."""
+
+    torch_rng: torch.Tensor
+    pending_loss: torch.Tensor
+    cuda_rng: list[torch.Tensor] | None = None
+
+    @classmethod
+    def from_plain(cls, plain: dict[str, Any]) -> RankState:
+        return cls(plain["torch_rng"], plain["pending_loss"], plain.get("cuda_rng"))
+
+
+@dataclass
 class Checkpoint:
     """What a checkpoint holds (module docstring), typed; :meth:`to_plain` is what is saved."""
 
@@ -88,15 +105,22 @@ class Checkpoint:
     cuda_rng: list[torch.Tensor] | None = None
     best_model: Weights | None = None
     world_size: int = 1
-    ranks: list[dict[str, Any]] = field(default_factory=list)  # the rank states of ranks 1, 2, ...
+    ranks: list[RankState] = field(default_factory=list)  # the rank states of ranks 1, 2, ...
     version: int = 2
 
     def scored_weights(self) -> tuple[Weights, int]:
         return scored_weights(self.log, self.model, self.iteration, self.best_model)
 
+    def rank(self, rank: int) -> RankState:
+        """The state of rank ``rank`` (0: the leader's, kept at the top)."""
+        if rank == 0:
+            return RankState(self.torch_rng, self.pending_loss, self.cuda_rng)
+        return self.ranks[rank - 1]
+
     def to_plain(self) -> dict[str, Any]:
         plain = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "version"}
         plain["log"] = self.log.to_plain()
+        plain["ranks"] = [dataclasses.asdict(r) for r in self.ranks]
         return plain
 
     @classmethod
@@ -106,7 +130,12 @@ class Checkpoint:
             log = TrainingLog.from_plain(state["log"])
         except PlainProblem as problem:
             raise UserError(f"{source}: checkpoint field {problem.where!r}: {problem.message}") from None
-        return cls(**{k: v for k, v in state.items() if k in names and k != "log"}, log=log)
+        fields = {k: v for k, v in state.items() if k in names and k not in ("log", "ranks")}
+        try:
+            ranks = [RankState.from_plain(r) for r in state.get("ranks", [])]
+        except (KeyError, TypeError):
+            raise UserError(f"{source}: checkpoint field 'ranks' is damaged; start the run again") from None
+        return cls(**fields, log=log, ranks=ranks)
 
 
 def read_checkpoint(path: Path, *, map_location: str | torch.device = "cpu") -> Checkpoint:

@@ -15,13 +15,14 @@ state has to travel between devices. The losses are summed on the device and rea
 only; validation and checkpoints are the other places where the host waits for the device.
 
 **Precision, layout, compilation** come from the spec (``training.precision``, ``memory_format``,
-``compile``; :mod:`unetbench.devices`) and run the same lines on the CPU as on a GPU. The compiled
+``compile``; :mod:`unetbench.system.devices`) and run the same lines on the CPU as on a GPU. The compiled
 network serves the training steps; validation and the saved weights use the network itself.
 
-Interrupts are honoured between steps only: ``fit`` asks ``stop()`` before each step, and when it says
-so, writes a checkpoint of the state after the last complete step and raises :class:`TrainingStopped`.
+Interrupts are honoured between steps only, on one path (:meth:`Trainer._agreed`): one process asks
+``stop()`` after each step, the ranks of a data-parallel run agree at log points; when it says so, ``fit``
+writes a checkpoint of the state after the last complete step and raises :class:`TrainingStopped`.
 
-**Several processes** (:mod:`unetbench.distributed`): the network is wrapped in DistributedDataParallel,
+**Several processes** (:mod:`unetbench.system.processes`): the network is wrapped in DistributedDataParallel,
 each rank draws its tiles from its own stream (``step_seed(..., stream=rank)``) and its drop-out from its
 own seed. The ranks agree at log points, not before every step, whether to stop and whether a time-based
 checkpoint is due (one small all-reduce, so the steps between stay free of host waits); a checkpoint is
@@ -32,6 +33,7 @@ gathered from every rank (random state, pending losses) and written by rank 0; a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import math
 import time
@@ -42,13 +44,15 @@ from typing import Any
 
 import torch
 
-from unetbench import devices
-from unetbench.distributed import SINGLE, Group, rank_seed
 from unetbench.errors import PeerExit, UserError
-from unetbench.results import Best, CurvePoint, ValidationPoint
+from unetbench.records.run_record import Best, CurvePoint, ValidationPoint
+from unetbench.spec import AugmentationSpec, TrainingSpec
+from unetbench.system import devices
+from unetbench.system.processes import SINGLE, Group, rank_seed
 from unetbench.training.checkpoint import (
     VERSION,
     Checkpoint,
+    RankState,
     TrainingLog,
     read_checkpoint,
     save_checkpoint,
@@ -56,6 +60,11 @@ from unetbench.training.checkpoint import (
 )
 from unetbench.training.loss import weighted_cross_entropy
 from unetbench.training.sampler import TileBatcher, step_seed
+
+# A point of the loss curve every 1/200 of the run: about 200 points in the record and its figure
+# whatever the length, and the places where the host reads the loss back and the ranks of a
+# data-parallel run agree whether to stop (so the steps between stay free of host waits).
+CURVE_POINTS = 200
 
 
 class TrainingStopped(Exception):
@@ -103,32 +112,43 @@ class TrainingProgress:
     validated: Callable[[ValidationPoint], None] = lambda point: None
 
 
-class Trainer:
-    """Trains ``model`` on tiles of ``samples`` with their weight maps, as ``spec`` says.
+@dataclass(frozen=True)
+class Validation:
+    """How the trainer ranks its checkpoints: ``score(model)`` gives each metric on the validation split;
+    the ``primary`` metric's best keeps its weights (:meth:`Trainer.scored_weights`)."""
 
-    ``validate(model) -> dict[str, float]`` scores the model on the validation split (or is None);
-    ``checkpoint`` is the file the state is written to (by rank 0: the other ranks of a data-parallel run
-    give None); ``group``: this process's place in a data-parallel run (:mod:`unetbench.distributed`).
+    score: Callable[[torch.nn.Module], dict[str, float]]
+    primary: str
+
+
+class Trainer:
+    """Trains ``model`` on tiles of ``samples`` with their weight maps, as the spec's ``[training]`` and
+    ``[augmentation]`` sections say.
+
+    ``validation`` ranks checkpoints (None: no validation, the last weights are scored); ``checkpoint`` is
+    the file the state is written to (by rank 0: the other ranks of a data-parallel run give None);
+    ``group``: this process's place in a data-parallel run (:mod:`unetbench.system.processes`).
     """
 
     def __init__(
         self,
-        spec,
+        training: TrainingSpec,
+        augmentation: AugmentationSpec,
         model,
         samples,
         weight_maps,
         *,
         device,
         checkpoint: Path | None,
-        validate=None,
+        validation: Validation | None = None,
         group: Group = SINGLE,
     ):
-        self.spec, self.model, self.device = spec, model, torch.device(device)
+        self.model, self.device = model, torch.device(device)
         self.group = group
-        self.training = spec.training
+        self.training = training
         self.checkpoint = checkpoint
-        self.validate = validate
-        self.tile = spec.training.tile_size
+        self.validation = validation
+        self.tile = training.tile_size
         self.out = model.output_size(self.tile)
         self.memory_format = devices.memory_format(self.training.memory_format, self.device)
         self.model.to(self.device, memory_format=self.memory_format)
@@ -147,7 +167,7 @@ class Trainer:
             weight_maps,
             tile=self.tile,
             out=self.out,
-            augmentation=spec.augmentation,
+            augmentation=augmentation,
             device=self.device,
         )
         self.generator = torch.Generator(device=self.device)
@@ -164,7 +184,8 @@ class Trainer:
 
     def release(self) -> None:
         """Drop the DDP (and compiled) wrapper of the network, before a data-parallel run's process group
-        goes (:meth:`~unetbench.distributed.Group.leave`); the trainer can then only validate and save."""
+        goes (:meth:`~unetbench.system.processes.Group.leave`); the trainer can then only validate and
+        save."""
         self.forward = self.model
         gc.collect()
 
@@ -184,22 +205,25 @@ class Trainer:
 
     # --- checkpoints -----------------------------------------------------------------------------
 
-    def _rank_state(self) -> dict[str, Any]:
+    def _rank_state(self) -> RankState:
         """What differs between the ranks of a data-parallel run: random states and pending losses."""
-        return {
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
-            "pending_loss": self._pending.detach().cpu(),
-        }
+        return RankState(
+            torch_rng=torch.get_rng_state(),
+            cuda_rng=torch.cuda.get_rng_state_all() if self.device.type == "cuda" else None,
+            pending_loss=self._pending.detach().cpu(),
+        )
 
-    def state(self, others: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    def state(self, others: list[RankState] | None = None) -> dict[str, Any]:
         """Everything a step depends on, as plain tensors, numbers, strings, lists and dicts; ``others``:
         the rank states of ranks 1, 2, ... of a data-parallel run."""
+        mine = self._rank_state()
         return Checkpoint(
             iteration=self.iteration,
             model=self.model.state_dict(),
             optimizer=self.optimizer.state_dict(),
-            **self._rank_state(),
+            torch_rng=mine.torch_rng,
+            cuda_rng=mine.cuda_rng,
+            pending_loss=mine.pending_loss,
             log=self.log,
             pending_steps=self._pending_steps,
             best_model=self.best_weights,
@@ -231,17 +255,13 @@ class Trainer:
         with self.group.agreement():
             state = self._restore_leader() if self.group.leader else None
         if self.group.active:
-            shared = None
-            if self.group.leader:  # what the other ranks need of it
-                shared = {
-                    key: getattr(state, key) for key in ("iteration", "model", "optimizer", "pending_steps")
-                }
-                shared["ranks"] = state.ranks
+            # what the other ranks need of it: not the log nor the best weights (rank 0 alone validates)
+            shared = dataclasses.replace(state, log=TrainingLog(), best_model=None) if state else None
             shared = self.group.broadcast(shared)
             if not self.group.leader:
-                self.model.load_state_dict(shared["model"])
-                self.optimizer.load_state_dict(shared["optimizer"])
-                self._restore_rank(shared["ranks"][self.group.rank - 1], shared)
+                self.model.load_state_dict(shared.model)
+                self.optimizer.load_state_dict(shared.optimizer)
+                self._restore_rank(shared.rank(self.group.rank), shared)
 
     def _restore_leader(self) -> Checkpoint:
         state = read_checkpoint(self.checkpoint, map_location="cpu")
@@ -262,8 +282,7 @@ class Trainer:
                 "--gpus"
             )
         self._take(state, self.checkpoint, optimizer=True)
-        plain = state.to_plain()
-        self._restore_rank(plain, plain)
+        self._restore_rank(state.rank(0), state)
         return state
 
     def adopt(self, state: Checkpoint, source: Path) -> None:
@@ -289,13 +308,13 @@ class Trainer:
                 "the spec the run started with"
             ) from None
 
-    def _restore_rank(self, mine: dict[str, Any], common: dict[str, Any]) -> None:
-        torch.set_rng_state(mine["torch_rng"].cpu())
-        if mine.get("cuda_rng") is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state_all([s.cpu() for s in mine["cuda_rng"]])
-        self._pending = mine["pending_loss"].to(self.device, torch.float32)
-        self.iteration = self.saved_iteration = common["iteration"]
-        self._pending_steps = common["pending_steps"]
+    def _restore_rank(self, mine: RankState, common: Checkpoint) -> None:
+        torch.set_rng_state(mine.torch_rng.cpu())
+        if mine.cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all([s.cpu() for s in mine.cuda_rng])
+        self._pending = mine.pending_loss.to(self.device, torch.float32)
+        self.iteration = self.saved_iteration = common.iteration
+        self._pending_steps = common.pending_steps
 
     def scored_weights(self) -> tuple[dict[str, torch.Tensor], int]:
         """The weights to score and their iteration: the best validation's, else the last."""
@@ -340,16 +359,13 @@ class Trainer:
 
         A checkpoint is written every ``checkpoint_every`` iterations or ``checkpoint_minutes`` minutes,
         whichever comes first, and at the end. Raises :class:`TrainingStopped` after checkpointing when
-        ``stop()`` turns true (asked before each step; in a data-parallel run, agreed at log points).
+        ``stop()`` turns true (asked after each step; in a data-parallel run, agreed at log points).
         """
         progress = progress or TrainingProgress()
-        log_every = max(1, iterations // 200)
+        log_every = max(1, iterations // CURVE_POINTS)
         self._since = started = self._last_saved = self._last_logged = time.perf_counter()
         first = self.iteration
         while self.iteration < iterations:
-            if not self.group.active and stop():  # one process: asked before every step
-                self.save()
-                raise TrainingStopped(self.iteration)
             self._pending = self._pending + self.step()
             self._pending_steps += 1
             log_point = self.iteration % log_every == 0 or self.iteration == iterations
@@ -359,7 +375,11 @@ class Trainer:
                 with progress.validating():
                     self._validate()
                 progress.validated(self.log.validation[-1])
-            if self._checkpoint_when_due(log_point, stop):
+            due, stopping = self._agreed(log_point, stop)
+            if stopping or due or self.iteration % self.training.checkpoint_every == 0:
+                self.save()
+                self._last_saved = time.perf_counter()
+            if stopping:
                 raise TrainingStopped(self.iteration)
             loss = self.log.curve[-1].loss if self.log.curve else math.nan
             speed = (self.iteration - first) / max(time.perf_counter() - started, 1e-9)
@@ -388,22 +408,19 @@ class Trainer:
         """Every ``validate_every`` iterations; and at the last iteration of a run that has not validated
         yet (shorter than ``validate_every``), whose scored weights are then the last ones either way."""
         every = self.training.validate_every
-        if not (self.validate and self.group.leader and every):
+        if not (self.validation and self.group.leader and every):
             return False
         return self.iteration % every == 0 or (self.iteration == iterations and not self.log.validation)
 
-    def _checkpoint_when_due(self, log_point: bool, stop: Callable[[], bool]) -> bool:
-        """Checkpoint every ``checkpoint_every`` iterations or ``checkpoint_minutes`` minutes; returns
-        whether to stop. In a data-parallel run the ranks agree at log points, in one small all-reduce,
-        whether a time-based checkpoint is due and whether to stop."""
+    def _agreed(self, log_point: bool, stop: Callable[[], bool]) -> tuple[bool, bool]:
+        """Whether a checkpoint is due by the clock (``checkpoint_minutes``) and whether to stop: the one
+        place both are decided. One process asks after every step; the ranks of a data-parallel run agree
+        at log points only, in one small all-reduce, so the steps between stay free of host waits."""
+        if self.group.active and not log_point:
+            return False, False
         due = time.perf_counter() - self._last_saved >= 60 * self.training.checkpoint_minutes
-        stopping = False
-        if self.group.active:
-            due, stopping = self.group.any(due, stop()) if log_point else (False, False)
-        if self.iteration % self.training.checkpoint_every == 0 or due or stopping:
-            self.save()
-            self._last_saved = time.perf_counter()
-        return stopping
+        due, stopping = self.group.any(due, stop())
+        return due, stopping
 
     def _diverged(self, mean: float) -> None:
         """Stop a run whose loss is no longer a number, keeping the checkpoint on disk (its weights are
@@ -421,8 +438,8 @@ class Trainer:
     def _validate(self) -> None:
         from unetbench.metrics import METRICS
 
-        metrics = self.validate(self.model)
-        primary = self.spec.evaluation.primary
+        metrics = self.validation.score(self.model)
+        primary = self.validation.primary
         self.log.validation.append(ValidationPoint(self.iteration, metrics))
         higher = METRICS[primary].higher_is_better
         value, best = metrics[primary], self.log.best

@@ -1,0 +1,73 @@
+"""The challenge spec: one TOML file that says exactly what a run does. Its schema
+(:mod:`~unetbench.spec.schema`), reading, writing and overriding it (:mod:`~unetbench.spec.files`), the
+decoder both use (:mod:`~unetbench.spec.decoding`) and the paper's settings as data
+(:mod:`~unetbench.spec.paper`). This package knows the spec's own rules only; the checks against the data
+sets and metrics that exist are :mod:`unetbench.challenges`'."""
+
+from unetbench.spec.files import (
+    PREDICTION_SECTIONS,
+    dump_spec,
+    dump_table,
+    first_difference,
+    override_text,
+    parse_override,
+    parse_spec,
+    read_spec,
+    spec_from_text,
+    spec_to_dict,
+    spec_to_table,
+    training_part,
+    with_default_rope,
+    with_overrides,
+)
+from unetbench.spec.schema import (
+    DEVICES,
+    MAX_GENERATED_PIXELS,
+    TILING_PADDING,
+    TTA_CHOICES,
+    AugmentationSpec,
+    ChallengeSpec,
+    DataSpec,
+    EvaluationSpec,
+    InferenceSpec,
+    ModelSpec,
+    PostprocessSpec,
+    ReportSpec,
+    SplitSpec,
+    SyntheticSpec,
+    TrainingSpec,
+    WeightmapSpec,
+)
+
+__all__ = [
+    "DEVICES",
+    "MAX_GENERATED_PIXELS",
+    "PREDICTION_SECTIONS",
+    "TILING_PADDING",
+    "TTA_CHOICES",
+    "AugmentationSpec",
+    "ChallengeSpec",
+    "DataSpec",
+    "EvaluationSpec",
+    "InferenceSpec",
+    "ModelSpec",
+    "PostprocessSpec",
+    "ReportSpec",
+    "SplitSpec",
+    "SyntheticSpec",
+    "TrainingSpec",
+    "WeightmapSpec",
+    "dump_spec",
+    "dump_table",
+    "first_difference",
+    "override_text",
+    "parse_override",
+    "parse_spec",
+    "read_spec",
+    "spec_from_text",
+    "spec_to_dict",
+    "spec_to_table",
+    "training_part",
+    "with_default_rope",
+    "with_overrides",
+]

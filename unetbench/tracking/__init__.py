@@ -1,0 +1,2 @@
+"""Tracking, optional and outside the spec: TensorBoard event files and MLflow runs of unetbench runs
+(:mod:`unetbench.tracking.trackers`)."""
