@@ -4,7 +4,8 @@ Every fenced shell block of README.md and docs/*.md that names ``unetbench`` car
 before it, and this test reads the markers:
 
 - ``<!-- docs-test: run -->``: executed with bash, in order within its page, in a scratch folder of that
-  page that holds the repository's ``challenges/`` (a ``run-isbi`` block also needs the real ISBI 2012 data
+  page that holds the repository's ``challenges/`` (two pages run side by side, each command on one core:
+  ``OMP_NUM_THREADS=1``) (a ``run-isbi`` block also needs the real ISBI 2012 data
   of ``../shared/datasets``, which ``$UNETBENCH_DATA`` names). One substitution shortens trainings, and it is
   the only one: ``unetbench run`` and ``unetbench ablate`` lines that give no ``--iterations`` get
   ``--iterations 20``, and every ``run``/``ablate`` line gets ``--no-progress``. A failing command fails
@@ -24,6 +25,7 @@ import re
 import shutil
 import subprocess
 import sys
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,44 +158,74 @@ def shortened(line: str) -> str:
     return line + " --no-progress"
 
 
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory):
-    """A scratch folder per page, made once: a page's blocks run in order in it."""
-    folders: dict[Path, Path] = {}
-
-    def folder(page: Path) -> Path:
-        if page not in folders:
-            folders[page] = tmp_path_factory.mktemp(page.stem)
-            (folders[page] / "challenges").symlink_to(REPO / "challenges")
-            # the committed reports, copied: a page's command may read one (a pilot) or render one again
-            shutil.copytree(REPO / "reports", folders[page] / "reports")
-        return folders[page]
-
-    return folder
-
-
 RUNNABLE = [b for b in BLOCKS if b.kind in ("run", "run-isbi", "skip")]
+HAS_ISBI = (SHARED / "isbi2012" / "train-volume.tif").is_file()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.name)
-def test_a_pages_commands_run_as_written(block, scratch):
-    if block.kind == "skip":
-        pytest.skip(f"{block.name}: {block.reason}")
-    if block.kind == "run-isbi" and not (SHARED / "isbi2012" / "train-volume.tif").is_file():
-        pytest.skip(f"{block.name}: needs the real ISBI 2012 data in {SHARED}, absent here")
-    folder = scratch(block.page)
-    script = block.script()
+def _to_run(block: Block) -> bool:
+    return block.kind == "run" or (block.kind == "run-isbi" and HAS_ISBI)
+
+
+def _run_page(blocks: list[Block], folder: Path, results: dict[str, Future]) -> None:
+    """A page's runnable blocks, in order, in the page's scratch folder (which holds the repository's
+    ``challenges/`` and a copy of the committed reports: a page's command may read one, a pilot, or
+    render one again). One command line uses one core: two pages run side by side."""
+    (folder / "challenges").symlink_to(REPO / "challenges")
+    shutil.copytree(REPO / "reports", folder / "reports")
     env = {
         **os.environ,
         "UNETBENCH_DATA": str(SHARED),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
     }
-    done = subprocess.run(
-        ["bash", "-c", script], cwd=folder, env=env, capture_output=True, text=True, timeout=900, check=False
-    )
+    for block in blocks:
+        try:
+            done = subprocess.run(
+                ["bash", "-c", block.script()],
+                cwd=folder,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=False,
+            )
+            results[block.name].set_result(done)
+        except BaseException as failed:  # a timeout: that block's test says so; the page goes on
+            results[block.name].set_exception(failed)
+
+
+@pytest.fixture(scope="module")
+def page_runs(request, tmp_path_factory):
+    """The pages whose blocks this session selected, every runnable block of each (a block may need the
+    ones before it), started at the first test that asks, two pages at a time (the pages are
+    independent: each has its own scratch folder); ``page_runs[name]`` is a block's Future."""
+    selected = {
+        item.callspec.params["block"].page
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_a_pages_commands_run_as_written"
+    }
+    pages: dict[Path, list[Block]] = {}
+    for block in filter(_to_run, RUNNABLE):
+        if block.page in selected:
+            pages.setdefault(block.page, []).append(block)
+    results = {block.name: Future() for blocks in pages.values() for block in blocks}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for page, blocks in pages.items():
+            pool.submit(_run_page, blocks, tmp_path_factory.mktemp(page.stem), results)
+        yield results
+        pool.shutdown(cancel_futures=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("block", RUNNABLE, ids=lambda b: b.name)
+def test_a_pages_commands_run_as_written(block, request):
+    if block.kind == "skip":
+        pytest.skip(f"{block.name}: {block.reason}")
+    if block.kind == "run-isbi" and not HAS_ISBI:
+        pytest.skip(f"{block.name}: needs the real ISBI 2012 data in {SHARED}, absent here")
+    done = request.getfixturevalue("page_runs")[block.name].result()
     assert done.returncode == 0, (
-        f"{block.name} failed:\n{script}\n--- output\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
+        f"{block.name} failed:\n{block.script()}\n--- output\n{done.stdout[-3000:]}{done.stderr[-3000:]}"
     )
 
 
