@@ -118,3 +118,35 @@ def test_only_the_cli_and_the_ablations_executors_import_the_runner():
     graph = import_graph()
     importers = sorted(m for m, targets in graph.items() if "unetbench.run.runner" in targets)
     assert importers == ["unetbench.ablation.executors", "unetbench.cli.run"], importers
+
+
+# --------------------------------------------------------------------------------------------------
+# Sizes: no module over 450 lines, no function body over 50 (the metric kernels, numba loops, excepted)
+
+KERNELS = {PACKAGE / "metrics" / "_kernels.py"}
+
+
+def _body_lines(node: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """Lines of a function's body, its docstring left out."""
+    has_docstring = ast.get_docstring(node, clean=False) is not None and len(node.body) > 1
+    first = node.body[1] if has_docstring else node.body[0]
+    return node.end_lineno - first.lineno + 1
+
+
+def oversized(paths) -> list[str]:
+    found = []
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        if text.count("\n") > 450:
+            found.append(f"{path.name}: {text.count(chr(10))} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and _body_lines(node) > 50:
+                found.append(f"{path.name}:{node.name}: a body of {_body_lines(node)} lines")
+    return found
+
+
+def test_no_module_over_450_lines_and_no_body_over_50_and_a_planted_one_is_found(tmp_path):
+    assert oversized(p for p in PACKAGE.rglob("*.py") if p not in KERNELS) == []
+    planted = tmp_path / "planted.py"
+    planted.write_text("def long():\n    '''doc'''\n" + "    x = 1\n" * 51)
+    assert oversized([planted]) == ["planted.py:long: a body of 51 lines"]
