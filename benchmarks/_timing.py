@@ -47,6 +47,48 @@ def result_file(text: str):
     return path
 
 
+def count(least: int):
+    """An argparse type: a whole number >= ``least``, refused at once (one line, exit 2) otherwise."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < least:
+            raise argparse.ArgumentTypeError(f"{text}: give a whole number >= {least}")
+        return value
+
+    return parse
+
+
+def commit(text: str) -> str:
+    """``--against``'s argparse type: a commit of this repository, refused at once when git knows none."""
+    import argparse
+    import subprocess
+
+    done = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(Path(__file__).resolve().parents[1]),
+            "rev-parse",
+            "--verify",
+            "-q",
+            f"{text}^{{commit}}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise argparse.ArgumentTypeError(
+            f"{text}: not a commit of this repository (git rev-parse found none)"
+        )
+    return text
+
+
 def result_header(title: str, device: str = "cpu") -> list[str]:
     """The first lines of a benchmark's result file: what, the command, the commit, the machine, and on
     CUDA the card, its driver and the CUDA version (a GPU figure holds for its card only)."""

@@ -28,7 +28,16 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-from _timing import add_data_root, isbi2012_file, median_seconds, result_file, result_header, write_result  # noqa: I001, E501 - the benchmarks folder is on sys.path
+from _timing import (
+    add_data_root,
+    commit,
+    count,
+    isbi2012_file,
+    median_seconds,
+    result_file,
+    result_header,
+    write_result,
+)  # noqa: I001, E501 - the benchmarks folder is on sys.path
 from evaluate_startup import side_by_side  # noqa: I001 - the benchmarks folder is on sys.path
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
@@ -49,8 +58,10 @@ def skimage_reference(gt: np.ndarray, proposal: np.ndarray) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--against", help="also time `unetbench evaluate` here and at this commit")
-    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of --against")
+    parser.add_argument(
+        "--against", type=commit, help="also time `unetbench evaluate` here and at this commit"
+    )
+    parser.add_argument("--rounds", type=count(1), default=3, help="alternating rounds of --against")
     parser.add_argument("--out", type=result_file, help="write the result here too (Markdown)")
     add_data_root(parser)
     args = parser.parse_args()

@@ -30,7 +30,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-from _timing import device_and_name, recorded, result_file  # noqa: I001 - the benchmarks folder is on sys.path
+from _timing import count, device_and_name, recorded, result_file  # noqa: I001 - the benchmarks folder is on sys.path
 from torch import nn
 
 from unetbench.challenges.loading import apply_overrides, load_spec
@@ -179,7 +179,10 @@ def main() -> None:
     )
     parser.add_argument("--compile", default="off", choices=["off", "on", "both"], help="training.compile")
     parser.add_argument(
-        "--warm-up", type=int, default=None, help="untimed steps first (default: 2, 3 compiled; 0 to try it)"
+        "--warm-up",
+        type=count(0),
+        default=None,
+        help="untimed steps first (default: 2, 3 compiled; 0 to try it)",
     )
     parser.add_argument("--out", type=result_file, default=None, help="write the result here (Markdown)")
     args = parser.parse_args()

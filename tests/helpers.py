@@ -64,6 +64,13 @@ def tiny_spec(iterations=6, **extra):
     )
 
 
+def spec_trainer(spec, model, samples, weight_maps, **settings):
+    """A :class:`~unetbench.training.trainer.Trainer` with the spec's training and augmentation sections."""
+    from unetbench.training.trainer import Trainer
+
+    return Trainer(spec.training, spec.augmentation, model, samples, weight_maps, **settings)
+
+
 def write_spec(path: Path, spec) -> Path:
     from unetbench.spec import dump_spec
 

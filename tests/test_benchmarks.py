@@ -105,3 +105,31 @@ def test_a_result_file_in_a_missing_folder_is_refused_before_measuring(script, t
         f"{tmp_path / 'missing'} does not exist; make it first"
     )
     assert "Traceback" not in done.stderr and not (tmp_path / "missing").exists()
+
+
+@pytest.mark.parametrize(
+    "script, arguments, says",
+    [
+        (
+            "isbi_metrics_speed.py",
+            ["--against", "no-such-commit"],
+            "argument --against: no-such-commit: not a commit",
+        ),
+        (
+            "isbi_metrics_speed.py",
+            ["--against", "HEAD", "--rounds", "0"],
+            "argument --rounds: 0: give a whole",
+        ),
+        ("train_throughput.py", ["--warm-up", "-1"], "argument --warm-up: -1: give a whole number >= 0"),
+    ],
+)
+def test_bad_benchmark_arguments_are_one_line_before_measuring(script, arguments, says):
+    done = subprocess.run(
+        [sys.executable, f"benchmarks/{script}", *arguments],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2 and done.stdout == "" and "Traceback" not in done.stderr
+    assert says in done.stderr.splitlines()[-1], done.stderr

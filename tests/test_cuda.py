@@ -22,9 +22,8 @@ def test_the_paper_network_trains_in_bf16_compiled_with_finite_decreasing_loss(t
     from types import SimpleNamespace
 
     from unetbench.challenges.loading import apply_overrides, load_spec
-    from unetbench.training.trainer import Trainer
 
-    from .helpers import REPO
+    from .helpers import REPO, spec_trainer
 
     spec = apply_overrides(
         load_spec(REPO / "challenges" / "em.toml"),
@@ -35,9 +34,8 @@ def test_the_paper_network_trains_in_bf16_compiled_with_finite_decreasing_loss(t
     samples = [SimpleNamespace(key="0", image=image, target=image > 0.5)]  # a learnable target
     torch.manual_seed(0)
     model = UNet()
-    trainer = Trainer(
-        spec.training,
-        spec.augmentation,
+    trainer = spec_trainer(
+        spec,
         model,
         samples,
         {"0": np.ones((512, 512), np.float32)},
@@ -55,9 +53,7 @@ def test_a_training_step_never_waits_for_the_host(tmp_path):
     tiles, the forward and backward pass, the loss and the SGD update of a step must not cause one."""
     from types import SimpleNamespace
 
-    from unetbench.training.trainer import Trainer
-
-    from .helpers import tiny_spec
+    from .helpers import spec_trainer, tiny_spec
 
     spec = tiny_spec(**{"augmentation.rotation": 20.0, "augmentation.grey_values": 0.1})
     rng = np.random.default_rng(0)
@@ -68,9 +64,7 @@ def test_a_training_step_never_waits_for_the_host(tmp_path):
     ]
     weights = {s.key: np.ones(s.image.shape, np.float32) for s in samples}
     model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-    trainer = Trainer(
-        spec.training, spec.augmentation, model, samples, weights, device="cuda", checkpoint=tmp_path / "c.pt"
-    )
+    trainer = spec_trainer(spec, model, samples, weights, device="cuda", checkpoint=tmp_path / "c.pt")
     total = trainer.step()  # the first step initialises lazily (cuDNN, the optimiser state)
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
@@ -112,9 +106,7 @@ def test_prediction_on_cuda_matches_the_cpu_to_bf16_rounding(tta):
 def test_a_checkpoint_from_one_device_resumes_on_the_other(tmp_path, first, second):
     from types import SimpleNamespace
 
-    from unetbench.training.trainer import Trainer
-
-    from .helpers import tiny_spec
+    from .helpers import spec_trainer, tiny_spec
 
     spec = tiny_spec(iterations=6)
     rng = np.random.default_rng(0)
@@ -129,9 +121,8 @@ def test_a_checkpoint_from_one_device_resumes_on_the_other(tmp_path, first, seco
     def trainer(device):
         torch.manual_seed(0)
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-        return Trainer(
-            spec.training,
-            spec.augmentation,
+        return spec_trainer(
+            spec,
             model,
             samples,
             weights,

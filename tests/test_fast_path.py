@@ -15,9 +15,8 @@ from unetbench.spec import AugmentationSpec, InferenceSpec
 from unetbench.system import devices
 from unetbench.training.checkpoint import load_checkpoint, save_checkpoint
 from unetbench.training.sampler import TileBatcher, sample_tile, step_seed
-from unetbench.training.trainer import Trainer
 
-from .helpers import tiny_spec
+from .helpers import spec_trainer, tiny_spec
 
 
 def _samples(shapes, seed=0):
@@ -104,9 +103,8 @@ def test_the_tiles_of_a_step_depend_on_the_seed_and_the_iteration_only(tmp_path)
 
     def trainer():
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-        return Trainer(
-            spec.training,
-            spec.augmentation,
+        return spec_trainer(
+            spec,
             model,
             samples,
             weight_maps,
@@ -162,9 +160,8 @@ def test_a_resumed_trainer_is_bit_identical_to_a_straight_one(tmp_path, precisio
     def trainer(name):
         torch.manual_seed(0)
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-        return Trainer(
-            spec.training,
-            spec.augmentation,
+        return spec_trainer(
+            spec,
             model,
             samples,
             weight_maps,
@@ -198,9 +195,8 @@ def test_bf16_training_differs_from_fp32_but_stays_close(tmp_path):
         spec = tiny_spec(**{"training.precision": precision})
         torch.manual_seed(0)
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-        trainer = Trainer(
-            spec.training,
-            spec.augmentation,
+        trainer = spec_trainer(
+            spec,
             model,
             samples,
             weight_maps,
@@ -232,9 +228,8 @@ def test_compiled_bf16_channels_last_training_is_finite_decreases_and_resumes_ex
     def trainer(name):
         torch.manual_seed(0)
         model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels, dropout=0.5)
-        return Trainer(
-            spec.training,
-            spec.augmentation,
+        return spec_trainer(
+            spec,
             model,
             samples,
             weight_maps,
@@ -262,9 +257,8 @@ def test_a_checkpoint_of_the_earlier_format_is_applied_but_not_resumed(tmp_path)
     spec = tiny_spec()
     samples, weight_maps = _samples([(64, 64)] * 3)
     model = UNet(depth=spec.model.depth, base_channels=spec.model.base_channels)
-    trainer = Trainer(
-        spec.training,
-        spec.augmentation,
+    trainer = spec_trainer(
+        spec,
         model,
         samples,
         weight_maps,

@@ -1,12 +1,11 @@
 """One decoder from plain values to frozen dataclasses, driven by their annotations.
 
 TOML specs (:mod:`unetbench.spec`), JSON records (:mod:`unetbench.records.run_record`) and the training log
-inside a
-checkpoint are plain dicts, lists, numbers and strings; :func:`decode` checks each value against the
-annotation of the field it fills and builds the dataclasses. A value that does not fit raises
-:class:`Problem` with the dotted place (``training.iterations``, ``sessions[2].pid``) and what is wrong;
-the caller turns it into its one line (a :class:`~unetbench.errors.SpecError`, a
-:class:`~unetbench.errors.UserError` naming the file).
+inside a checkpoint are plain dicts, lists, numbers and strings; :func:`decode` checks each value against the
+annotation of the field it fills and builds the dataclasses. A value that does not fit raises :class:`Problem`
+with the dotted place (``training.iterations``, ``sessions[2].pid``) and what is wrong; the caller turns it
+into its one line (a :class:`~unetbench.errors.SpecError`, a :class:`~unetbench.errors.UserError` naming the
+file).
 
 The two kinds of file speak differently, and a :class:`Dialect` says how: a spec refuses keys it does not
 know (with the closest valid key) and non-finite numbers, names TOML's types and shows the value; a record

@@ -1,12 +1,9 @@
 """Challenge spec files: TOML in, TOML out, and overrides.
 
 A spec is parsed once, with :mod:`tomllib`, into the dataclasses of :mod:`unetbench.spec.schema`; the parser
-is
-driven by their type annotations (:mod:`unetbench.spec.decoding`): an unknown key, a value of the wrong type,
-a choice
-outside a ``Literal`` or an impossible value raises :class:`~unetbench.errors.SpecError` naming the file, the
-dotted
-key and what would be valid, before any data is read or any network is built.
+is driven by their type annotations (:mod:`unetbench.spec.decoding`): an unknown key, a value of the wrong
+type, a choice outside a ``Literal`` or an impossible value raises :class:`~unetbench.errors.SpecError` naming
+the file, the dotted key and what would be valid, before any data is read or any network is built.
 
 Command-line flags and ablation variants change a spec only through overrides (:func:`with_overrides`), which
 re-validate the whole spec and record each override in ``ChallengeSpec.overrides`` so that a run's record says

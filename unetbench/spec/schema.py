@@ -1,28 +1,19 @@
 """The challenge spec's schema: one frozen dataclass per table of the TOML file, each with its own rules.
 
 Every key is documented where it is declared. A value that breaks a rule raises
-:class:`~unetbench.spec.decoding.ValueProblem`
-from ``__post_init__``, which the decoder (:mod:`unetbench.spec.decoding`) reports at its dotted key. This
-module knows
-the spec's own rules only; what depends on the registries (which data sets and metrics exist) is checked one
-layer up,
-in :mod:`unetbench.challenges`.
+:class:`~unetbench.spec.decoding.ValueProblem` from ``__post_init__``, which the decoder
+(:mod:`unetbench.spec.decoding`) reports at its dotted key. This module knows the spec's own rules only; what
+depends on the registries (which data sets and metrics exist) is checked one layer up, in
+:mod:`unetbench.challenges`.
 """
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from unetbench.model.sizes import output_size
 from unetbench.spec.decoding import ValueProblem
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - exercised on Python 3.10 only
-    pass
-
 
 # A generated data set lives in memory, and makes ~5 images a second: beyond this many pixels (about
 # 1,000 slices of 512 x 512) it would take minutes to hours and gigabytes before the first training step.
