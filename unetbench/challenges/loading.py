@@ -5,6 +5,8 @@ table (:mod:`unetbench.metrics`) know what exists. This module sits above all th
 imports another in a circle. Everything in unetbench reads specs through :func:`load_spec` and changes
 them through :func:`apply_overrides`.
 
+A spec argument is a file or a built-in challenge's name (:mod:`unetbench.challenges.builtin`).
+
 Checks made here, each a :class:`~unetbench.errors.SpecError` naming the file and the key:
 
 - the data set exists; ``data.root`` only for data read from disk; ``[data.synthetic]`` only for the
@@ -18,10 +20,12 @@ Checks made here, each a :class:`~unetbench.errors.SpecError` naming the file an
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from unetbench.challenges.builtin import find_spec
 from unetbench.datasets import DATASETS
 from unetbench.errors import SpecError
 from unetbench.metrics import metric_hint, metrics_of
@@ -33,9 +37,22 @@ from unetbench.system.memory import memory_problem
 MAX_STEP_BYTES = 2**40
 
 
-def load_spec(path: str | Path) -> ChallengeSpec:
-    """Read a challenge spec file and check it completely (module docstring)."""
-    return check_spec(read_spec(path), source=str(path))
+def load_spec(argument: str | Path) -> ChallengeSpec:
+    """Read a challenge spec, a file or a built-in challenge by name (:mod:`unetbench.challenges.builtin`),
+    and check it completely (module docstring).
+
+    A relative ``data.root`` is an input: it is read against the spec file's own folder and kept absolute,
+    so a Ray worker or a resume started in another folder reads the same data. The spec's ``source`` says
+    where it came from, for the record.
+    """
+    found = find_spec(argument)
+    spec = read_spec(found.path)
+    root = spec.data.root
+    if root is not None and not Path(root).expanduser().is_absolute():
+        absolute = os.path.normpath(found.path.resolve().parent / root)
+        spec = dataclasses.replace(spec, data=dataclasses.replace(spec.data, root=absolute))
+    spec = dataclasses.replace(spec, source=found.describe())
+    return check_spec(spec, source=str(found.path))
 
 
 def apply_overrides(

@@ -21,7 +21,9 @@ SWITCH_HELP = {name: switch.help for name, switch in SWITCHES.items()}
 
 @app.command("ablate")
 def ablate_command(
-    spec_file: Annotated[Path, typer.Argument(help="The challenge spec.")] = Path("challenges/em.toml"),
+    spec_file: Annotated[
+        Path, typer.Argument(help="A challenge spec: a file, or a built-in name (`unetbench spec list`).")
+    ] = Path("em"),
     no_weightmap: Annotated[bool, typer.Option("--no-weightmap", help=SWITCH_HELP["weightmap"])] = False,
     no_elastic: Annotated[bool, typer.Option("--no-elastic", help=SWITCH_HELP["elastic"])] = False,
     no_tiling: Annotated[bool, typer.Option("--no-tiling", help=SWITCH_HELP["tiling"])] = False,

@@ -13,7 +13,13 @@ from unetbench.errors import UserError
 
 @app.command("run")
 def run_command(
-    spec_file: Annotated[Path, typer.Argument(help="A challenge spec, e.g. challenges/quickstart.toml.")],
+    spec_file: Annotated[
+        Path,
+        typer.Argument(
+            help="A challenge spec: a file (challenges/quickstart.toml) or a built-in name (quickstart; "
+            "`unetbench spec list`)."
+        ),
+    ],
     device: Annotated[DeviceChoice | None, typer.Option(help="Default: the spec's.")] = None,
     iterations: Annotated[int | None, typer.Option(help="Training iterations (default: the spec's).")] = None,
     out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<name>/<run-id>).")] = None,

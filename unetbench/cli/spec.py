@@ -1,4 +1,4 @@
-"""``unetbench spec show | check | paper``."""
+"""``unetbench spec list | copy | show | check | paper``."""
 
 import sys
 from pathlib import Path
@@ -6,17 +6,54 @@ from typing import Annotated
 
 import typer
 
+from unetbench.challenges.builtin import builtin_folder, builtin_specs
 from unetbench.challenges.loading import apply_overrides, load_spec
 from unetbench.cli.app import spec_app
 from unetbench.errors import UserError
 from unetbench.model.sizes import format_bytes, output_size
-from unetbench.spec import dump_spec, parse_override
+from unetbench.spec import dump_spec, parse_override, read_spec
+from unetbench.system.atomic_writes import atomic_write_bytes
 from unetbench.system.memory import memory_estimates
+
+
+@spec_app.command("list")
+def spec_list() -> None:
+    """Name the built-in challenges, one line each: `unetbench run NAME` runs one, `spec copy NAME` writes
+    a copy to edit."""
+    specs = builtin_specs()
+    if not specs:
+        raise UserError(f"{builtin_folder()}: no built-in challenges here; give a spec file's path instead")
+    width = max(map(len, specs))
+    for name, path in specs.items():
+        spec = read_spec(path)
+        typer.echo(f"{name:<{width}}  {spec.data.dataset:<14}  {spec.description}")
+
+
+@spec_app.command("copy")
+def spec_copy(
+    name: Annotated[str, typer.Argument(help="A built-in challenge (`unetbench spec list`).")],
+    dest: Annotated[
+        Path | None, typer.Argument(help="The file to write, or a folder for NAME.toml (default: NAME.toml).")
+    ] = None,
+) -> None:
+    """Write a built-in challenge's spec, comments and all, to a file to edit and run."""
+    specs = builtin_specs()
+    if name not in specs:
+        raise UserError(f"{name!r} is not a built-in challenge; built-in: {', '.join(specs) or 'none'}")
+    target = dest if dest is not None else Path(f"{name}.toml")
+    if target.is_dir():
+        target = target / f"{name}.toml"
+    if target.exists():
+        raise UserError(f"{target}: exists already; give another destination or remove it")
+    if not target.parent.is_dir():
+        raise UserError(f"{target.parent}: no such folder; make it first or give another destination")
+    atomic_write_bytes(target, specs[name].read_bytes())
+    typer.echo(f"wrote {target} (built-in {name}); run it with `unetbench run {target}`")
 
 
 @spec_app.command("show")
 def spec_show(
-    file: Annotated[Path, typer.Argument(help="A challenge spec (TOML).")],
+    file: Annotated[Path, typer.Argument(help="A challenge spec: a file or a built-in name.")],
     overrides: Annotated[
         list[str], typer.Option("--set", help="Override a key, e.g. --set training.iterations=200.")
     ] = [],  # noqa: B006 - typer reads the default, it is never mutated
@@ -29,7 +66,9 @@ def spec_show(
 
 
 @spec_app.command("check")
-def spec_check(files: Annotated[list[Path], typer.Argument(help="Challenge specs to validate.")]) -> None:
+def spec_check(
+    files: Annotated[list[Path], typer.Argument(help="Specs to validate: files or built-in names.")],
+) -> None:
     """Validate specs; print one line per file and exit non-zero if any is invalid."""
     failed = 0
     for file in files:
@@ -53,7 +92,9 @@ def spec_check(files: Annotated[list[Path], typer.Argument(help="Challenge specs
 
 
 @spec_app.command("paper")
-def spec_paper(files: Annotated[list[Path], typer.Argument(help="Challenge specs to compare.")]) -> None:
+def spec_paper(
+    files: Annotated[list[Path], typer.Argument(help="Specs to compare: files or built-in names.")],
+) -> None:
     """Print, as a Markdown table, each of the paper's settings and how each spec departs from it (the
     settings a run's report lists under "What differs from the paper"; the lines that depend on a run's
     record, such as the data it scored and the weights it chose, are not in this table)."""

@@ -138,6 +138,9 @@ class RunRecord:
     # The run folder whose trained network this run predicted with, instead of training its own (an
     # ablation's inference-only variant); None: the run trained its network. Its `training` is that run's.
     weights_from: str | None = None
+    # Where the spec came from: "built-in em (unetbench 0.2.0)" or the spec file's absolute path (None in
+    # records written before 0.2.0, which kept only the command line in `sessions`).
+    spec_source: str | None = None
 
     def resolved_spec(self):
         """The spec the run ran with, as a :class:`~unetbench.spec.ChallengeSpec`."""

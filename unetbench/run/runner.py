@@ -293,6 +293,7 @@ def record(
         reports_directory=str(context.reports),
         execution=devices.resolve(spec, context.device),
         weights_from=str(context.borrowed.path) if context.borrowed else None,
+        spec_source=spec.source or None,
     )
     context.run_dir.write_record(finished)
     return finished

@@ -218,7 +218,7 @@ def with_overrides(
         listed = set(evaluation.get("metrics", []))
         evaluation["rope"] = {m: w for m, w in evaluation.get("rope", {}).items() if m in listed}
     new = parse_spec(table, source=source)
-    return dataclasses.replace(new, overrides=tuple(recorded))
+    return dataclasses.replace(new, overrides=tuple(recorded), source=spec.source)
 
 
 def override_text(key: str, value: Any) -> str:

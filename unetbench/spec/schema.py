@@ -331,10 +331,13 @@ class ChallengeSpec:
     report: ReportSpec = field(default_factory=ReportSpec)
     # Set by with_overrides, never by the file: "key=value" in the order they were applied.
     overrides: tuple[str, ...] = field(default=(), metadata={"in_file": False})
-    # Set once, when the spec is checked against the data sets (unetbench.challenges.loading.check_spec), from
-    # the
-    # data set's adapter: "em" or "cells"; it decides the metrics, the scoring and the exports.
+    # Set once, when the spec is checked against the data sets (unetbench.challenges.loading.check_spec),
+    # from the data set's adapter: "em" or "cells"; it decides the metrics, the scoring and the exports.
     kind: str = field(default="", metadata={"in_file": False})
+    # Set by load_spec, never by the file: where the spec came from, as records keep it ("built-in em
+    # (unetbench 0.2.0)" or the file's absolute path); "" for a spec made in code or read from a record.
+    # Not part of equality: two specs with the same settings are the same spec wherever they were read.
+    source: str = field(default="", compare=False, metadata={"in_file": False})
 
     def __post_init__(self) -> None:
         _require(
