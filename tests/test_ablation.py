@@ -571,6 +571,32 @@ def test_runs_reused_from_records_alone_take_their_out_of_fold_scores_from_their
     assert AblationDir(tmp_path / "third").read_crossval().entries == []
 
 
+def test_a_run_trained_with_another_precision_is_not_reused(tiny_run, tmp_path):
+    """The same resolved spec trains another network where ``auto`` resolves otherwise (bf16 on a CPU with
+    bf16 in hardware, float32 elsewhere): a finished run beside the ablation is reused only where it ran
+    as this machine would run it (issue 29, item 8: the Xeon's em-cpu baselines are not the EPYC's)."""
+    import json
+
+    from unetbench.ablation.plan import _reusable
+
+    spec = RunDir(tiny_run).read_record().resolved_spec()
+    digest = spec_digest(spec)
+    beside = tmp_path / "cv" / f"baseline-fold0-seed0-{digest}"
+    shutil.copytree(tiny_run, beside)
+    wanted = tmp_path / "ablation" / f"baseline-seed0-{digest}"
+    assert _reusable(wanted, spec) == beside
+    record_file = beside / "record.json"
+    record = json.loads(record_file.read_text())
+    here = record["execution"]
+    other = "bf16" if here["training_precision"] == "fp32" else "fp32"
+    record["execution"] = {**here, "training_precision": other, "inference_precision": other}
+    record_file.write_text(json.dumps(record))
+    assert _reusable(wanted, spec) == wanted  # trained with another precision: trained again here
+    record["execution"] = None  # before records kept it: the rule of that time (float32 on the CPU)
+    record_file.write_text(json.dumps(record))
+    assert (_reusable(wanted, spec) == beside) == (here["training_precision"] == "fp32")
+
+
 # --- planning, pilots and nested selection ---------------------------------------------------------
 
 

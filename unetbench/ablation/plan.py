@@ -38,7 +38,8 @@ A run's folder is ``<variant>[-fold<k>]-seed<s>-<digest>``, the digest that of i
 the spec says, not the order of the overrides that made it): the same command plans the same folders, so
 running it again skips finished runs and resumes started ones. A run whose folder does not exist yet,
 but whose resolved spec a finished run in a sibling folder of the ablation has (a cross-validation of the
-same spec: ``runs/<name>/cv-*/``), is that run: it is reused, not trained again.
+same spec: ``runs/<name>/cv-*/``), is that run: it is reused, not trained again, where it ran with the
+precision and layout this machine gives the spec (``auto`` differs between processors).
 
 A variant that differs from a trained run of the same fold and seed only in
 :data:`~unetbench.spec.PREDICTION_SECTIONS` (``--no-tta``, ``--vary inference.tile_size=...``) trains
@@ -60,6 +61,7 @@ from unetbench.challenges.loading import apply_overrides
 from unetbench.errors import SpecError, UserError
 from unetbench.records.run_folder import RunDir
 from unetbench.spec import ChallengeSpec, dump_spec, parse_override, spec_to_table, training_part
+from unetbench.system.execution import ExecutionUsed
 
 BASELINE = "baseline"
 
@@ -326,9 +328,31 @@ def _reusable(directory: Path, spec: ChallengeSpec) -> Path:
     for candidate in sorted(directory.parent.parent.glob(f"*/*-{digest}")):
         if candidate.parent == directory.parent or RunDir.state(candidate) != "finished":
             continue
-        if RunDir(candidate).read_record().spec == spec_to_table(spec):
+        record = RunDir(candidate).read_record()
+        if record.spec == spec_to_table(spec) and _trains_alike_here(record, spec):
             return candidate
     return directory
+
+
+def _trains_alike_here(record, spec: ChallengeSpec) -> bool:
+    """Whether a finished run's precision and layout are what ``spec`` gets on this machine: ``auto``
+    becomes bf16 channels_last on a CPU with bf16 in hardware and float32 elsewhere, so one resolved spec
+    trains another network on another processor (em-cpu's baselines: bf16 on a Xeon, float32 on an EPYC;
+    issue 29, item 8). A record from before ``execution`` was kept ran the rule of its time: float32
+    contiguous on the CPU, bf16 channels_last on CUDA. Where this machine cannot run the spec's device (a
+    Ray head planning GPU runs), the spec alone decides."""
+    from unetbench.system import devices
+
+    try:
+        device = devices.resolve_device(spec.training.device)
+    except UserError:
+        return True
+    here = devices.resolve(spec, device)
+    used = record.execution
+    if used is None:  # the rule of its time
+        rule = ("fp32", "contiguous") if device == "cpu" else ("bf16", "channels_last")
+        used = ExecutionUsed(*rule, spec.training.compile, *rule, native_bf16=here.native_bf16)
+    return dataclasses.replace(used, native_bf16=here.native_bf16) == here
 
 
 def _pair_inference_only(runs: list[PlannedRun]) -> list[PlannedRun]:
