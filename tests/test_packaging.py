@@ -180,5 +180,6 @@ def test_the_wheel_runs_from_an_empty_folder(tmp_path):
     record = json.loads(next((empty / "runs" / "quickstart").glob("*/record.json")).read_text())
     assert record["spec_source"] == f"built-in quickstart (unetbench {unetbench.__version__})"
     assert record["provenance"]["versions"]["unetbench"] == unetbench.__version__
+    assert f"- spec: built-in quickstart (unetbench {unetbench.__version__})" in reports[0].read_text()
     unetbench_("ablate", "quickstart", "--no-weightmap", "--iterations", "10", "--no-progress")
     assert list((empty / "reports" / "quickstart").glob("ablation-*.md"))

@@ -112,6 +112,7 @@ def _where_and_when(record: RunRecord) -> list[str]:
         *_sessions(record),
         f"- commit: `{commit}`, unetbench {prov.versions.get('unetbench')}, "
         f"torch {prov.versions.get('torch')}",
+        *([f"- spec: {record.spec_source}"] if record.spec_source else []),  # records since 0.2.0
         f"- hardware: {hw.gpu or hw.processor} ({hw.cpu_cores} CPU cores), device `{hw.device}`",
         f"- scored on: {scored_on(record)}",
         "- time: "
