@@ -68,23 +68,25 @@ def test_every_table_of_figures_names_its_command_commit_and_source(page):
     assert unsourced == []
 
 
-HEADLINE = "**What each trick is worth"
+ANSWER_HEADER = "| variant | what it is | Δ "  # the first cells of headline_table's header
 CSV_LINK = re.compile(r"\]\(((?:\.\./)?reports/[\w/-]+\.csv)\)")
 
 
 @pytest.mark.parametrize("page", [REPO / "README.md", REPO / "docs" / "ablations.md"], ids=lambda p: p.name)
-def test_the_ablation_answer_is_the_table_its_csv_makes(page):
-    """The primary family's table README and docs/ablations.md show is made from the first ablation CSV
-    linked after their "What each trick is worth" paragraph opens (`headline_table`), so it changes with
-    the committed report and with nothing else."""
+def test_every_ablation_answer_is_the_table_its_csv_makes(page):
+    """Each primary-family table README and docs/ablations.md show is `headline_table` of the ablation CSV
+    linked last before it, so it changes with the committed report and with nothing else."""
     from unetbench.ablation.report_answer import headline_table
 
     text = page.read_text(encoding="utf-8")
-    assert HEADLINE in text, f"{page.name}: no 'What each trick is worth' paragraph"
-    after = text[text.index(HEADLINE) :]
-    link = CSV_LINK.search(after)
-    assert link, f"{page.name}: the 'What each trick is worth' paragraph links no ablation CSV"
-    table = "\n".join(headline_table(page.parent / link.group(1)))
-    assert table in after[link.end() :], (
-        f"{page.name}: the table differs from headline_table({link.group(1)})"
-    )
+    lines = text.splitlines()
+    answers = [(start, end) for start, end in _tables(lines) if lines[start].startswith(ANSWER_HEADER)]
+    assert answers, f"{page.name}: no ablation answer table"
+    for start, end in answers:
+        before = "\n".join(lines[:start])
+        links = CSV_LINK.findall(before)
+        assert links, f"{page.name}, line {start + 1}: no ablation CSV linked before the table"
+        made = headline_table(page.parent / links[-1])
+        assert lines[start : end + 1] == made, (
+            f"{page.name}, line {start + 1}: not headline_table({links[-1]})"
+        )
