@@ -2,23 +2,28 @@
 # README's two commands, each in a fresh clone with a fresh virtual environment, timed; the result file
 # names the commit, the machine and each part's seconds:
 #
-#     bash benchmarks/fresh_machine.sh OUT.md
+#     bash benchmarks/fresh_machine.sh OUT.md [COMMIT]
 #
-# The commands are read from README.md as it is at HEAD (the first code block under "## Fresh machine", and
-# the one after the ci:test-command marker, as .ci/run reads it) and run as written, split at their last
-# " && " into the installation and what follows it. The clones are made beside this repository, so that
-# the tests find ../shared as CI does, and removed at the end (KEEP=1 keeps them, with their logs).
+# The commands are read from README.md as it is at COMMIT (default HEAD; the first code block under "##
+# Fresh machine", and the one after the ci:test-command marker, as .ci/run reads it) and run as written in
+# clones checked out at COMMIT, split at their last " && " into the installation and what follows it. An
+# older commit on the same machine is the fair baseline for a timing (a figure from another machine is
+# not). The clones are made beside this repository, so that the tests find ../shared as CI does, and
+# removed at the end (KEEP=1 keeps them, with their logs).
 set -euo pipefail
 
-if [ $# -ne 1 ]; then
-    echo "usage: bash benchmarks/fresh_machine.sh OUT.md" >&2
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+    echo "usage: bash benchmarks/fresh_machine.sh OUT.md [COMMIT]" >&2
     exit 2
 fi
 repo=$(cd "$(dirname "$0")/.." && pwd)
 out=$(realpath -m "$1")
 [ -d "$(dirname "$out")" ] || { echo "OUT.md: folder $(dirname "$out") does not exist" >&2; exit 2; }
-commit=$(git -C "$repo" rev-parse HEAD)
-readme=$(git -C "$repo" show HEAD:README.md)
+commit=$(git -C "$repo" rev-parse --verify -q "${2:-HEAD}^{commit}") || {
+    echo "COMMIT: '${2:-HEAD}' is not a commit of $repo" >&2
+    exit 2
+}
+readme=$(git -C "$repo" show "$commit:README.md")
 first=$(awk '/^## Fresh machine/{found=1} found && /^```bash/{inblock=1; next} inblock && /^```/{exit} inblock{print}' <<<"$readme")
 tests=$(awk '/<!-- ci:test-command -->/{found=1; next} found && /^```/{if (inblock) exit; inblock=1; next} inblock{print}' <<<"$readme")
 for name in first tests; do
@@ -36,6 +41,7 @@ time_command() {
     clone=$(mktemp -d "$(dirname "$repo")/fresh-XXXXXX")
     clones+=("$clone")
     git clone -q "$repo" "$clone"
+    git -C "$clone" checkout -q "$commit"
     log="$clone.log"
     install=${2% && *}
     run=${2##* && }
@@ -73,7 +79,7 @@ processor=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//' |
 {
     echo "# README's two commands on fresh virtual environments"
     echo
-    echo "- command: \`bash benchmarks/fresh_machine.sh $1\`: each README command in a fresh clone of commit"
+    echo "- command: \`bash benchmarks/fresh_machine.sh $*\`: each README command in a fresh clone of commit"
     echo "  \`${commit:0:12}\` beside the repository, in a new \`python3 -m venv\`, run as written"
     echo "- machine: $processor, $(nproc) cores ($(uname -m)), $(python3 --version); pip's cache as this machine had it"
     echo "- date: $(date -u +%Y-%m-%d)"

@@ -49,8 +49,9 @@ def test_train_throughput_writes_its_table_as_markdown(tmp_path):
 
 
 def test_fresh_machine_times_readmes_two_commands_in_fresh_clones(tmp_path):
-    """The script reads both commands from README at HEAD, runs each in its own clone and venv, splits it
-    at its last ' && ', and exits non-zero when a command fails, saying so in the table."""
+    """The script reads both commands from README at HEAD (or at a commit it is given), runs each in its
+    own clone and venv, splits it at its last ' && ', and exits non-zero when a command fails, saying so in
+    the table."""
     repo = tmp_path / "repo"
     (repo / "benchmarks").mkdir(parents=True)
     (repo / "benchmarks" / "fresh_machine.sh").write_text(
@@ -83,6 +84,20 @@ def test_fresh_machine_times_readmes_two_commands_in_fresh_clones(tmp_path):
     ]
     assert [row.split("|")[4].strip() for row in rows] == ["0", "0", "0", "1"]
     assert not list(tmp_path.glob("fresh-*"))  # the clones, beside the repository, are removed
+
+    # an older commit, timed on the same machine: its README's commands, in clones checked out there
+    first = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, capture_output=True, text=True)
+    readme = (repo / "README.md").read_text().replace("raise SystemExit(1)", "raise SystemExit(0)")
+    (repo / "README.md").write_text(readme.replace("echo ran", "echo again"))
+    subprocess.run([*git, "commit", "-qam", "y"], cwd=repo, check=True, capture_output=True)
+    script = ["bash", "benchmarks/fresh_machine.sh", str(tmp_path / "old.md"), first.stdout.strip()[:7]]
+    done = subprocess.run(script, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr  # the old commit's failing test command
+    old = (tmp_path / "old.md").read_text()
+    assert f"fresh clone of commit\n  `{first.stdout[:12]}`" in old and "`echo ran > ran.txt`" in old
+    for bad in ("nosuchcommit", "a b"):
+        done = subprocess.run([*script[:3], bad], cwd=repo, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "is not a commit" in done.stderr
 
 
 BENCHMARKS_WITH_OUT = sorted(
