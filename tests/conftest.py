@@ -33,6 +33,24 @@ def ray_files(home: Path) -> dict[str, float]:
     return {str(p.relative_to(home)): p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
 
 
+# The suite's files are shared among one process per core where pytest-xdist is installed (the test
+# extra); ``-n 0`` runs them in this process, ``-n N`` in N. A file runs whole in one worker, so that its
+# module fixtures (a Ray instance, the docs pages' runs, a trained network) are made once. A worker takes
+# its share of the cores for torch's threads, and the commands it starts inherit that share.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // WORKERS)))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads -n
+def pytest_cmdline_main(config):
+    if hasattr(config, "workerinput") or getattr(config.option, "numprocesses", "absent") is not None:
+        return  # an xdist worker, pytest-xdist absent (or -p no:xdist), or -n given
+    config.option.numprocesses = "auto"
+    if config.option.dist == "no":
+        config.option.dist = "loadfile"
+
+
 REAL_HOME = Path.home()
 REAL_RAY_BEFORE = ray_files(REAL_HOME)
 TEST_HOME = Path(tempfile.mkdtemp(prefix="unetbench-tests-home-"))

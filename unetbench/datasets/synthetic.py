@@ -18,6 +18,7 @@ The data sets ``synthetic-em`` and ``synthetic-cells`` are generated in memory f
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, get_args
 
@@ -107,9 +108,15 @@ def em_slice(seed: int, index: int, height: int = 512, width: int = 512, *, stre
     return _to_uint8(image), labels
 
 
+@functools.lru_cache(maxsize=8)
 def em_stacks(seed: int, samples: int, height: int, width: int, *, stream: int = _TRAIN):
+    """(images, labels) uint8 stacks of ``samples`` slices, made once per process for each set of
+    arguments (an ablation reads the same generated data in every run) and so read-only."""
     pairs = [em_slice(seed, i, height, width, stream=stream) for i in range(samples)]
-    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    stacks = np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+    for stack in stacks:
+        stack.flags.writeable = False
+    return stacks
 
 
 class _CellScene:
