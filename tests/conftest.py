@@ -51,6 +51,12 @@ def pytest_cmdline_main(config):
         config.option.dist = "loadfile"
 
 
+def pytest_collection_modifyitems(items):
+    """The docs pages' commands first (their order kept): the longest file, about ten minutes on two cores,
+    is not left to be the last one a worker starts."""
+    items.sort(key=lambda item: item.path.name != "test_docs_commands.py")
+
+
 REAL_HOME = Path.home()
 REAL_RAY_BEFORE = ray_files(REAL_HOME)
 TEST_HOME = Path(tempfile.mkdtemp(prefix="unetbench-tests-home-"))

@@ -22,7 +22,7 @@ from unetbench.training.checkpoint import load_checkpoint
 from unetbench.training.sampler import step_seed
 
 from . import _ddp_worker
-from .helpers import QUICKSTART, WRAPPER, tiny_spec, wait_for_line
+from .helpers import QUICKSTART, WRAPPER, tiny_spec, wait_for_line, write_spec
 
 LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
 
@@ -124,14 +124,19 @@ def _kill_all(pid: int) -> None:
             os.kill(member, signal.SIGKILL)
 
 
-def test_a_two_process_quickstart_run_is_killed_resumes_and_writes_one_record(tmp_path):
+def test_a_two_process_run_is_killed_resumes_and_writes_one_record(tmp_path):
     """``torchrun --nproc-per-node 2 -m unetbench run``: SIGKILL to torchrun and both ranks after step 41
     (the checkpoint of step 40 on disk), then the same command with --resume: one record, two sessions
-    (killed, finished), the effective batch of 2 processes, and the weights of an uninterrupted run."""
+    (killed, finished), the effective batch of 2 processes, and the weights of an uninterrupted run. The
+    quickstart's sections on tiny slices (:func:`tests.helpers.tiny_spec`), 4 tiles per process and step."""
+    spec = write_spec(
+        tmp_path / "quickstart.toml",
+        tiny_spec(200, **{"training.batch_size": 4, "training.validate_every": 50}),
+    )
     common = ["--iterations", "200", "--set", "training.checkpoint_every=40", "--no-progress"]
     common += ["--reports", tmp_path / "reports"]
     run, straight = tmp_path / "run", tmp_path / "straight"
-    first = _torchrun([QUICKSTART, "--out", run, *common], tmp_path, pause_at=41)
+    first = _torchrun([spec, "--out", run, *common], tmp_path, pause_at=41)
     checkpoint = run / "checkpoints" / "last.pt"
     wait_for_line(first, lambda line: line.endswith("paused at 41"), timeout=240)
     _kill_all(first.pid)
@@ -140,7 +145,7 @@ def test_a_two_process_quickstart_run_is_killed_resumes_and_writes_one_record(tm
     killed_at = load_checkpoint(checkpoint)["iteration"]
     assert killed_at == 40
 
-    second = _torchrun([QUICKSTART, "--resume", run, *common], tmp_path)
+    second = _torchrun([spec, "--resume", run, *common], tmp_path)
     out, err = second.communicate(timeout=300)
     assert second.returncode == 0, err
     assert f"resuming at iteration {killed_at}" in out
@@ -154,7 +159,7 @@ def test_a_two_process_quickstart_run_is_killed_resumes_and_writes_one_record(tm
     assert "data-parallel over 2 processes" in report.read_text()
     assert "an effective batch of 8 tiles per step" in report.read_text()
 
-    third = _torchrun([QUICKSTART, "--out", straight, *common], tmp_path)
+    third = _torchrun([spec, "--out", straight, *common], tmp_path)
     _, err = third.communicate(timeout=300)
     assert third.returncode == 0, err
     a, b = load_checkpoint(checkpoint), load_checkpoint(straight / "checkpoints" / "last.pt")

@@ -89,6 +89,31 @@ def test_the_scores_are_of_the_weights_the_record_names(tmp_path):
     assert list(state["best_model"]) == list(state["model"])
 
 
+def test_untrained_scores_are_taken_again_only_for_the_same_weights_images_and_inference(
+    tmp_path, monkeypatch
+):
+    """The runs of an ablation that vary the training alone score one untrained network once per process;
+    another seed (other initial weights) or another inference scores again, and what is taken equals
+    what scoring again gives."""
+    from unetbench.run import preparation
+
+    lines = []
+    said = dict(quiet(tmp_path), log=lines.append)
+    first = run(tiny_spec(iterations=2), out=tmp_path / "a", **said)
+    run(tiny_spec(iterations=2, **{"training.learning_rate": 0.01}), out=tmp_path / "b", **said)
+    run(tiny_spec(iterations=2, **{"training.seed": 1}), out=tmp_path / "c", **said)
+    run(tiny_spec(iterations=2, **{"inference.tta": "flips"}), out=tmp_path / "d", **said)
+
+    def taken() -> int:
+        return sum("untrained network: scored already in this process" in line for line in lines)
+
+    assert taken() == 1  # by b alone: c has other initial weights, d another inference
+    assert _record(tmp_path / "b").untrained == _record(first).untrained
+    monkeypatch.setattr(preparation, "_UNTRAINED_SCORES", {})
+    again = run(tiny_spec(iterations=2, **{"training.learning_rate": 0.01}), out=tmp_path / "e", **said)
+    assert taken() == 1 and _record(again).untrained == _record(first).untrained
+
+
 def test_checkpoints_come_every_n_iterations_or_every_m_minutes(tmp_path, monkeypatch):
     saved = []
     original = Trainer.save

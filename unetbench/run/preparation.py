@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from unetbench.datasets import load_dataset
@@ -25,7 +27,7 @@ from unetbench.metrics import warm_up_kernels
 from unetbench.model.unet import unet_from_spec
 from unetbench.records.provenance import command_line, run_id
 from unetbench.records.run_folder import RunDir, UntrainedScores
-from unetbench.records.run_record import Session
+from unetbench.records.run_record import Scores, Session
 from unetbench.run import predicting
 from unetbench.run.commands import resume_command
 from unetbench.run.context import SCORED, RunContext
@@ -325,12 +327,36 @@ def _check_finished(spec: ChallengeSpec, resume: Path) -> None:
 
 
 def _score_untrained(spec, model, split, device, run_dir: RunDir, reporter: Reporter) -> UntrainedScores:
-    """Scores of the network as initialised, kept in the run folder for every later session."""
+    """Scores of the network as initialised, kept in the run folder for every later session. Where this
+    process scored the same initial weights, with the same inference, post-processing and metrics, on the
+    same images before (the runs of an ablation that vary the training alone), those scores are taken."""
     tick = time.perf_counter()
-    title = "untrained network: predicting"
-    maps = predicting.probabilities(model.to(device), split.evaluation, spec, device, reporter, title)
-    with reporter.stage("untrained network: scoring"):
-        scores = scoring.score_maps(spec, split.evaluation, maps, names=split.names(SCORED))
-    untrained = UntrainedScores(scores=scores, seconds=time.perf_counter() - tick)
+    key = _untrained_key(spec, model, split, device)
+    if key not in _UNTRAINED_SCORES:
+        title = "untrained network: predicting"
+        maps = predicting.probabilities(model.to(device), split.evaluation, spec, device, reporter, title)
+        with reporter.stage("untrained network: scoring"):
+            scores = scoring.score_maps(spec, split.evaluation, maps, names=split.names(SCORED))
+        _UNTRAINED_SCORES[key] = scores
+    else:
+        reporter.line("untrained network: scored already in this process (the same weights and images)")
+    untrained = UntrainedScores(scores=_UNTRAINED_SCORES[key], seconds=time.perf_counter() - tick)
     run_dir.write_untrained(untrained)
     return untrained
+
+
+_UNTRAINED_SCORES: dict[str, Scores] = {}
+
+
+def _untrained_key(spec: ChallengeSpec, model, split: Split, device: str) -> str:
+    """What decides the untrained scores, hashed: the initial weights, the scored images and their
+    annotations, and the sections and device that predict and score them."""
+    digest = hashlib.blake2b(repr((spec.kind, spec.inference, spec.postprocess, spec.evaluation)).encode())
+    digest.update(f"{device} {split.names(SCORED)}".encode())
+    for tensor in model.state_dict().values():
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    for sample in split.evaluation:
+        for array in (sample.image, sample.target, sample.instances):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array))
+    return digest.hexdigest()
