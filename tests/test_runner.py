@@ -89,14 +89,13 @@ def test_the_scores_are_of_the_weights_the_record_names(tmp_path):
     assert list(state["best_model"]) == list(state["model"])
 
 
-def test_untrained_scores_are_taken_again_only_for_the_same_weights_images_and_inference(
-    tmp_path, monkeypatch
-):
+def test_untrained_scores_are_reused_only_for_the_same_weights_images_and_inference(tmp_path, monkeypatch):
     """The runs of an ablation that vary the training alone score one untrained network once per process;
     another seed (other initial weights) or another inference scores again, and what is taken equals
     what scoring again gives."""
     from unetbench.run import preparation
 
+    monkeypatch.setattr(preparation, "_UNTRAINED_SCORES", {})  # what this worker's earlier tests scored
     lines = []
     said = dict(quiet(tmp_path), log=lines.append)
     first = run(tiny_spec(iterations=2), out=tmp_path / "a", **said)
