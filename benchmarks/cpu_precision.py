@@ -42,8 +42,9 @@ SETTINGS = [
 ]
 
 
-def make_trainers(samples, weight_maps, folder: Path) -> dict[tuple[str, str], Trainer]:
-    """One trainer of em-cpu per (precision, layout), each past two warm-up steps (allocator, kernels)."""
+def make_trainers(samples, weight_maps, folder: Path) -> dict[tuple[str, str], tuple[Trainer, object]]:
+    """One trainer of em-cpu per (precision, layout), each past two warm-up steps (allocator, kernels),
+    with the ``[inference]`` section it predicts by."""
     base = load_spec(SPEC)
     trainers = {}
     for precision, layout in SETTINGS:
@@ -66,7 +67,7 @@ def make_trainers(samples, weight_maps, folder: Path) -> dict[tuple[str, str], T
         )
         for _ in range(2):
             trainer.step()
-        trainers[precision, layout] = trainer
+        trainers[precision, layout] = trainer, spec.inference
     return trainers
 
 
@@ -84,13 +85,13 @@ def main() -> None:
         steps = {key: [] for key in trainers}
         predictions = {key: [] for key in trainers}
         for _ in range(args.rounds):
-            for key, trainer in trainers.items():
+            for key, (trainer, inference) in trainers.items():
                 start = time.perf_counter()
                 trainer.step()
                 steps[key].append(time.perf_counter() - start)
                 trainer.model.eval()
                 start = time.perf_counter()
-                predict_image(trainer.model, slices[0], trainer.spec.inference, device="cpu")
+                predict_image(trainer.model, slices[0], inference, device="cpu")
                 predictions[key].append(time.perf_counter() - start)
     commit, dirty = git_revision()
     machine = hardware("cpu")

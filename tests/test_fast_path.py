@@ -127,7 +127,7 @@ def test_the_tiles_of_a_step_depend_on_the_seed_and_the_iteration_only(tmp_path)
 @pytest.mark.parametrize("native", [False, True])
 def test_precision_and_layout_resolve_per_device(monkeypatch, native):
     """auto: bf16 and channels_last on CUDA and on a CPU with bf16 in hardware, float32 contiguous on
-    other CPUs."""
+    other CPUs for training; prediction in channels_last everywhere."""
     monkeypatch.setattr(devices, "native_bf16", lambda: native)
     cpu = "bf16" if native else "fp32"
     assert devices.precision("auto", "cpu") == cpu and devices.precision("auto", "cuda") == "bf16"
@@ -135,12 +135,15 @@ def test_precision_and_layout_resolve_per_device(monkeypatch, native):
     layout = torch.channels_last if native else torch.contiguous_format
     assert devices.memory_format("auto", "cpu") == layout
     assert devices.memory_format("auto", "cuda") == torch.channels_last
+    assert devices.memory_format("auto", "cpu", inference=True) == torch.channels_last
+    assert devices.memory_format("contiguous", "cpu", inference=True) == torch.contiguous_format
     used = devices.resolve(tiny_spec(), "cpu")
     assert (used.training_precision, used.training_memory_format, used.native_bf16) == (
         cpu,
         "channels_last" if native else "contiguous",
         native,
     )
+    assert (used.inference_precision, used.inference_memory_format) == (cpu, "channels_last")
     assert devices.describe("bf16", "channels_last", "cpu", compiled=True) == (
         "bf16 autocast, channels_last, torch.compile"
     )
@@ -293,6 +296,30 @@ def test_inference_precision_and_layout_come_from_the_spec():
     assert bf16.dtype == np.float32
     assert 0 < np.abs(bf16 - plain).max() < 0.05  # bf16 rounding, and only that
     np.testing.assert_allclose(bf16.sum(axis=0), 1.0, atol=1e-5)  # the soft-max is float32
+
+
+@pytest.mark.parametrize("own", [torch.contiguous_format, torch.channels_last])
+def test_prediction_runs_in_its_layout_and_leaves_the_weights_as_they_were(own):
+    """``auto`` predicts in channels_last (the weights too, where the time goes), and the network comes
+    back in its own layout with its own values: validation in the middle of training changes nothing."""
+    torch.manual_seed(0)
+    net = UNet(depth=3, base_channels=8, dropout=0.0).eval().to(memory_format=own)
+    before = {name: (w.clone(), w.stride()) for name, w in net.state_dict().items()}
+    seen = []
+    second = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)][1]
+    hook = second.register_forward_pre_hook(lambda _, args: seen.append(args[0]))
+    image = np.random.default_rng(0).random((150, 130)).astype(np.float32)
+    auto = predict_image(net, image, InferenceSpec(tile_size=92, batch_size=3, precision="fp32"))
+    hook.remove()
+    assert seen and all(
+        x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() for x in seen
+    )
+    for name, w in net.state_dict().items():
+        assert torch.equal(w, before[name][0]) and w.stride() == before[name][1], name
+    contiguous = predict_image(
+        net, image, InferenceSpec(tile_size=92, batch_size=3, precision="fp32", memory_format="contiguous")
+    )
+    np.testing.assert_allclose(auto, contiguous, atol=1e-5)
 
 
 def test_the_report_lists_the_precision_a_run_used():

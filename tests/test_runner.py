@@ -113,6 +113,28 @@ def test_untrained_scores_are_reused_only_for_the_same_weights_images_and_infere
     assert taken() == 1 and _record(again).untrained == _record(first).untrained
 
 
+def test_the_untrained_key_tells_the_same_bytes_in_another_shape_apart():
+    import numpy as np
+    import torch
+
+    from unetbench.datasets.base import Sample
+    from unetbench.datasets.splits import Split
+    from unetbench.model.unet import unet_from_spec
+    from unetbench.run.preparation import _untrained_key
+
+    spec = tiny_spec()
+    torch.manual_seed(0)
+    model = unet_from_spec(spec.model)
+    image = np.random.default_rng(0).random((64, 64), dtype=np.float32)
+
+    def key(array) -> str:
+        sample = Sample("0", array, (array > 0.5).astype(np.uint8), None)
+        return _untrained_key(spec, model, Split((), (), (sample,), ()), "cpu")
+
+    assert key(image) == key(image.copy())
+    assert key(image) != key(image.reshape(32, 128))  # the same bytes, another image
+
+
 def test_checkpoints_come_every_n_iterations_or_every_m_minutes(tmp_path, monkeypatch):
     saved = []
     original = Trainer.save

@@ -340,7 +340,10 @@ def _trains_alike_here(record, spec: ChallengeSpec) -> bool:
     trains another network on another processor (em-cpu's baselines: bf16 on a Xeon, float32 on an EPYC;
     issue 29, item 8). A record from before ``execution`` was kept ran the rule of its time: float32
     contiguous on the CPU, bf16 channels_last on CUDA. Where this machine cannot run the spec's device (a
-    Ray head planning GPU runs), the spec alone decides."""
+    Ray head planning GPU runs), the spec alone decides. The prediction's memory layout is not compared:
+    it changes the probabilities by float rounding (about 1e-5), once, where the training's compounds over
+    every step into another network (``auto`` predicts in channels_last on every device now; earlier runs
+    on a CPU without bf16 predicted in contiguous layout)."""
     from unetbench.system import devices
 
     try:
@@ -352,7 +355,8 @@ def _trains_alike_here(record, spec: ChallengeSpec) -> bool:
     if used is None:  # the rule of its time
         rule = ("fp32", "contiguous") if device == "cpu" else ("bf16", "channels_last")
         used = ExecutionUsed(*rule, spec.training.compile, *rule, native_bf16=here.native_bf16)
-    return dataclasses.replace(used, native_bf16=here.native_bf16) == here
+    layout = here.inference_memory_format
+    return dataclasses.replace(used, native_bf16=here.native_bf16, inference_memory_format=layout) == here
 
 
 def _pair_inference_only(runs: list[PlannedRun]) -> list[PlannedRun]:

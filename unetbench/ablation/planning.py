@@ -188,7 +188,8 @@ def _prediction_seconds(spec, split, device: str, *, per_image: bool = False) ->
     from unetbench.system import devices
 
     inference = spec.inference
-    model = unet_from_spec(spec.model).to(device).eval()
+    layout = devices.memory_format(inference.memory_format, device, inference=True)
+    model = unet_from_spec(spec.model).to(device, memory_format=layout).eval()
     image = split.evaluation[0].image
     tiles = len(tile_plan(model, image, inference, device).tiles) * len(TTA_VERSIONS[inference.tta])
     shape = (
@@ -197,7 +198,7 @@ def _prediction_seconds(spec, split, device: str, *, per_image: bool = False) ->
         inference.tile_size,
         inference.tile_size,
     )
-    batch = torch.rand(shape, device=device)
+    batch = torch.rand(shape, device=device).contiguous(memory_format=layout)
     times = []
     with torch.no_grad(), devices.autocast(inference.precision, device):
         for _ in range(4):  # the first warms up

@@ -11,8 +11,8 @@ mirror-extended image would: the result equals that pass to float rounding ("sea
 averaging transforms, assembling the output and averaging happen there, and one probability map per
 image comes back to the host. Tiles go through the network ``inference.batch_size`` at a time under
 ``torch.no_grad()``, with the spec's ``inference.precision`` and ``memory_format``
-(:mod:`unetbench.system.devices`; ``auto``: bf16 autocast and channels_last on CUDA, float32 on the CPU); the
-soft-max is taken in float32.
+(:mod:`unetbench.system.devices`; ``auto``: bf16 autocast on CUDA, float32 on a CPU without bf16, and
+channels_last on both, the weights too, for the call); the soft-max is taken in float32.
 
 Two alternatives, for the ablation (:mod:`unetbench.ablation.plan`):
 
@@ -57,8 +57,8 @@ def _as_channels(image, device="cpu") -> torch.Tensor:
 def _run_tiles(model, tiles: list[torch.Tensor], inference, device) -> list[torch.Tensor]:
     """Soft-max probabilities (K, h, w) of each (C, H, W) input tile, in batches, left on the device."""
     results = []
-    layout = devices.memory_format(inference.memory_format, device)
-    with torch.no_grad(), devices.autocast(inference.precision, device):
+    layout = devices.memory_format(inference.memory_format, device, inference=True)
+    with torch.no_grad(), devices.autocast(inference.precision, device), devices.laid_out(model, layout):
         for start in range(0, len(tiles), inference.batch_size):
             batch = torch.stack(tiles[start : start + inference.batch_size]).contiguous(memory_format=layout)
             probabilities = torch.softmax(model(batch).float(), dim=1)  # (B, K, h, w), float32

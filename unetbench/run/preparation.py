@@ -353,10 +353,12 @@ def _untrained_key(spec: ChallengeSpec, model, split: Split, device: str) -> str
     annotations, and the sections and device that predict and score them."""
     digest = hashlib.blake2b(repr((spec.kind, spec.inference, spec.postprocess, spec.evaluation)).encode())
     digest.update(f"{device} {split.names(SCORED)}".encode())
-    for tensor in model.state_dict().values():
+    for name, tensor in model.state_dict().items():  # names, shapes and types as well as the bytes
+        digest.update(f"{name} {tuple(tensor.shape)} {tensor.dtype}".encode())
         digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
     for sample in split.evaluation:
         for array in (sample.image, sample.target, sample.instances):
             if array is not None:
+                digest.update(f"{array.shape} {array.dtype}".encode())
                 digest.update(np.ascontiguousarray(array))
     return digest.hexdigest()

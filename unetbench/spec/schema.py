@@ -246,7 +246,7 @@ class InferenceSpec:
     # original and the paper's "7 rotated versions", Table 1). See unetbench.inference.tiling.predict_image.
     tta: Tta = "none"
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA and bf16 CPUs
-    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: as precision
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"  # auto: channels_last everywhere
 
     def __post_init__(self) -> None:
         _require(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")

@@ -9,12 +9,17 @@ uses, the same way on every device, so the CPU runs (and CI tests) the very line
   emulated and slower than float32. ``bf16`` is bf16 autocast on any device. Under autocast the
   convolutions run in bf16; the loss and the soft-max are always computed in float32 (the callers cast
   the logits first).
-- ``auto`` memory format is channels_last where ``auto`` precision is bf16 (the layout of the tensor
-  cores' and of oneDNN's blocked bf16 convolution kernels) and contiguous elsewhere.
+- ``auto`` memory format, for training, is channels_last where ``auto`` precision is bf16 (the layout of
+  the tensor cores' and of oneDNN's blocked bf16 convolution kernels) and contiguous elsewhere; for
+  prediction it is channels_last on every device. Prediction puts the network's weights in its layout for
+  the call and back afterwards (:func:`laid_out`), so validation in the middle of a training run leaves
+  the training's layout as it was.
 
 Why: on a CPU with bf16 in hardware, bf16 autocast with channels_last is the fastest of the four
 settings for em-cpu's training step (``benchmarks/cpu_precision.py`` measures the four against each other
-in one run and writes its table to ``reports/benchmarks/``).
+in one run and writes its table to ``reports/benchmarks/``). In float32, channels_last predicts about
+twice as fast as contiguous on both processors measured (``cpu-precision.md``, an Intel Xeon with bf16;
+``cpu-precision-epyc.md``, an AMD EPYC without), while the training step gains little or loses.
 
 What ``auto`` became on the machine that ran is recorded in the run
 (:class:`~unetbench.system.execution.ExecutionUsed`), so a report rendered on another machine names what ran,
@@ -77,15 +82,42 @@ def autocast(choice: str, device) -> contextlib.AbstractContextManager:
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
-def memory_format(choice: str, device) -> torch.memory_format:
-    """``torch.channels_last`` or ``torch.contiguous_format``: what ``choice`` means on ``device``."""
+def memory_format(choice: str, device, *, inference: bool = False) -> torch.memory_format:
+    """``torch.channels_last`` or ``torch.contiguous_format``: what ``choice`` means on ``device``, for
+    training or, with ``inference``, for prediction (module docstring)."""
     if choice == "auto":
-        choice = "channels_last" if _fast_bf16(device) else "contiguous"
+        choice = "channels_last" if inference or _fast_bf16(device) else "contiguous"
     return torch.channels_last if choice == "channels_last" else torch.contiguous_format
 
 
-def layout_name(choice: str, device) -> str:
-    return "channels_last" if memory_format(choice, device) == torch.channels_last else "contiguous"
+def layout_name(choice: str, device, *, inference: bool = False) -> str:
+    layout = memory_format(choice, device, inference=inference)
+    return "channels_last" if layout == torch.channels_last else "contiguous"
+
+
+def _layout_of(model: torch.nn.Module) -> torch.memory_format:
+    """The layout of ``model``'s convolution weights (contiguous where none tells the two apart)."""
+    for weight in model.parameters():
+        if weight.dim() == 4 and weight.shape[1] > 1 and weight.shape[2] * weight.shape[3] > 1:
+            if not weight.is_contiguous() and weight.is_contiguous(memory_format=torch.channels_last):
+                return torch.channels_last
+            return torch.contiguous_format
+    return torch.contiguous_format
+
+
+@contextlib.contextmanager
+def laid_out(model: torch.nn.Module, layout: torch.memory_format):
+    """``model``'s 4-D weights in ``layout`` within the block, and in their own layout again after it
+    (a layout change copies the values, so the weights are bit for bit what they were)."""
+    before = _layout_of(model)
+    if before == layout:
+        yield model
+        return
+    model.to(memory_format=layout)
+    try:
+        yield model
+    finally:
+        model.to(memory_format=before)
 
 
 def describe(choice_precision: str, choice_format: str, device, compiled: bool = False) -> str:
@@ -101,7 +133,7 @@ def resolve(spec, device) -> ExecutionUsed:
         training_memory_format=layout_name(training.memory_format, device),
         compiled=training.compile,
         inference_precision=precision(inference.precision, device),
-        inference_memory_format=layout_name(inference.memory_format, device),
+        inference_memory_format=layout_name(inference.memory_format, device, inference=True),
         native_bf16=native_bf16(),
     )
 
