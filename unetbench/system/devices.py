@@ -19,7 +19,10 @@ Why: on a CPU with bf16 in hardware, bf16 autocast with channels_last is the fas
 settings for em-cpu's training step (``benchmarks/cpu_precision.py`` measures the four against each other
 in one run and writes its table to ``reports/benchmarks/``). In float32, channels_last predicts about
 twice as fast as contiguous on both processors measured (``cpu-precision.md``, an Intel Xeon with bf16;
-``cpu-precision-epyc.md``, an AMD EPYC without), while the training step gains little or loses.
+``cpu-precision-epyc.md``, an AMD EPYC without: 4.01 -> 2.08 and 4.12 -> 2.30 s per em-cpu slice). The
+float32 training step gains 1.12-1.13x there too, yet stays contiguous under ``auto``: a float32 run
+trained before would no longer count as this machine's twin for an ablation to reuse, so that change
+waits for a measurement of what it does to the trained networks.
 
 What ``auto`` became on the machine that ran is recorded in the run
 (:class:`~unetbench.system.execution.ExecutionUsed`), so a report rendered on another machine names what ran,
