@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -90,12 +91,15 @@ def _torchrun(args: list[str], cwd: Path, **settings) -> subprocess.Popen:
         "run",
         *map(str, args),
     ]
+    temporary = cwd / "tmp"  # torchrun's torchelastic_* log folder goes there, not into /tmp
+    temporary.mkdir(exist_ok=True)
     return subprocess.Popen(
         command,
         cwd=cwd,
         env={
             **os.environ,
             **LOOPBACK,
+            "TMPDIR": str(temporary),
             **{f"UNETBENCH_TEST_{k.upper()}": str(v) for k, v in settings.items()},
         },
         stdout=subprocess.PIPE,
@@ -223,6 +227,9 @@ def test_the_gpus_launcher_runs_the_processes_through_torchrun(tmp_path, capfd, 
     the loopback; a failure is the ranks' one line and an exit status, without torchrun's report."""
     monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    temporary = tmp_path / "tmp"  # the system's temporary folder for this test: torchrun leaves none there
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
     args = ["run", str(QUICKSTART), "--device=cpu", "--iterations=20", "--no-progress"]
     args += [f"--reports={tmp_path / 'reports'}"]
     assert processes.launch(2, [*args, f"--out={tmp_path / 'run'}"]) == 0
@@ -235,3 +242,4 @@ def test_the_gpus_launcher_runs_the_processes_through_torchrun(tmp_path, capfd, 
         f"error: {tmp_path / 'run'} already exists; choose a new --out, or continue that run with --resume "
         f"{tmp_path / 'run'}"
     ]
+    assert list(temporary.iterdir()) == []

@@ -31,6 +31,7 @@ import datetime
 import os
 import signal
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -233,26 +234,35 @@ def launch(processes: int, argv: list[str]) -> int:
     (:mod:`torch.distributed.run`, rendezvous on the loopback); returns the exit status.
 
     The processes say what went wrong themselves (rank 0, one line); torchrun's report of a failed
-    process, a traceback of its own, is not repeated.
+    process, a traceback of its own, is not repeated. torchrun's log folder is a temporary one, removed
+    afterwards (by default torchrun leaves a ``torchelastic_*`` folder in the system's temporary folder
+    on every launch).
     """
+    from torch.distributed import run as torchrun
+
+    with tempfile.TemporaryDirectory(prefix="unetbench-torchrun-") as logs:
+        options = torchrun.parse_args(
+            [
+                "--nnodes=1",
+                f"--nproc-per-node={processes}",
+                "--master-addr=127.0.0.1",
+                f"--master-port={free_loopback_port()}",
+                "--local-addr=127.0.0.1",
+                f"--log-dir={logs}",
+                "--module",
+                "unetbench",
+                *argv,
+            ]
+        )
+        return _run_launcher(torchrun, options, processes)
+
+
+def _run_launcher(torchrun, options, processes: int) -> int:
     import logging
 
-    from torch.distributed import run as torchrun
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    options = torchrun.parse_args(
-        [
-            "--nnodes=1",
-            f"--nproc-per-node={processes}",
-            "--master-addr=127.0.0.1",
-            f"--master-port={free_loopback_port()}",
-            "--local-addr=127.0.0.1",
-            "--module",
-            "unetbench",
-            *argv,
-        ]
-    )
     os.environ[LAUNCHED_BY_GPUS] = str(processes)
     # torchrun sets 1 thread per process (with a warning) when this is unset; share the cores instead
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
