@@ -592,6 +592,10 @@ def test_a_run_trained_with_another_precision_is_not_reused(tiny_run, tmp_path):
     record["execution"] = {**here, "training_precision": other, "inference_precision": other}
     record_file.write_text(json.dumps(record))
     assert _reusable(wanted, spec) == wanted  # trained with another precision: trained again here
+    layout = "contiguous" if here["inference_memory_format"] == "channels_last" else "channels_last"
+    record["execution"] = {**here, "inference_memory_format": layout}
+    record_file.write_text(json.dumps(record))
+    assert _reusable(wanted, spec) == beside  # predicted in another layout: the same network, reused
     record["execution"] = None  # before records kept it: the rule of that time (float32 on the CPU)
     record_file.write_text(json.dumps(record))
     assert (_reusable(wanted, spec) == beside) == (here["training_precision"] == "fp32")
