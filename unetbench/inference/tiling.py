@@ -11,8 +11,9 @@ mirror-extended image would: the result equals that pass to float rounding ("sea
 averaging transforms, assembling the output and averaging happen there, and one probability map per
 image comes back to the host. Tiles go through the network ``inference.batch_size`` at a time under
 ``torch.no_grad()``, with the spec's ``inference.precision`` and ``memory_format``
-(:mod:`unetbench.system.devices`; ``auto``: bf16 autocast on CUDA, float32 on a CPU without bf16, and
-channels_last on both, the weights too, for the call); the soft-max is taken in float32.
+(:mod:`unetbench.system.devices`; ``auto``: bf16 autocast on CUDA and on a CPU with bf16 in hardware,
+float32 on other CPUs, and channels_last everywhere, the weights too, for the call); the soft-max is taken
+in float32.
 
 Two alternatives, for the ablation (:mod:`unetbench.ablation.plan`):
 
